@@ -1,0 +1,267 @@
+//! `DeviceMonitor`: one actor per monitored device. It polls its device every
+//! `poll_interval_ms` with `timeout_ms`, keeps the last result and the health state,
+//! and takes device and config changes while running.
+//!
+//! A probe that panics makes the monitor stop; its supervisor (`MonitorServerActor`)
+//! sees it go and starts a fresh one.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
+
+use super::messages::{UpdateConfig, UpdateDevice};
+use super::monitor_server::{MonitorExited, MonitorServerActor};
+use super::registry::{ActorStats, Tracked};
+use crate::domain::{DeviceSpec, HealthState, MonitorConfig, MonitorStatus, PollResult};
+use crate::probe::{Probe, ProbeFactory};
+
+/// The kind under which monitors appear in the actor registry.
+pub const KIND: &str = "DeviceMonitor";
+
+/// Extra time a probe gets past its own timeout before the monitor stops waiting.
+const PROBE_GRACE: Duration = Duration::from_millis(500);
+
+/// What a monitor is started with; the supervisor keeps it to restart the monitor.
+#[derive(Debug, Clone)]
+pub struct MonitorSpec {
+    pub device: DeviceSpec,
+    pub config: MonitorConfig,
+    pub epoch: i64,
+    pub restarts: u32,
+    pub started_at: DateTime<Utc>,
+    /// Tells this incarnation apart from earlier ones of the same device.
+    pub generation: u64,
+}
+
+pub struct DeviceMonitor {
+    spec: MonitorSpec,
+    probes: ProbeFactory,
+    /// Built in `started`, on the monitor's own thread (probes may be `!Send`).
+    probe: Option<Box<dyn Probe>>,
+    state: HealthState,
+    last_result: Option<PollResult>,
+    polls: u64,
+    failures: u64,
+    stats: Arc<ActorStats>,
+    supervisor: Option<Tracked<MonitorServerActor>>,
+    /// Bumped on every device change, so the result of a poll of the old address is dropped.
+    device_version: u64,
+    in_flight: bool,
+    next_poll: Option<SpawnHandle>,
+}
+
+impl DeviceMonitor {
+    pub fn new(
+        spec: MonitorSpec,
+        probes: ProbeFactory,
+        stats: Arc<ActorStats>,
+        supervisor: Option<Tracked<MonitorServerActor>>,
+    ) -> Self {
+        DeviceMonitor {
+            spec,
+            probes,
+            probe: None,
+            state: HealthState::Pending,
+            last_result: None,
+            polls: 0,
+            failures: 0,
+            stats,
+            supervisor,
+            device_version: 0,
+            in_flight: false,
+            next_poll: None,
+        }
+    }
+
+    fn status(&self) -> MonitorStatus {
+        MonitorStatus {
+            device: self.spec.device.clone(),
+            epoch: self.spec.epoch,
+            state: self.state,
+            last_result: self.last_result.clone(),
+            polls: self.polls,
+            failures: self.failures,
+            restarts: self.spec.restarts,
+            config: self.spec.config,
+            started_at: self.spec.started_at,
+        }
+    }
+
+    fn schedule_poll(&mut self, ctx: &mut Context<Self>, delay: Duration) {
+        if let Some(handle) = self.next_poll.take() {
+            ctx.cancel_future(handle);
+        }
+        self.next_poll = Some(ctx.notify_later(Poll, delay));
+    }
+
+    fn record(&mut self, result: PollResult) {
+        self.polls += 1;
+        if !result.up {
+            self.failures += 1;
+        }
+        let state = if result.up {
+            HealthState::Normal
+        } else {
+            HealthState::Unreachable
+        };
+        if state != self.state {
+            tracing::info!(
+                device.id = self.spec.device.id,
+                from = ?self.state,
+                to = ?state,
+                reason = result.error.as_deref().unwrap_or("answered"),
+                "device state changed"
+            );
+            self.state = state;
+        }
+        self.last_result = Some(result);
+    }
+
+    /// The probe panicked: stop, and let the supervisor start a fresh monitor.
+    fn fail(&mut self, ctx: &mut Context<Self>, panic: &(dyn std::any::Any + Send)) {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        tracing::error!(device.id = self.spec.device.id, %reason, "device monitor failed");
+        ctx.stop();
+    }
+}
+
+impl Actor for DeviceMonitor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.probe = Some((self.probes)());
+        ctx.notify(Poll);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        if let Some(supervisor) = &self.supervisor {
+            supervisor.do_send(MonitorExited {
+                device_id: self.spec.device.id,
+                generation: self.spec.generation,
+            });
+        }
+    }
+}
+
+/// Time to poll the device (sent by the monitor to itself).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Poll;
+
+impl Handler<Poll> for DeviceMonitor {
+    type Result = ();
+
+    fn handle(&mut self, _: Poll, ctx: &mut Context<Self>) {
+        self.stats.record_timer::<Poll>();
+        self.next_poll = None;
+        if self.in_flight {
+            return;
+        }
+        let Some(probe) = &self.probe else { return };
+        let timeout = self.spec.config.timeout();
+        let started = Instant::now();
+        let version = self.device_version;
+        let poll = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+            probe.poll(&self.spec.device, timeout)
+        })) {
+            Ok(poll) => poll,
+            Err(panic) => return self.fail(ctx, panic.as_ref()),
+        };
+        self.in_flight = true;
+        let guarded =
+            tokio::time::timeout(timeout + PROBE_GRACE, AssertUnwindSafe(poll).catch_unwind());
+        ctx.spawn(guarded.into_actor(self).map(move |outcome, act, ctx| {
+            act.in_flight = false;
+            let result = match outcome {
+                Ok(Ok(result)) => result,
+                Ok(Err(panic)) => return act.fail(ctx, panic.as_ref()),
+                Err(_elapsed) => PollResult {
+                    at: Utc::now(),
+                    up: false,
+                    latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    status_code: None,
+                    error: Some(format!("no answer within {} ms", timeout.as_millis())),
+                },
+            };
+            if version == act.device_version {
+                act.record(result);
+                let delay = act
+                    .spec
+                    .config
+                    .poll_interval()
+                    .saturating_sub(started.elapsed());
+                act.schedule_poll(ctx, delay);
+            } else {
+                // The device changed while this poll was out: poll the new one now.
+                act.schedule_poll(ctx, Duration::ZERO);
+            }
+        }));
+    }
+}
+
+impl Handler<UpdateDevice> for DeviceMonitor {
+    type Result = bool;
+
+    fn handle(&mut self, UpdateDevice(device): UpdateDevice, ctx: &mut Context<Self>) -> bool {
+        self.stats.record::<UpdateDevice>();
+        if device.id != self.spec.device.id {
+            return false;
+        }
+        self.spec.device = device;
+        self.device_version += 1;
+        if !self.in_flight {
+            self.schedule_poll(ctx, Duration::ZERO);
+        }
+        true
+    }
+}
+
+impl Handler<UpdateConfig> for DeviceMonitor {
+    type Result = usize;
+
+    fn handle(&mut self, UpdateConfig(config): UpdateConfig, ctx: &mut Context<Self>) -> usize {
+        self.stats.record::<UpdateConfig>();
+        let interval_changed = config.poll_interval_ms != self.spec.config.poll_interval_ms;
+        self.spec.config = config;
+        if interval_changed && !self.in_flight {
+            self.schedule_poll(ctx, config.poll_interval());
+        }
+        1
+    }
+}
+
+/// The monitor's device, state, last result and counters.
+#[derive(Debug, Message)]
+#[rtype(result = "MonitorStatus")]
+pub struct GetStatus;
+
+impl Handler<GetStatus> for DeviceMonitor {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _ctx: &mut Context<Self>) -> Self::Result {
+        self.stats.record::<GetStatus>();
+        MessageResult(self.status())
+    }
+}
+
+/// Stop polling and go away (the device is no longer monitored here).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopPolling;
+
+impl Handler<StopPolling> for DeviceMonitor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopPolling, ctx: &mut Context<Self>) {
+        self.stats.record::<StopPolling>();
+        ctx.stop();
+    }
+}

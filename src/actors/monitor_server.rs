@@ -1,0 +1,442 @@
+//! `MonitorServerActor`: the supervisor of one monitor server's `DeviceMonitor`s, keyed
+//! by device id. It enforces `max_monitors_per_server`, forwards config to every
+//! monitor and device changes to the one that watches the device, answers info, and
+//! restarts a monitor that fails or panics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::Utc;
+use futures_util::future::join_all;
+
+use super::device_monitor::{self, DeviceMonitor, GetStatus, MonitorSpec, StopPolling};
+use super::messages::{UpdateConfig, UpdateDevice};
+use super::registry::{ActorRegistry, ActorStats, Tracked};
+use crate::domain::{DeviceSpec, HealthState, MonitorConfig, MonitorStatus};
+use crate::probe::ProbeFactory;
+use crate::wire::ServerInfo;
+
+/// The kind under which the supervisor appears in the actor registry.
+pub const KIND: &str = "MonitorServerActor";
+
+/// How often the supervisor looks for monitors that died without saying so (a panic
+/// unwinds past `stopped`).
+pub const SUPERVISION_PERIOD: Duration = Duration::from_secs(1);
+
+/// Restart delays double from this after each failure in a row...
+const RESTART_BACKOFF_BASE: Duration = Duration::from_millis(50);
+/// ...up to this.
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A monitor that ran this long before failing starts its backoff afresh.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
+pub struct MonitorServerActor {
+    server_id: i64,
+    config: MonitorConfig,
+    monitors: HashMap<i64, Child>,
+    probes: ProbeFactory,
+    registry: ActorRegistry,
+    stats: Arc<ActorStats>,
+    /// This actor's own tracked address, handed to each monitor to report its exit.
+    myself: Option<Tracked<MonitorServerActor>>,
+    next_generation: u64,
+}
+
+/// A supervised monitor and what it takes to start it again.
+struct Child {
+    spec: MonitorSpec,
+    /// `None` while a restart is pending.
+    monitor: Option<Tracked<DeviceMonitor>>,
+    incarnation_started: Instant,
+    /// Failures since the monitor last ran for `STABLE_AFTER`.
+    failures_in_a_row: u32,
+    stats: Arc<ActorStats>,
+}
+
+impl Child {
+    /// What to report for a monitor that is being restarted and cannot answer.
+    fn pending_status(&self) -> MonitorStatus {
+        MonitorStatus {
+            device: self.spec.device.clone(),
+            epoch: self.spec.epoch,
+            state: HealthState::Pending,
+            last_result: None,
+            polls: 0,
+            failures: 0,
+            restarts: self.spec.restarts,
+            config: self.spec.config,
+            started_at: self.spec.started_at,
+        }
+    }
+
+    async fn status(
+        monitor: Option<Tracked<DeviceMonitor>>,
+        pending: MonitorStatus,
+    ) -> MonitorStatus {
+        match monitor {
+            Some(monitor) => monitor.send(GetStatus).await.unwrap_or(pending),
+            None => pending,
+        }
+    }
+}
+
+impl MonitorServerActor {
+    pub fn new(
+        server_id: i64,
+        config: MonitorConfig,
+        probes: ProbeFactory,
+        registry: ActorRegistry,
+    ) -> Self {
+        let stats = registry.register(KIND, server_id.to_string());
+        MonitorServerActor {
+            server_id,
+            config,
+            monitors: HashMap::new(),
+            probes,
+            registry,
+            stats,
+            myself: None,
+            next_generation: 0,
+        }
+    }
+
+    /// Starts the actor on the current arbiter and returns its tracked address.
+    pub fn launch(self) -> Tracked<MonitorServerActor> {
+        let stats = Arc::clone(&self.stats);
+        Tracked::new(self.start(), stats)
+    }
+
+    /// Starts (or restarts) the monitor of `device_id` from the child's spec.
+    fn spawn_monitor(&mut self, device_id: i64) {
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let Some(child) = self.monitors.get_mut(&device_id) else {
+            return;
+        };
+        child.spec.generation = generation;
+        child.spec.config = self.config;
+        child.stats.reset_mailbox();
+        let monitor = DeviceMonitor::new(
+            child.spec.clone(),
+            Arc::clone(&self.probes),
+            Arc::clone(&child.stats),
+            self.myself.clone(),
+        );
+        child.monitor = Some(Tracked::new(monitor.start(), Arc::clone(&child.stats)));
+        child.incarnation_started = Instant::now();
+    }
+
+    /// A monitor died: start a fresh one after a backoff that grows while it keeps failing.
+    fn restart(&mut self, ctx: &mut Context<Self>, device_id: i64) {
+        let Some(child) = self.monitors.get_mut(&device_id) else {
+            return;
+        };
+        if child.monitor.take().is_none() {
+            return; // a restart is already pending
+        }
+        if child.incarnation_started.elapsed() >= STABLE_AFTER {
+            child.failures_in_a_row = 0;
+        }
+        let delay = RESTART_BACKOFF_BASE
+            .saturating_mul(1 << child.failures_in_a_row.min(16))
+            .min(RESTART_BACKOFF_MAX);
+        child.failures_in_a_row += 1;
+        child.spec.restarts += 1;
+        let generation = child.spec.generation;
+        tracing::warn!(
+            device.id = device_id,
+            server.id = self.server_id,
+            restarts = child.spec.restarts,
+            delay_ms = delay.as_millis() as u64,
+            "device monitor stopped unexpectedly; restarting"
+        );
+        ctx.run_later(delay, move |act, _ctx| {
+            let still_waiting = act
+                .monitors
+                .get(&device_id)
+                .is_some_and(|c| c.monitor.is_none() && c.spec.generation == generation);
+            if still_waiting {
+                act.spawn_monitor(device_id);
+            }
+        });
+    }
+
+    /// Restarts every monitor whose actor is gone without having reported it.
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
+        let dead: Vec<i64> = self
+            .monitors
+            .iter()
+            .filter(|(_, child)| child.monitor.as_ref().is_some_and(|m| !m.connected()))
+            .map(|(id, _)| *id)
+            .collect();
+        for device_id in dead {
+            self.restart(ctx, device_id);
+        }
+    }
+
+    fn set_config(&mut self, config: MonitorConfig) -> usize {
+        self.config = config;
+        for child in self.monitors.values_mut() {
+            child.spec.config = config;
+            if let Some(monitor) = &child.monitor {
+                monitor.do_send(UpdateConfig(config));
+            }
+        }
+        self.monitors.len()
+    }
+}
+
+impl Actor for MonitorServerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.myself = Some(Tracked::new(ctx.address(), Arc::clone(&self.stats)));
+        ctx.run_interval(SUPERVISION_PERIOD, |act, ctx| act.sweep(ctx));
+        tracing::info!(
+            server.id = self.server_id,
+            max_monitors = self.config.max_monitors_per_server,
+            "monitor server actor started"
+        );
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        for (_, child) in self.monitors.drain() {
+            if let Some(monitor) = child.monitor {
+                monitor.do_send(StopPolling);
+            }
+            self.registry.unregister(&child.stats);
+        }
+        self.registry.unregister(&self.stats);
+    }
+}
+
+/// Why a start was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartRefused {
+    #[error("device {0} is already monitored on this server")]
+    AlreadyRunning(i64),
+    #[error("this server is at its limit of {0} monitors")]
+    AtLimit(u32),
+}
+
+/// Start monitoring a device here, with the config the coordinator holds now.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), StartRefused>")]
+pub struct StartMonitor {
+    pub device: DeviceSpec,
+    pub config: MonitorConfig,
+    pub epoch: i64,
+}
+
+impl Handler<StartMonitor> for MonitorServerActor {
+    type Result = Result<(), StartRefused>;
+
+    fn handle(&mut self, msg: StartMonitor, _ctx: &mut Context<Self>) -> Self::Result {
+        self.stats.record::<StartMonitor>();
+        if msg.config != self.config {
+            // The coordinator read the config just now; a broadcast this server missed
+            // is healed here.
+            self.set_config(msg.config);
+        }
+        let device_id = msg.device.id;
+        if self.monitors.contains_key(&device_id) {
+            return Err(StartRefused::AlreadyRunning(device_id));
+        }
+        let max = self.config.max_monitors_per_server;
+        if self.monitors.len() >= max as usize {
+            return Err(StartRefused::AtLimit(max));
+        }
+        let stats = self
+            .registry
+            .register(device_monitor::KIND, device_id.to_string());
+        self.monitors.insert(
+            device_id,
+            Child {
+                spec: MonitorSpec {
+                    device: msg.device,
+                    config: self.config,
+                    epoch: msg.epoch,
+                    restarts: 0,
+                    started_at: Utc::now(),
+                    generation: 0,
+                },
+                monitor: None,
+                incarnation_started: Instant::now(),
+                failures_in_a_row: 0,
+                stats,
+            },
+        );
+        self.spawn_monitor(device_id);
+        tracing::info!(
+            device.id = device_id,
+            server.id = self.server_id,
+            epoch = msg.epoch,
+            "monitor started"
+        );
+        Ok(())
+    }
+}
+
+/// The device is not monitored on this server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("device {0} is not monitored on this server")]
+pub struct NotRunning(pub i64);
+
+/// Stop monitoring a device here.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<(), NotRunning>")]
+pub struct StopMonitor {
+    pub device_id: i64,
+}
+
+impl Handler<StopMonitor> for MonitorServerActor {
+    type Result = Result<(), NotRunning>;
+
+    fn handle(&mut self, msg: StopMonitor, _ctx: &mut Context<Self>) -> Self::Result {
+        self.stats.record::<StopMonitor>();
+        let child = self
+            .monitors
+            .remove(&msg.device_id)
+            .ok_or(NotRunning(msg.device_id))?;
+        if let Some(monitor) = child.monitor {
+            monitor.do_send(StopPolling);
+        }
+        self.registry.unregister(&child.stats);
+        tracing::info!(
+            device.id = msg.device_id,
+            server.id = self.server_id,
+            "monitor stopped"
+        );
+        Ok(())
+    }
+}
+
+impl Handler<UpdateDevice> for MonitorServerActor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: UpdateDevice, _ctx: &mut Context<Self>) -> bool {
+        self.stats.record::<UpdateDevice>();
+        let Some(child) = self.monitors.get_mut(&msg.0.id) else {
+            return false;
+        };
+        child.spec.device = msg.0.clone();
+        if let Some(monitor) = &child.monitor {
+            monitor.do_send(msg);
+        }
+        true
+    }
+}
+
+impl Handler<UpdateConfig> for MonitorServerActor {
+    type Result = usize;
+
+    fn handle(&mut self, UpdateConfig(config): UpdateConfig, _ctx: &mut Context<Self>) -> usize {
+        self.stats.record::<UpdateConfig>();
+        let updated = self.set_config(config);
+        tracing::info!(
+            server.id = self.server_id,
+            monitors = updated,
+            "config applied"
+        );
+        updated
+    }
+}
+
+/// Running count, limit and device ids of this server.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "ServerInfo")]
+pub struct GetInfo;
+
+impl Handler<GetInfo> for MonitorServerActor {
+    type Result = MessageResult<GetInfo>;
+
+    fn handle(&mut self, _: GetInfo, _ctx: &mut Context<Self>) -> Self::Result {
+        self.stats.record::<GetInfo>();
+        let mut device_ids: Vec<i64> = self.monitors.keys().copied().collect();
+        device_ids.sort_unstable();
+        MessageResult(ServerInfo {
+            server_id: self.server_id,
+            running_monitors: device_ids.len(),
+            max_monitors: self.config.max_monitors_per_server,
+            device_ids,
+        })
+    }
+}
+
+/// The status of one monitor, `None` when the device is not monitored here.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Option<MonitorStatus>")]
+pub struct GetMonitorStatus {
+    pub device_id: i64,
+}
+
+impl Handler<GetMonitorStatus> for MonitorServerActor {
+    type Result = ResponseFuture<Option<MonitorStatus>>;
+
+    fn handle(&mut self, msg: GetMonitorStatus, _ctx: &mut Context<Self>) -> Self::Result {
+        self.stats.record::<GetMonitorStatus>();
+        let child = self
+            .monitors
+            .get(&msg.device_id)
+            .map(|child| (child.monitor.clone(), child.pending_status()));
+        Box::pin(async move {
+            let (monitor, pending) = child?;
+            Some(Child::status(monitor, pending).await)
+        })
+    }
+}
+
+/// The status of every monitor here, or of those among `device_ids`; ordered by device id.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Vec<MonitorStatus>")]
+pub struct ListMonitors {
+    pub device_ids: Option<Vec<i64>>,
+}
+
+impl Handler<ListMonitors> for MonitorServerActor {
+    type Result = ResponseFuture<Vec<MonitorStatus>>;
+
+    fn handle(&mut self, msg: ListMonitors, _ctx: &mut Context<Self>) -> Self::Result {
+        self.stats.record::<ListMonitors>();
+        let mut ids: Vec<i64> = match msg.device_ids {
+            Some(ids) => ids
+                .into_iter()
+                .filter(|id| self.monitors.contains_key(id))
+                .collect(),
+            None => self.monitors.keys().copied().collect(),
+        };
+        ids.sort_unstable();
+        ids.dedup();
+        let queries: Vec<_> = ids
+            .iter()
+            .filter_map(|id| self.monitors.get(id))
+            .map(|child| Child::status(child.monitor.clone(), child.pending_status()))
+            .collect();
+        Box::pin(join_all(queries))
+    }
+}
+
+/// A monitor stopped; sent by the monitor itself from `stopped`.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct MonitorExited {
+    pub device_id: i64,
+    pub generation: u64,
+}
+
+impl Handler<MonitorExited> for MonitorServerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: MonitorExited, ctx: &mut Context<Self>) {
+        self.stats.record::<MonitorExited>();
+        let current = self
+            .monitors
+            .get(&msg.device_id)
+            .is_some_and(|c| c.monitor.is_some() && c.spec.generation == msg.generation);
+        if current {
+            self.restart(ctx, msg.device_id);
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Settings of a process, from flags, then `VIGIL_*` environment variables (both read by
+//! clap in `main.rs`), then an optional TOML file (`--config`), then defaults.
+//! `vigil.example.toml` documents every key.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::db::DbUrl;
+use crate::error::StartupError;
+
+pub const DEFAULT_DB: &str = "sqlite://vigil.db";
+pub const DEFAULT_COORDINATOR_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_MONITOR_SERVER_LISTEN: &str = "127.0.0.1:8081";
+pub const DEFAULT_DB_POOL_SIZE: u32 = 8;
+/// Monitor servers `vigil serve` runs in-process.
+pub const DEFAULT_SERVE_MONITOR_SERVERS: u16 = 2;
+
+/// What a TOML settings file may hold; every key is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    pub db: Option<String>,
+    pub listen: Option<String>,
+    pub db_pool_size: Option<u32>,
+    pub advertise: Option<String>,
+    pub monitor_servers: Option<u16>,
+    pub log: Option<String>,
+}
+
+impl FileSettings {
+    pub fn load(path: &Path) -> Result<Self, StartupError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            StartupError::Settings(format!("cannot read settings file {}: {e}", path.display()))
+        })?;
+        toml::from_str(&text).map_err(|e| {
+            let reason = e.message().to_string();
+            StartupError::Settings(format!(
+                "settings file {} is invalid: {reason}",
+                path.display()
+            ))
+        })
+    }
+}
+
+/// The flags (or environment variables) given on the command line; `None` when absent.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub db: Option<String>,
+    pub listen: Option<String>,
+    pub db_pool_size: Option<u32>,
+    pub advertise: Option<String>,
+    pub monitor_servers: Option<u16>,
+}
+
+/// Settings every node has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSettings {
+    pub db: DbUrl,
+    pub listen: SocketAddr,
+    pub db_pool_size: u32,
+}
+
+/// `vigil serve`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeSettings {
+    pub node: NodeSettings,
+    pub monitor_servers: u16,
+}
+
+/// `vigil monitor-server`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorServerSettings {
+    pub node: NodeSettings,
+    /// `HOST[:PORT]` coordinators use to reach this server; see [`advertised_address`].
+    pub advertise: Option<String>,
+}
+
+fn node(
+    flags: &Flags,
+    file: &FileSettings,
+    default_listen: &str,
+) -> Result<NodeSettings, StartupError> {
+    let db = flags
+        .db
+        .clone()
+        .or_else(|| file.db.clone())
+        .unwrap_or_else(|| DEFAULT_DB.into());
+    let db: DbUrl = db
+        .parse()
+        .map_err(|e| StartupError::Settings(format!("--db: {e}")))?;
+    let listen = flags
+        .listen
+        .clone()
+        .or_else(|| file.listen.clone())
+        .unwrap_or_else(|| default_listen.into());
+    let db_pool_size = flags
+        .db_pool_size
+        .or(file.db_pool_size)
+        .unwrap_or(DEFAULT_DB_POOL_SIZE);
+    if db_pool_size == 0 {
+        return Err(StartupError::Settings(
+            "--db-pool-size must be at least 1".into(),
+        ));
+    }
+    Ok(NodeSettings {
+        db,
+        listen: socket_address("--listen", &listen)?,
+        db_pool_size,
+    })
+}
+
+impl ServeSettings {
+    pub fn resolve(flags: &Flags, file: &FileSettings) -> Result<Self, StartupError> {
+        let monitor_servers = flags
+            .monitor_servers
+            .or(file.monitor_servers)
+            .unwrap_or(DEFAULT_SERVE_MONITOR_SERVERS);
+        if monitor_servers == 0 {
+            return Err(StartupError::Settings(
+                "--monitor-servers must be at least 1".into(),
+            ));
+        }
+        Ok(ServeSettings {
+            node: node(flags, file, DEFAULT_COORDINATOR_LISTEN)?,
+            monitor_servers,
+        })
+    }
+}
+
+/// `vigil coordinator`.
+pub fn coordinator_settings(
+    flags: &Flags,
+    file: &FileSettings,
+) -> Result<NodeSettings, StartupError> {
+    node(flags, file, DEFAULT_COORDINATOR_LISTEN)
+}
+
+impl MonitorServerSettings {
+    pub fn resolve(flags: &Flags, file: &FileSettings) -> Result<Self, StartupError> {
+        Ok(MonitorServerSettings {
+            node: node(flags, file, DEFAULT_MONITOR_SERVER_LISTEN)?,
+            advertise: flags.advertise.clone().or_else(|| file.advertise.clone()),
+        })
+    }
+}
+
+/// `HOST:PORT` (port 0 allowed) to a socket address; a host name is resolved once, here.
+pub fn socket_address(flag: &str, value: &str) -> Result<SocketAddr, StartupError> {
+    let invalid = |why: String| StartupError::Settings(format!("{flag} {value:?}: {why}"));
+    if !value.contains(':') {
+        return Err(invalid("expected HOST:PORT, e.g. 127.0.0.1:8080".into()));
+    }
+    value
+        .to_socket_addrs()
+        .map_err(|e| invalid(e.to_string()))?
+        .next()
+        .ok_or_else(|| invalid("resolves to no address".into()))
+}
+
+/// The `(host, port)` a monitor server registers under: `--advertise HOST[:PORT]` when
+/// given (a missing or zero port means the port actually bound), else the bound address,
+/// which must then be a specific one.
+pub fn advertised_address(
+    advertise: Option<&str>,
+    bound: SocketAddr,
+) -> Result<(String, u16), StartupError> {
+    let Some(advertise) = advertise else {
+        if bound.ip().is_unspecified() {
+            return Err(StartupError::Settings(format!(
+                "--listen {bound} listens on every interface; give --advertise HOST[:PORT] so coordinators know where to call"
+            )));
+        }
+        return Ok((bound.ip().to_string(), bound.port()));
+    };
+    let invalid = |why: &str| StartupError::Settings(format!("--advertise {advertise:?}: {why}"));
+    let (host, port) = match advertise.rsplit_once(':') {
+        // A bare IPv6 address has colons but no port.
+        Some((host, port))
+            if !host.is_empty()
+                && !port.contains(']')
+                && (!host.contains(':') || host.ends_with(']')) =>
+        {
+            let port: u16 = port
+                .parse()
+                .map_err(|_| invalid("the port is not a number from 0 to 65535"))?;
+            (host, port)
+        }
+        _ => (advertise, 0),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(invalid("names no host"));
+    }
+    Ok((
+        host.to_string(),
+        if port == 0 { bound.port() } else { port },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let file = FileSettings {
+            db: Some("sqlite://from-file.db".into()),
+            listen: Some("127.0.0.1:9000".into()),
+            ..Default::default()
+        };
+        let flags = Flags {
+            listen: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        };
+        let settings = coordinator_settings(&flags, &file).unwrap();
+        assert_eq!(settings.db, DbUrl::Sqlite("from-file.db".into()));
+        assert_eq!(settings.listen.port(), 0);
+        assert_eq!(settings.db_pool_size, DEFAULT_DB_POOL_SIZE);
+        let defaults = ServeSettings::resolve(&Flags::default(), &FileSettings::default()).unwrap();
+        assert_eq!(defaults.node.listen.to_string(), DEFAULT_COORDINATOR_LISTEN);
+        assert_eq!(defaults.monitor_servers, DEFAULT_SERVE_MONITOR_SERVERS);
+    }
+
+    #[test]
+    fn bad_values_are_one_line_errors() {
+        let flags = Flags {
+            db: Some("mysql://x".into()),
+            ..Default::default()
+        };
+        let err = coordinator_settings(&flags, &FileSettings::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--db: database URL must start with sqlite:// or postgres:// (got \"mysql\")"
+        );
+        assert!(socket_address("--listen", "8080").is_err());
+        assert!(socket_address("--listen", "127.0.0.1:99999").is_err());
+    }
+
+    #[test]
+    fn the_advertised_address_defaults_to_the_bound_one() {
+        let bound: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        assert_eq!(
+            advertised_address(None, bound).unwrap(),
+            ("127.0.0.1".into(), 4000)
+        );
+        assert_eq!(
+            advertised_address(Some("ms1.lan"), bound).unwrap(),
+            ("ms1.lan".into(), 4000)
+        );
+        assert_eq!(
+            advertised_address(Some("ms1.lan:9000"), bound).unwrap(),
+            ("ms1.lan".into(), 9000)
+        );
+        assert_eq!(
+            advertised_address(Some("[::1]:9000"), bound).unwrap(),
+            ("::1".into(), 9000)
+        );
+        assert_eq!(
+            advertised_address(Some("::1"), bound).unwrap(),
+            ("::1".into(), 4000)
+        );
+        let any: SocketAddr = "0.0.0.0:4000".parse().unwrap();
+        assert!(advertised_address(None, any).is_err());
+        assert!(advertised_address(Some("ms1:port"), bound).is_err());
+    }
+
+    #[test]
+    fn settings_files_refuse_unknown_keys() {
+        let dir = std::env::temp_dir().join(format!("vigil-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("vigil.toml");
+        std::fs::write(&path, "db = \"sqlite://x.db\"\nlisten_port = 3\n").unwrap();
+        let err = FileSettings::load(&path).unwrap_err().to_string();
+        assert!(err.contains("unknown field `listen_port`"), "{err}");
+        std::fs::write(&path, "db = \"sqlite://x.db\"\nmonitor_servers = 3\n").unwrap();
+        assert_eq!(FileSettings::load(&path).unwrap().monitor_servers, Some(3));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

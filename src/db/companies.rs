@@ -1,0 +1,63 @@
+//! Queries on `companies`.
+
+use diesel::prelude::*;
+
+use super::assignments;
+use super::models::{Company, NewCompany};
+use super::schema::companies;
+use super::{write_transaction, DbConn};
+
+pub fn create(conn: &mut DbConn, name: &str) -> QueryResult<Company> {
+    diesel::insert_into(companies::table)
+        .values(&NewCompany { name })
+        .returning(companies::all_columns)
+        .get_result(conn)
+}
+
+pub fn list(conn: &mut DbConn) -> QueryResult<Vec<Company>> {
+    companies::table
+        .order(companies::id)
+        .select(Company::as_select())
+        .load(conn)
+}
+
+pub fn get(conn: &mut DbConn, id: i64) -> QueryResult<Option<Company>> {
+    companies::table
+        .find(id)
+        .select(Company::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_by_name(conn: &mut DbConn, name: &str) -> QueryResult<Option<Company>> {
+    companies::table
+        .filter(companies::name.eq(name))
+        .select(Company::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// What [`delete_unless_monitored`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Deletion {
+    Deleted,
+    NotFound,
+    /// Refused: this many of its devices are assigned to a monitor server.
+    Monitored(i64),
+}
+
+/// Deletes a company and its devices, unless one of them is monitored; checked and
+/// deleted in one write transaction so a start cannot slip in between.
+pub fn delete_unless_monitored(conn: &mut DbConn, id: i64) -> QueryResult<Deletion> {
+    write_transaction(conn, |conn| {
+        if get(conn, id)?.is_none() {
+            return Ok(Deletion::NotFound);
+        }
+        let monitored = assignments::monitored_in_company(conn, id)?;
+        if monitored > 0 {
+            return Ok(Deletion::Monitored(monitored));
+        }
+        diesel::delete(companies::table.find(id)).execute(conn)?;
+        Ok(Deletion::Deleted)
+    })
+}

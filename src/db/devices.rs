@@ -1,0 +1,83 @@
+//! Queries on `devices`.
+
+use diesel::prelude::*;
+
+use super::models::{Device, DeviceChanges, NewDevice};
+use super::schema::devices;
+use super::DbConn;
+
+pub fn create(conn: &mut DbConn, new: &NewDevice<'_>) -> QueryResult<Device> {
+    diesel::insert_into(devices::table)
+        .values(new)
+        .returning(devices::all_columns)
+        .get_result(conn)
+}
+
+/// Devices ordered by id, optionally of one company, one page at a time.
+pub fn list(
+    conn: &mut DbConn,
+    company_id: Option<i64>,
+    limit: i64,
+    offset: i64,
+) -> QueryResult<Vec<Device>> {
+    let mut query = devices::table
+        .select(Device::as_select())
+        .order(devices::id)
+        .limit(limit)
+        .offset(offset)
+        .into_boxed();
+    if let Some(company_id) = company_id {
+        query = query.filter(devices::company_id.eq(company_id));
+    }
+    query.load(conn)
+}
+
+/// The enabled devices of a company, the set a company-wide start asks for.
+pub fn enabled_of_company(conn: &mut DbConn, company_id: i64) -> QueryResult<Vec<Device>> {
+    devices::table
+        .filter(devices::company_id.eq(company_id))
+        .filter(devices::enabled.eq(true))
+        .order(devices::id)
+        .select(Device::as_select())
+        .load(conn)
+}
+
+/// Every device id of a company, enabled or not (a company-wide stop asks for all).
+pub fn ids_of_company(conn: &mut DbConn, company_id: i64) -> QueryResult<Vec<i64>> {
+    devices::table
+        .filter(devices::company_id.eq(company_id))
+        .order(devices::id)
+        .select(devices::id)
+        .load(conn)
+}
+
+pub fn get(conn: &mut DbConn, id: i64) -> QueryResult<Option<Device>> {
+    devices::table
+        .find(id)
+        .select(Device::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_by_name(conn: &mut DbConn, company_id: i64, name: &str) -> QueryResult<Option<Device>> {
+    devices::table
+        .filter(devices::company_id.eq(company_id))
+        .filter(devices::name.eq(name))
+        .select(Device::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Applies `changes` and stamps `updated_at`; `None` when the device does not exist.
+pub fn update(conn: &mut DbConn, id: i64, changes: &DeviceChanges) -> QueryResult<Option<Device>> {
+    diesel::update(devices::table.find(id))
+        .set((changes, devices::updated_at.eq(diesel::dsl::now)))
+        .returning(devices::all_columns)
+        .get_result(conn)
+        .optional()
+}
+
+/// Deletes a device (its assignment goes with it); false when there was none.
+pub fn delete(conn: &mut DbConn, id: i64) -> QueryResult<bool> {
+    Ok(diesel::delete(devices::table.find(id)).execute(conn)? > 0)
+}

@@ -1,0 +1,149 @@
+//! The database layer: one connection type over PostgreSQL and SQLite, a pool,
+//! embedded migrations, and query functions grouped by table.
+//!
+//! Query functions are synchronous, take `&mut DbConn` and return
+//! `diesel::QueryResult`, so the same function runs alone or inside a transaction.
+//! Async callers reach them through [`Db::run`], which moves the work off the event
+//! loop onto tokio's blocking pool. Nothing here knows about HTTP or actors.
+
+pub mod assignments;
+pub mod companies;
+pub mod config;
+pub mod devices;
+mod migrate;
+pub mod models;
+pub mod monitor_servers;
+mod pool;
+pub mod schema;
+pub mod scratch;
+pub mod url;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager};
+use diesel::pg::PgConnection;
+use diesel::sqlite::SqliteConnection;
+use diesel::QueryResult;
+
+pub use self::url::{DbUrl, DbUrlError};
+
+/// A connection to whichever backend the `--db` URL named.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// How long a caller waits for a free pooled connection before giving up.
+const POOL_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Errors of the database layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot connect to the database at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("cannot migrate the database at {url}: {reason}")]
+    Migrate { url: String, reason: String },
+    #[error("no database connection available: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("database task did not finish: {0}")]
+    Task(String),
+}
+
+/// A handle on the pool; cheap to clone, shared by every actor and handler.
+#[derive(Clone)]
+pub struct Db {
+    pool: r2d2::Pool<pool::Manager>,
+    url: Arc<DbUrl>,
+}
+
+impl Db {
+    /// Connects, runs pending migrations and builds the pool, off the event loop.
+    pub async fn open(url: DbUrl, pool_size: u32) -> Result<Db, DbError> {
+        tokio::task::spawn_blocking(move || Db::open_blocking(url, pool_size))
+            .await
+            .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// The blocking body of [`Db::open`], for callers that are not on an event loop.
+    pub fn open_blocking(url: DbUrl, pool_size: u32) -> Result<Db, DbError> {
+        // One direct connection first: r2d2 would hide the real reason behind a timeout.
+        let mut first = pool::connect(&url).map_err(|reason| DbError::Connect {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        })?;
+        migrate::run(&mut first).map_err(|reason| DbError::Migrate {
+            url: url.to_string(),
+            reason,
+        })?;
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(POOL_CHECKOUT_TIMEOUT)
+            .build(pool::Manager::new(url.clone()))?;
+        Ok(Db {
+            pool,
+            url: Arc::new(url),
+        })
+    }
+
+    /// The URL this pool connects to (password redacted when displayed).
+    pub fn url(&self) -> &DbUrl {
+        &self.url
+    }
+
+    /// Runs `f` with a pooled connection on tokio's blocking pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        F: FnOnce(&mut DbConn) -> QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            Ok(f(&mut conn)?)
+        })
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// A pooled connection for code that already runs on a blocking thread.
+    pub fn get(&self) -> Result<r2d2::PooledConnection<pool::Manager>, DbError> {
+        Ok(self.pool.get()?)
+    }
+}
+
+/// Runs `f` in a transaction that takes the write lock up front.
+///
+/// On SQLite a plain `BEGIN` that later writes can fail with "database is locked"
+/// without waiting for the busy timeout; `BEGIN IMMEDIATE` waits its turn instead.
+/// On PostgreSQL this is an ordinary transaction.
+pub fn write_transaction<T, F>(conn: &mut DbConn, f: F) -> QueryResult<T>
+where
+    F: FnOnce(&mut DbConn) -> QueryResult<T>,
+{
+    match conn {
+        DbConn::Sqlite(inner) => {
+            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?
+        }
+        DbConn::Pg(_) => {
+            <DbConn as Connection>::TransactionManager::begin_transaction(conn)?;
+        }
+    }
+    match f(conn) {
+        Ok(value) => match <DbConn as Connection>::TransactionManager::commit_transaction(conn) {
+            Ok(()) => Ok(value),
+            Err(commit_error) => {
+                let _ = <DbConn as Connection>::TransactionManager::rollback_transaction(conn);
+                Err(commit_error)
+            }
+        },
+        Err(error) => {
+            <DbConn as Connection>::TransactionManager::rollback_transaction(conn)?;
+            Err(error)
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Row structs, one per use: what a query returns, what an insert takes, what an update sets.
+//! These never go on the wire; the HTTP layer has its own types.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{assignments, companies, config, devices, monitor_servers};
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = companies)]
+pub struct Company {
+    pub id: i64,
+    pub name: String,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = companies)]
+pub struct NewCompany<'a> {
+    pub name: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = devices)]
+pub struct Device {
+    pub id: i64,
+    pub company_id: i64,
+    pub name: String,
+    pub address: String,
+    pub kind: String,
+    pub enabled: bool,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = devices)]
+pub struct NewDevice<'a> {
+    pub company_id: i64,
+    pub name: &'a str,
+    pub address: &'a str,
+    pub kind: &'a str,
+    pub enabled: bool,
+}
+
+/// A partial update of a device; `None` leaves the column as it is.
+#[derive(Debug, Default, Clone, AsChangeset)]
+#[diesel(table_name = devices)]
+pub struct DeviceChanges {
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub kind: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = monitor_servers)]
+pub struct MonitorServer {
+    pub id: i64,
+    pub host: String,
+    pub port: i32,
+    pub registered_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = monitor_servers)]
+pub struct NewMonitorServer<'a> {
+    pub host: &'a str,
+    pub port: i32,
+}
+
+/// The one row of `config`.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = config)]
+pub struct ConfigRow {
+    pub monitor_server_current: i64,
+    pub max_monitors_per_server: i32,
+    pub poll_interval_ms: i64,
+    pub timeout_ms: i64,
+    pub alert_threshold: i32,
+    pub critical_threshold: i32,
+    pub balance_method: String,
+    pub updated_at: NaiveDateTime,
+}
+
+/// A partial update of the config row; the rotating index is not part of it.
+#[derive(Debug, Default, Clone, AsChangeset)]
+#[diesel(table_name = config)]
+pub struct ConfigChanges {
+    pub max_monitors_per_server: Option<i32>,
+    pub poll_interval_ms: Option<i64>,
+    pub timeout_ms: Option<i64>,
+    pub alert_threshold: Option<i32>,
+    pub critical_threshold: Option<i32>,
+    pub balance_method: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = assignments)]
+pub struct Assignment {
+    pub device_id: i64,
+    /// `None` while the device is not monitored anywhere.
+    pub server_id: Option<i64>,
+    pub epoch: i64,
+    pub updated_at: NaiveDateTime,
+}

@@ -1,0 +1,66 @@
+// @generated automatically by Diesel CLI (`diesel print-schema` against PostgreSQL).
+
+diesel::table! {
+    assignments (device_id) {
+        device_id -> Int8,
+        server_id -> Nullable<Int8>,
+        epoch -> Int8,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    companies (id) {
+        id -> Int8,
+        name -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    config (id) {
+        id -> Int8,
+        monitor_server_current -> Int8,
+        max_monitors_per_server -> Int4,
+        poll_interval_ms -> Int8,
+        timeout_ms -> Int8,
+        alert_threshold -> Int4,
+        critical_threshold -> Int4,
+        balance_method -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    devices (id) {
+        id -> Int8,
+        company_id -> Int8,
+        name -> Text,
+        address -> Text,
+        kind -> Text,
+        enabled -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    monitor_servers (id) {
+        id -> Int8,
+        host -> Text,
+        port -> Int4,
+        registered_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(assignments -> devices (device_id));
+diesel::joinable!(assignments -> monitor_servers (server_id));
+diesel::joinable!(devices -> companies (company_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    assignments,
+    companies,
+    config,
+    devices,
+    monitor_servers,
+);

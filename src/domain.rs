@@ -1,0 +1,345 @@
+//! The types every layer speaks: what a monitored device is, the settings a monitor
+//! runs with, its health, and the outcome of one poll. They are also the wire format
+//! between the coordinator and the monitor servers.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::db::models::{ConfigChanges, ConfigRow, Device};
+
+/// How a device is polled. One probe in `probe/` per kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    /// GET the address; up on a 2xx answer.
+    Http,
+}
+
+impl DeviceKind {
+    pub const ALL: &'static [DeviceKind] = &[DeviceKind::Http];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceKind::Http => "http",
+        }
+    }
+}
+
+impl fmt::Display for DeviceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown device kind, named in the error.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown device kind {0:?}: expected one of {kinds}", kinds = DeviceKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "))]
+pub struct UnknownKind(pub String);
+
+impl FromStr for DeviceKind {
+    type Err = UnknownKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DeviceKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownKind(s.to_string()))
+    }
+}
+
+/// What a monitor needs to know about its device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSpec {
+    pub id: i64,
+    pub company_id: i64,
+    pub name: String,
+    pub address: String,
+    pub kind: DeviceKind,
+}
+
+impl TryFrom<&Device> for DeviceSpec {
+    type Error = UnknownKind;
+
+    fn try_from(device: &Device) -> Result<Self, Self::Error> {
+        Ok(DeviceSpec {
+            id: device.id,
+            company_id: device.company_id,
+            name: device.name.clone(),
+            address: device.address.clone(),
+            kind: device.kind.parse()?,
+        })
+    }
+}
+
+/// The settings every running monitor follows; broadcast on every change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorConfig {
+    pub poll_interval_ms: u64,
+    pub timeout_ms: u64,
+    pub alert_threshold: u8,
+    pub critical_threshold: u8,
+    pub max_monitors_per_server: u32,
+}
+
+impl MonitorConfig {
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms.max(1))
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.max(1))
+    }
+}
+
+impl From<&ConfigRow> for MonitorConfig {
+    /// The stored row was validated on the way in; clamp rather than trust blindly.
+    fn from(row: &ConfigRow) -> Self {
+        let clamp_pct = |v: i32| u8::try_from(v.clamp(0, 100)).unwrap_or(100);
+        MonitorConfig {
+            poll_interval_ms: u64::try_from(row.poll_interval_ms).unwrap_or(1).max(1),
+            timeout_ms: u64::try_from(row.timeout_ms).unwrap_or(1).max(1),
+            alert_threshold: clamp_pct(row.alert_threshold),
+            critical_threshold: clamp_pct(row.critical_threshold),
+            max_monitors_per_server: u32::try_from(row.max_monitors_per_server).unwrap_or(0),
+        }
+    }
+}
+
+/// A device's health as its monitor last judged it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthState {
+    /// Started, not polled yet.
+    Pending,
+    Normal,
+    Alert,
+    Critical,
+    Unreachable,
+}
+
+/// The outcome of one poll.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollResult {
+    pub at: DateTime<Utc>,
+    /// The device answered as a healthy device of its kind answers.
+    pub up: bool,
+    pub latency_ms: f64,
+    /// The HTTP status, for kinds that speak HTTP and got an answer.
+    pub status_code: Option<u16>,
+    /// Why the poll failed, in words.
+    pub error: Option<String>,
+}
+
+/// A running monitor as its monitor server reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorStatus {
+    pub device: DeviceSpec,
+    pub epoch: i64,
+    pub state: HealthState,
+    pub last_result: Option<PollResult>,
+    pub polls: u64,
+    pub failures: u64,
+    /// How many times the supervisor restarted this monitor after a failure.
+    pub restarts: u32,
+    pub config: MonitorConfig,
+    pub started_at: DateTime<Utc>,
+}
+
+/// The only balancing method so far: the persisted rotating index of seed 000.
+pub const BALANCE_METHODS: &[&str] = &["round_robin"];
+
+/// Upper bound of `poll_interval_ms`: one day.
+pub const MAX_POLL_INTERVAL_MS: i64 = 86_400_000;
+/// Upper bound of `timeout_ms`: ten minutes.
+pub const MAX_TIMEOUT_MS: i64 = 600_000;
+/// Upper bound of `max_monitors_per_server`.
+pub const MAX_MONITORS_PER_SERVER: i32 = 1_000_000;
+
+/// The config row as it would be with `changes` applied.
+pub fn merge_config(mut row: ConfigRow, changes: &ConfigChanges) -> ConfigRow {
+    let ConfigChanges {
+        max_monitors_per_server,
+        poll_interval_ms,
+        timeout_ms,
+        alert_threshold,
+        critical_threshold,
+        balance_method,
+    } = changes.clone();
+    row.max_monitors_per_server = max_monitors_per_server.unwrap_or(row.max_monitors_per_server);
+    row.poll_interval_ms = poll_interval_ms.unwrap_or(row.poll_interval_ms);
+    row.timeout_ms = timeout_ms.unwrap_or(row.timeout_ms);
+    row.alert_threshold = alert_threshold.unwrap_or(row.alert_threshold);
+    row.critical_threshold = critical_threshold.unwrap_or(row.critical_threshold);
+    row.balance_method = balance_method.unwrap_or(row.balance_method);
+    row
+}
+
+/// Checks a whole config row; the error names every problem found.
+pub fn check_config(row: &ConfigRow) -> Result<(), String> {
+    let mut problems = limit_problems(
+        i64::from(row.alert_threshold),
+        i64::from(row.critical_threshold),
+        row.poll_interval_ms,
+        row.timeout_ms,
+        i64::from(row.max_monitors_per_server),
+    );
+    if !BALANCE_METHODS.contains(&row.balance_method.as_str()) {
+        problems.push(format!(
+            "balance_method must be one of {} (got {:?})",
+            BALANCE_METHODS.join(", "),
+            row.balance_method
+        ));
+    }
+    joined(problems)
+}
+
+/// Checks the settings a monitor server is handed (the same rules as [`check_config`]).
+pub fn check_limits(config: &MonitorConfig) -> Result<(), String> {
+    let wide = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    joined(limit_problems(
+        i64::from(config.alert_threshold),
+        i64::from(config.critical_threshold),
+        wide(config.poll_interval_ms),
+        wide(config.timeout_ms),
+        i64::from(config.max_monitors_per_server),
+    ))
+}
+
+fn limit_problems(
+    alert: i64,
+    critical: i64,
+    poll_interval_ms: i64,
+    timeout_ms: i64,
+    max_monitors: i64,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, value) in [("alert_threshold", alert), ("critical_threshold", critical)] {
+        if !(0..=100).contains(&value) {
+            problems.push(format!("{name} must be between 0 and 100 (got {value})"));
+        }
+    }
+    if alert >= critical {
+        problems.push(format!(
+            "alert_threshold ({alert}) must be below critical_threshold ({critical})"
+        ));
+    }
+    if !(1..=MAX_POLL_INTERVAL_MS).contains(&poll_interval_ms) {
+        problems.push(format!(
+            "poll_interval_ms must be between 1 and {MAX_POLL_INTERVAL_MS} (got {poll_interval_ms})"
+        ));
+    }
+    if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
+        problems.push(format!(
+            "timeout_ms must be between 1 and {MAX_TIMEOUT_MS} (got {timeout_ms})"
+        ));
+    }
+    if !(1..=i64::from(MAX_MONITORS_PER_SERVER)).contains(&max_monitors) {
+        problems.push(format!(
+            "max_monitors_per_server must be between 1 and {MAX_MONITORS_PER_SERVER} (got {max_monitors})"
+        ));
+    }
+    problems
+}
+
+fn joined(problems: Vec<String>) -> Result<(), String> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> ConfigRow {
+        ConfigRow {
+            monitor_server_current: 0,
+            max_monitors_per_server: 1000,
+            poll_interval_ms: 5000,
+            timeout_ms: 3000,
+            alert_threshold: 70,
+            critical_threshold: 90,
+            balance_method: "round_robin".into(),
+            updated_at: chrono::NaiveDateTime::default(),
+        }
+    }
+
+    #[test]
+    fn the_default_config_is_valid() {
+        assert_eq!(check_config(&defaults()), Ok(()));
+    }
+
+    #[test]
+    fn thresholds_must_be_percentages_with_alert_below_critical() {
+        let changes = ConfigChanges {
+            alert_threshold: Some(95),
+            ..Default::default()
+        };
+        let err = check_config(&merge_config(defaults(), &changes)).unwrap_err();
+        assert!(
+            err.contains("alert_threshold (95) must be below critical_threshold (90)"),
+            "{err}"
+        );
+        let changes = ConfigChanges {
+            critical_threshold: Some(101),
+            ..Default::default()
+        };
+        let err = check_config(&merge_config(defaults(), &changes)).unwrap_err();
+        assert!(
+            err.contains("critical_threshold must be between 0 and 100"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn intervals_limits_and_methods_are_checked() {
+        let changes = ConfigChanges {
+            poll_interval_ms: Some(0),
+            timeout_ms: Some(-5),
+            max_monitors_per_server: Some(0),
+            balance_method: Some("random".into()),
+            ..Default::default()
+        };
+        let err = check_config(&merge_config(defaults(), &changes)).unwrap_err();
+        for field in [
+            "poll_interval_ms",
+            "timeout_ms",
+            "max_monitors_per_server",
+            "balance_method",
+        ] {
+            assert!(err.contains(field), "{field} missing from {err}");
+        }
+    }
+
+    #[test]
+    fn a_merge_keeps_what_was_not_given() {
+        let changes = ConfigChanges {
+            timeout_ms: Some(100),
+            ..Default::default()
+        };
+        let merged = merge_config(defaults(), &changes);
+        assert_eq!(merged.timeout_ms, 100);
+        assert_eq!(merged.poll_interval_ms, 5000);
+    }
+
+    #[test]
+    fn device_kinds_parse_by_name() {
+        assert_eq!("http".parse::<DeviceKind>(), Ok(DeviceKind::Http));
+        let err = "snmp".parse::<DeviceKind>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown device kind \"snmp\": expected one of http"
+        );
+    }
+}

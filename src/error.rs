@@ -1,0 +1,25 @@
+//! Which error type belongs where:
+//! - `db::DbError` (wrapping `diesel::QueryResult` errors) in `db`;
+//! - `actors::scheduler::SchedulerError` in the scheduler;
+//! - `http::error::ApiError` in handlers, mapped to a status and a JSON body;
+//! - [`StartupError`] here: what stops a process from starting, printed as one line
+//!   with exit code 2.
+
+use std::net::SocketAddr;
+
+use crate::db::DbError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{0}")]
+    Settings(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the HTTP server: {0}")]
+    Server(std::io::Error),
+}

@@ -1,0 +1,133 @@
+//! `/api/v1/companies`: create, list, read, delete; start and stop all of a company's devices.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::input;
+use super::views::CompanyView;
+use super::AppState;
+use crate::actors::scheduler::{StartDevices, StopDevices, StopScope};
+use crate::db::companies::Deletion;
+use crate::db::models::Company;
+use crate::db::{self, Db};
+use crate::http::error::{is_unique_violation, ApiError};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCompanyBody {
+    name: String,
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    body: web::Json<NewCompanyBody>,
+) -> Result<HttpResponse, ApiError> {
+    let name = input::name("name", &body.name)?;
+    let stored_name = name.clone();
+    let company = state
+        .db
+        .run(move |conn| db::companies::create(conn, &stored_name))
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                ApiError::conflict(
+                    "company_exists",
+                    format!("a company named {name:?} already exists"),
+                )
+            } else {
+                e.into()
+            }
+        })?;
+    tracing::info!(company.id = company.id, "company created");
+    Ok(HttpResponse::Created().json(CompanyView::from(company)))
+}
+
+pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let companies = state.db.run(db::companies::list).await?;
+    let views: Vec<CompanyView> = companies.into_iter().map(CompanyView::from).collect();
+    Ok(HttpResponse::Ok().json(views))
+}
+
+/// The company, or the 404 every company route answers for a missing one.
+pub async fn existing(db: &Db, id: i64) -> Result<Company, ApiError> {
+    db.run(move |conn| db::companies::get(conn, id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("company {id} does not exist")))
+}
+
+pub async fn get(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    let company = existing(&state.db, id.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(CompanyView::from(company)))
+}
+
+pub async fn delete(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    match state
+        .db
+        .run(move |conn| db::companies::delete_unless_monitored(conn, id))
+        .await?
+    {
+        Deletion::Deleted => {
+            tracing::info!(company.id = id, "company deleted");
+            Ok(HttpResponse::Ok().json(json!({ "id": id, "deleted": true })))
+        }
+        Deletion::NotFound => Err(ApiError::NotFound(format!("company {id} does not exist"))),
+        Deletion::Monitored(count) => Err(ApiError::conflict(
+            "company_monitored",
+            format!(
+                "company {id} has {count} monitored device(s); stop them first (POST /api/v1/companies/{id}/stop)"
+            ),
+        )),
+    }
+}
+
+pub async fn start(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    existing(&state.db, id).await?;
+    let device_ids: Vec<i64> = state
+        .db
+        .run(move |conn| db::devices::enabled_of_company(conn, id))
+        .await?
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    tracing::info!(
+        company.id = id,
+        devices = device_ids.len(),
+        "company start requested"
+    );
+    let report = state.scheduler.send(StartDevices { device_ids }).await??;
+    Ok(super::report_response(report.all_monitored(), &report))
+}
+
+pub async fn stop(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    existing(&state.db, id).await?;
+    let device_ids = state
+        .db
+        .run(move |conn| db::devices::ids_of_company(conn, id))
+        .await?;
+    tracing::info!(
+        company.id = id,
+        devices = device_ids.len(),
+        "company stop requested"
+    );
+    let report = state
+        .scheduler
+        .send(StopDevices {
+            device_ids,
+            scope: StopScope::Company,
+        })
+        .await??;
+    Ok(super::report_response(report.failed == 0, &report))
+}

@@ -1,0 +1,351 @@
+//! `/api/v1/devices`: create, list, read, change, delete; start and stop one device.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::input;
+use super::views::{monitoring_of, DeviceView};
+use super::AppState;
+use crate::actors::scheduler::{
+    RouteDeviceUpdate, RouteOutcome, StartDevices, StopDevices, StopScope, StopStatus,
+};
+use crate::db::models::{Device, DeviceChanges, NewDevice};
+use crate::db::{self, Db};
+use crate::domain::DeviceKind;
+use crate::http::error::{is_unique_violation, ApiError};
+use crate::probe;
+use crate::remote::MonitorServerClient;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDeviceBody {
+    company_id: i64,
+    name: String,
+    address: String,
+    kind: String,
+    enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicePatch {
+    name: Option<String>,
+    address: Option<String>,
+    kind: Option<String>,
+    enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    company_id: Option<i64>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+fn kind(value: &str) -> Result<DeviceKind, ApiError> {
+    value.parse().map_err(|e: crate::domain::UnknownKind| {
+        ApiError::bad_request("invalid_kind", e.to_string())
+    })
+}
+
+fn address(kind: DeviceKind, value: &str) -> Result<String, ApiError> {
+    let value = value.trim();
+    if value.chars().count() > input::MAX_ADDRESS_CHARS {
+        return Err(ApiError::bad_request(
+            "invalid_address",
+            format!(
+                "address must be at most {} characters",
+                input::MAX_ADDRESS_CHARS
+            ),
+        ));
+    }
+    probe::validate_address(kind, value)
+        .map_err(|e| ApiError::bad_request("invalid_address", e))?;
+    Ok(value.to_string())
+}
+
+fn duplicate_name(name: &str) -> ApiError {
+    ApiError::conflict(
+        "device_exists",
+        format!("the company already has a device named {name:?}"),
+    )
+}
+
+/// The device, or the 404 every device route answers for a missing one.
+pub async fn existing(db: &Db, id: i64) -> Result<Device, ApiError> {
+    db.run(move |conn| db::devices::get(conn, id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("device {id} does not exist")))
+}
+
+/// The device with its live monitoring.
+async fn view(
+    db: &Db,
+    client: &MonitorServerClient,
+    device: Device,
+) -> Result<DeviceView, ApiError> {
+    let mut monitoring = monitoring_of(db, client, vec![device.id]).await?;
+    let current = monitoring.remove(&device.id);
+    Ok(DeviceView::new(device, current))
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    body: web::Json<NewDeviceBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let name = input::name("name", &body.name)?;
+    let kind = kind(&body.kind)?;
+    let address = address(kind, &body.address)?;
+    let company_id = body.company_id;
+    let enabled = body.enabled.unwrap_or(true);
+    let stored_name = name.clone();
+    let created = state
+        .db
+        .run(move |conn| {
+            if db::companies::get(conn, company_id)?.is_none() {
+                return Ok(None);
+            }
+            let new = NewDevice {
+                company_id,
+                name: &stored_name,
+                address: &address,
+                kind: kind.as_str(),
+                enabled,
+            };
+            db::devices::create(conn, &new).map(Some)
+        })
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                duplicate_name(&name)
+            } else {
+                e.into()
+            }
+        })?;
+    let device = created.ok_or_else(|| {
+        ApiError::unprocessable(
+            "company_not_found",
+            format!("company {company_id} does not exist"),
+        )
+    })?;
+    tracing::info!(
+        device.id = device.id,
+        company.id = company_id,
+        "device created"
+    );
+    Ok(HttpResponse::Created().json(DeviceView::new(device, None)))
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    client: web::Data<MonitorServerClient>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (limit, offset) = input::page(query.limit, query.offset)?;
+    let company_id = query.company_id;
+    let devices = state
+        .db
+        .run(move |conn| db::devices::list(conn, company_id, limit, offset))
+        .await?;
+    let mut monitoring =
+        monitoring_of(&state.db, &client, devices.iter().map(|d| d.id).collect()).await?;
+    let views: Vec<DeviceView> = devices
+        .into_iter()
+        .map(|d| {
+            let current = monitoring.remove(&d.id);
+            DeviceView::new(d, current)
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(views))
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    client: web::Data<MonitorServerClient>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let device = existing(&state.db, id.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(view(&state.db, &client, device).await?))
+}
+
+/// How a saved change reached the device's monitor.
+#[derive(Debug, Serialize)]
+struct Routing {
+    status: &'static str,
+    server_id: Option<i64>,
+    reason: Option<String>,
+}
+
+impl From<RouteOutcome> for Routing {
+    fn from(outcome: RouteOutcome) -> Self {
+        match outcome {
+            RouteOutcome::Delivered(server_id) => Routing {
+                status: "delivered",
+                server_id: Some(server_id),
+                reason: None,
+            },
+            RouteOutcome::Stopped(report) => {
+                let result = report.results.into_iter().next();
+                Routing {
+                    status: match result.as_ref().map(|r| r.status) {
+                        Some(StopStatus::Failed) => "stop_failed",
+                        Some(StopStatus::Stopped) => "stopped",
+                        _ => "not_monitored",
+                    },
+                    server_id: result.as_ref().and_then(|r| r.server_id),
+                    reason: result.and_then(|r| r.reason),
+                }
+            }
+            RouteOutcome::NotMonitored => Routing {
+                status: "not_monitored",
+                server_id: None,
+                reason: None,
+            },
+            RouteOutcome::Undelivered(reason) => Routing {
+                status: "undelivered",
+                server_id: None,
+                reason: Some(reason),
+            },
+        }
+    }
+}
+
+pub async fn update(
+    state: web::Data<AppState>,
+    client: web::Data<MonitorServerClient>,
+    id: web::Path<i64>,
+    body: web::Json<DevicePatch>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let patch = body.into_inner();
+    let current = existing(&state.db, id).await?;
+    let new_kind = match &patch.kind {
+        Some(value) => kind(value)?,
+        None => kind(&current.kind)?,
+    };
+    let changes = DeviceChanges {
+        name: patch
+            .name
+            .as_deref()
+            .map(|n| input::name("name", n))
+            .transpose()?,
+        // A new kind must still fit the address, so check the address whenever either changes.
+        address: match (&patch.address, &patch.kind) {
+            (Some(value), _) => Some(address(new_kind, value)?),
+            (None, Some(_)) => Some(address(new_kind, &current.address)?),
+            (None, None) => None,
+        },
+        kind: patch.kind.as_ref().map(|_| new_kind.as_str().to_string()),
+        enabled: patch.enabled,
+    };
+    let duplicate = changes.name.clone().unwrap_or_default();
+    let device = state
+        .db
+        .run(move |conn| db::devices::update(conn, id, &changes))
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                duplicate_name(&duplicate)
+            } else {
+                e.into()
+            }
+        })?
+        .ok_or_else(|| ApiError::NotFound(format!("device {id} does not exist")))?;
+    tracing::info!(device.id = id, "device saved");
+    let routing = Routing::from(
+        state
+            .scheduler
+            .send(RouteDeviceUpdate {
+                device: device.clone(),
+            })
+            .await??,
+    );
+    let view = view(&state.db, &client, device).await?;
+    Ok(HttpResponse::Ok().json(json!({ "device": view, "routing": routing })))
+}
+
+pub async fn delete(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    existing(&state.db, id).await?;
+    let report = state
+        .scheduler
+        .send(StopDevices {
+            device_ids: vec![id],
+            scope: StopScope::Device,
+        })
+        .await??;
+    if let Some(failure) = report
+        .results
+        .iter()
+        .find(|r| r.status == StopStatus::Failed)
+    {
+        return Err(ApiError::Unavailable(format!(
+            "device {id} was not deleted: its monitor could not be stopped ({})",
+            failure.reason.as_deref().unwrap_or("no reason given")
+        )));
+    }
+    if !state
+        .db
+        .run(move |conn| db::devices::delete(conn, id))
+        .await?
+    {
+        return Err(ApiError::NotFound(format!("device {id} does not exist")));
+    }
+    tracing::info!(device.id = id, "device deleted");
+    Ok(HttpResponse::Ok().json(json!({ "id": id, "deleted": true })))
+}
+
+pub async fn start(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let device = existing(&state.db, id).await?;
+    if !device.enabled {
+        return Err(ApiError::conflict(
+            "device_disabled",
+            format!("device {id} is disabled; enable it first (PUT /api/v1/devices/{id} {{\"enabled\": true}})"),
+        ));
+    }
+    let report = state
+        .scheduler
+        .send(StartDevices {
+            device_ids: vec![id],
+        })
+        .await??;
+    Ok(super::report_response(report.all_monitored(), &report))
+}
+
+pub async fn stop(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    existing(&state.db, id).await?;
+    let report = state
+        .scheduler
+        .send(StopDevices {
+            device_ids: vec![id],
+            scope: StopScope::Device,
+        })
+        .await??;
+    let Some(result) = report.results.into_iter().next() else {
+        return Err(ApiError::Unexpected(anyhow::anyhow!(
+            "stop of device {id} gave no result"
+        )));
+    };
+    match result.status {
+        StopStatus::Stopped => Ok(HttpResponse::Ok().json(result)),
+        StopStatus::NotRunning => Err(ApiError::NotMonitored(id)),
+        StopStatus::Failed => Err(ApiError::Unavailable(format!(
+            "device {id} could not be stopped: {}",
+            result.reason.as_deref().unwrap_or("no reason given")
+        ))),
+    }
+}

@@ -1,0 +1,111 @@
+//! `/api/v1/config`: read the config (with the live monitor servers, as seed 000's
+//! `MonitorServerResponse` list), and change it: saved, then broadcast to every server.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::views::{server_views, ConfigView, MonitorServerView};
+use super::AppState;
+use crate::actors::scheduler::{ApplyConfig, ServerApplied, ServerUnreached};
+use crate::db;
+use crate::db::models::ConfigChanges;
+use crate::http::error::ApiError;
+use crate::remote::MonitorServerClient;
+
+/// A partial config; numbers are taken wide so out-of-range values get our message,
+/// not a parser's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigPatch {
+    max_monitors_per_server: Option<i64>,
+    poll_interval_ms: Option<i64>,
+    timeout_ms: Option<i64>,
+    alert_threshold: Option<i64>,
+    critical_threshold: Option<i64>,
+    balance_method: Option<String>,
+}
+
+impl ConfigPatch {
+    fn is_empty(&self) -> bool {
+        matches!(
+            self,
+            ConfigPatch {
+                max_monitors_per_server: None,
+                poll_interval_ms: None,
+                timeout_ms: None,
+                alert_threshold: None,
+                critical_threshold: None,
+                balance_method: None,
+            }
+        )
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ConfigWithServers {
+    #[serde(flatten)]
+    config: ConfigView,
+    monitor_servers: Vec<MonitorServerView>,
+}
+
+#[derive(Debug, Serialize)]
+struct ConfigApplied {
+    config: ConfigView,
+    applied: Vec<ServerApplied>,
+    unreachable: Vec<ServerUnreached>,
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    client: web::Data<MonitorServerClient>,
+) -> Result<HttpResponse, ApiError> {
+    let (row, servers) = state
+        .db
+        .run(|conn| Ok((db::config::get(conn)?, db::monitor_servers::list(conn)?)))
+        .await?;
+    Ok(HttpResponse::Ok().json(ConfigWithServers {
+        config: row.into(),
+        monitor_servers: server_views(&client, servers).await,
+    }))
+}
+
+/// A value for an `INTEGER` column; anything wider is out of every allowed range.
+fn narrow(field: &str, value: Option<i64>) -> Result<Option<i32>, ApiError> {
+    value
+        .map(|v| {
+            i32::try_from(v).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_config",
+                    format!("{field} is out of range (got {v})"),
+                )
+            })
+        })
+        .transpose()
+}
+
+pub async fn update(
+    state: web::Data<AppState>,
+    body: web::Json<ConfigPatch>,
+) -> Result<HttpResponse, ApiError> {
+    let patch = body.into_inner();
+    if patch.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_config",
+            "give at least one setting to change",
+        ));
+    }
+    let changes = ConfigChanges {
+        max_monitors_per_server: narrow("max_monitors_per_server", patch.max_monitors_per_server)?,
+        poll_interval_ms: patch.poll_interval_ms,
+        timeout_ms: patch.timeout_ms,
+        alert_threshold: narrow("alert_threshold", patch.alert_threshold)?,
+        critical_threshold: narrow("critical_threshold", patch.critical_threshold)?,
+        balance_method: patch.balance_method,
+    };
+    let report = state.scheduler.send(ApplyConfig { changes }).await??;
+    Ok(HttpResponse::Ok().json(ConfigApplied {
+        config: report.config.into(),
+        applied: report.applied,
+        unreachable: report.unreachable,
+    }))
+}

@@ -1,0 +1,210 @@
+//! What the coordinator's API answers with: companies, devices with their live
+//! monitoring, monitor servers with their live status. Built from db rows and from what
+//! the monitor servers report; never the db rows themselves.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use futures_util::future::join_all;
+use serde::Serialize;
+
+use crate::db::models::{Company, ConfigRow, Device, MonitorServer};
+use crate::db::{self, Db};
+use crate::domain::{HealthState, PollResult};
+use crate::http::error::ApiError;
+use crate::remote::{MonitorServerClient, Snapshot};
+use crate::wire::ServerInfo;
+
+/// Stored times are UTC without zone; on the wire they are RFC 3339 with `Z`.
+pub fn utc(at: NaiveDateTime) -> DateTime<Utc> {
+    at.and_utc()
+}
+
+#[derive(Debug, Serialize)]
+pub struct CompanyView {
+    pub id: i64,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Company> for CompanyView {
+    fn from(c: Company) -> Self {
+        CompanyView {
+            id: c.id,
+            name: c.name,
+            created_at: utc(c.created_at),
+        }
+    }
+}
+
+/// A device monitored right now: where, under which epoch, and how it is doing.
+#[derive(Debug, Clone, Serialize)]
+pub struct Monitoring {
+    pub server_id: i64,
+    pub epoch: i64,
+    pub state: HealthState,
+    pub last_result: Option<PollResult>,
+    pub polls: u64,
+    pub failures: u64,
+    pub restarts: u32,
+    pub started_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeviceView {
+    pub id: i64,
+    pub company_id: i64,
+    pub name: String,
+    pub address: String,
+    pub kind: String,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// `null` when no monitor server runs a monitor for it.
+    pub monitoring: Option<Monitoring>,
+}
+
+impl DeviceView {
+    pub fn new(d: Device, monitoring: Option<Monitoring>) -> Self {
+        DeviceView {
+            id: d.id,
+            company_id: d.company_id,
+            name: d.name,
+            address: d.address,
+            kind: d.kind,
+            enabled: d.enabled,
+            created_at: utc(d.created_at),
+            updated_at: utc(d.updated_at),
+            monitoring,
+        }
+    }
+}
+
+/// Asks each owning server, once, about the devices it owns; a device whose owner does
+/// not run it (or cannot be reached) has no entry.
+pub async fn monitoring_of(
+    db: &Db,
+    client: &MonitorServerClient,
+    device_ids: Vec<i64>,
+) -> Result<HashMap<i64, Monitoring>, ApiError> {
+    let (assignments, servers) = db
+        .run(move |conn| {
+            Ok((
+                db::assignments::of_devices(conn, &device_ids)?,
+                db::monitor_servers::list(conn)?,
+            ))
+        })
+        .await?;
+    let mut by_owner: HashMap<i64, Vec<i64>> = HashMap::new();
+    for assignment in assignments {
+        if let Some(server_id) = assignment.server_id {
+            by_owner
+                .entry(server_id)
+                .or_default()
+                .push(assignment.device_id);
+        }
+    }
+    let queries = servers
+        .iter()
+        .filter_map(|server| by_owner.get(&server.id).map(|ids| (server, ids)))
+        .map(|(server, ids)| async move { (server.id, client.statuses(server, ids).await) });
+    let mut monitoring = HashMap::new();
+    for (server_id, answer) in join_all(queries).await {
+        let Ok(statuses) = answer else { continue };
+        for status in statuses {
+            monitoring.insert(
+                status.device.id,
+                Monitoring {
+                    server_id,
+                    epoch: status.epoch,
+                    state: status.state,
+                    last_result: status.last_result,
+                    polls: status.polls,
+                    failures: status.failures,
+                    restarts: status.restarts,
+                    started_at: status.started_at,
+                },
+            );
+        }
+    }
+    Ok(monitoring)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerStatus {
+    Up,
+    Down,
+}
+
+/// Seed 000's `MonitorServerResponse`: the row, plus what only the live server knows.
+#[derive(Debug, Serialize)]
+pub struct MonitorServerView {
+    pub id: i64,
+    pub host: String,
+    pub port: i32,
+    pub status: ServerStatus,
+    /// `null` when the server is down.
+    pub running_monitors: Option<usize>,
+    pub max_monitors: Option<u32>,
+    pub registered_at: DateTime<Utc>,
+}
+
+impl MonitorServerView {
+    fn new(server: &MonitorServer, info: Option<&ServerInfo>) -> Self {
+        MonitorServerView {
+            id: server.id,
+            host: server.host.clone(),
+            port: server.port,
+            status: if info.is_some() {
+                ServerStatus::Up
+            } else {
+                ServerStatus::Down
+            },
+            running_monitors: info.map(|i| i.running_monitors),
+            max_monitors: info.map(|i| i.max_monitors),
+            registered_at: utc(server.registered_at),
+        }
+    }
+}
+
+/// Every given server with its live status, asked concurrently.
+pub async fn server_views(
+    client: &MonitorServerClient,
+    servers: Vec<MonitorServer>,
+) -> Vec<MonitorServerView> {
+    let snapshot = Snapshot::take(client, servers).await;
+    snapshot
+        .servers
+        .iter()
+        .map(|s| MonitorServerView::new(s, snapshot.info(s.id).and_then(|r| r.as_ref().ok())))
+        .collect()
+}
+
+/// The config row as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct ConfigView {
+    pub monitor_server_current: i64,
+    pub max_monitors_per_server: i32,
+    pub poll_interval_ms: i64,
+    pub timeout_ms: i64,
+    pub alert_threshold: i32,
+    pub critical_threshold: i32,
+    pub balance_method: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ConfigRow> for ConfigView {
+    fn from(row: ConfigRow) -> Self {
+        ConfigView {
+            monitor_server_current: row.monitor_server_current,
+            max_monitors_per_server: row.max_monitors_per_server,
+            poll_interval_ms: row.poll_interval_ms,
+            timeout_ms: row.timeout_ms,
+            alert_threshold: row.alert_threshold,
+            critical_threshold: row.critical_threshold,
+            balance_method: row.balance_method,
+            updated_at: utc(row.updated_at),
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! HTTP servers: the coordinator's REST API, the monitor server's internal API, and
+//! what both serve (health, `/debug/actors`, JSON errors).
+
+pub mod coordinator;
+pub mod debug;
+pub mod error;
+pub mod extract;
+pub mod monitor_server;
+
+use actix_web::HttpResponse;
+use serde_json::json;
+
+/// `GET /healthz`: the process is up and serving.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}

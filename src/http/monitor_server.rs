@@ -1,0 +1,200 @@
+//! A monitor server's own API, called by coordinators: start, stop and change monitors,
+//! apply config, report info. Each handler sends one message to the `MonitorServerActor`.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::extract::resource;
+use crate::actors::messages::{UpdateConfig, UpdateDevice};
+use crate::actors::monitor_server::{
+    GetInfo, GetMonitorStatus, ListMonitors, MonitorServerActor, StartMonitor, StartRefused,
+    StopMonitor,
+};
+use crate::actors::registry::Tracked;
+use crate::domain::{self, DeviceSpec, MonitorConfig};
+use crate::wire::{ConfigApplied, MonitorAck, StartMonitorRequest};
+
+/// Most device ids one `GET /monitors?ids=` takes.
+const MAX_IDS: usize = 10_000;
+
+pub struct MonitorServerState {
+    pub server_id: i64,
+    pub actor: Tracked<MonitorServerActor>,
+}
+
+fn check_config(config: &MonitorConfig) -> Result<(), ApiError> {
+    domain::check_limits(config).map_err(|e| ApiError::bad_request("invalid_config", e))
+}
+
+async fn start(
+    state: web::Data<MonitorServerState>,
+    body: web::Json<StartMonitorRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let request = body.into_inner();
+    check_config(&request.config)?;
+    let device_id = request.device.id;
+    let answer = state
+        .actor
+        .send(StartMonitor {
+            device: request.device,
+            config: request.config,
+            epoch: request.epoch,
+        })
+        .await?;
+    match answer {
+        Ok(()) => Ok(HttpResponse::Created().json(MonitorAck {
+            device_id,
+            server_id: state.server_id,
+        })),
+        Err(refused @ StartRefused::AlreadyRunning(_)) => {
+            Err(ApiError::conflict("already_running", refused.to_string()))
+        }
+        Err(refused @ StartRefused::AtLimit(_)) => Err(ApiError::TooManyRequests {
+            code: "at_limit",
+            message: refused.to_string(),
+        }),
+    }
+}
+
+async fn stop(
+    state: web::Data<MonitorServerState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let device_id = id.into_inner();
+    state
+        .actor
+        .send(StopMonitor { device_id })
+        .await?
+        .map_err(|_| ApiError::NotMonitored(device_id))?;
+    Ok(HttpResponse::Ok().json(MonitorAck {
+        device_id,
+        server_id: state.server_id,
+    }))
+}
+
+async fn update(
+    state: web::Data<MonitorServerState>,
+    id: web::Path<i64>,
+    body: web::Json<DeviceSpec>,
+) -> Result<HttpResponse, ApiError> {
+    let device_id = id.into_inner();
+    let device = body.into_inner();
+    if device.id != device_id {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!(
+                "the body is device {} but the path names device {device_id}",
+                device.id
+            ),
+        ));
+    }
+    if !state.actor.send(UpdateDevice(device)).await? {
+        return Err(ApiError::NotMonitored(device_id));
+    }
+    Ok(HttpResponse::Ok().json(MonitorAck {
+        device_id,
+        server_id: state.server_id,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// Comma-separated device ids; all monitors when absent.
+    ids: Option<String>,
+}
+
+fn parse_ids(raw: &str) -> Result<Vec<i64>, ApiError> {
+    let ids: Vec<i64> = raw
+        .split(',')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            part.trim().parse().map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("ids must be comma-separated integers (got {part:?})"),
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    if ids.len() > MAX_IDS {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("at most {MAX_IDS} ids per request (got {})", ids.len()),
+        ));
+    }
+    Ok(ids)
+}
+
+async fn list(
+    state: web::Data<MonitorServerState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let device_ids = query.ids.as_deref().map(parse_ids).transpose()?;
+    let statuses = state.actor.send(ListMonitors { device_ids }).await?;
+    Ok(HttpResponse::Ok().json(statuses))
+}
+
+async fn status(
+    state: web::Data<MonitorServerState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let device_id = id.into_inner();
+    let status = state
+        .actor
+        .send(GetMonitorStatus { device_id })
+        .await?
+        .ok_or(ApiError::NotMonitored(device_id))?;
+    Ok(HttpResponse::Ok().json(status))
+}
+
+async fn config(
+    state: web::Data<MonitorServerState>,
+    body: web::Json<MonitorConfig>,
+) -> Result<HttpResponse, ApiError> {
+    let config = body.into_inner();
+    check_config(&config)?;
+    let monitors_updated = state.actor.send(UpdateConfig(config)).await?;
+    Ok(HttpResponse::Ok().json(ConfigApplied { monitors_updated }))
+}
+
+async fn info(state: web::Data<MonitorServerState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(state.actor.send(GetInfo).await?))
+}
+
+async fn healthz(state: web::Data<MonitorServerState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok", "server_id": state.server_id }))
+}
+
+/// The monitor server's route table.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/monitors")
+            .route(web::get().to(list))
+            .route(web::post().to(start)),
+    )
+    .service(
+        resource("/monitors/{device_id}")
+            .route(web::get().to(status))
+            .route(web::put().to(update))
+            .route(web::delete().to(stop)),
+    )
+    .service(resource("/config").route(web::put().to(config)))
+    .service(resource("/info").route(web::get().to(info)))
+    .service(resource("/healthz").route(web::get().to(healthz)))
+    .service(resource("/debug/actors").route(web::get().to(super::debug::actors)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ids;
+
+    #[test]
+    fn ids_are_comma_separated_integers() {
+        assert_eq!(parse_ids("1,2,3").unwrap(), vec![1, 2, 3]);
+        assert_eq!(parse_ids("").unwrap(), Vec::<i64>::new());
+        assert!(parse_ids("1,x").is_err());
+    }
+}

@@ -1,0 +1,40 @@
+//! Vigil: a distributed device-monitoring runtime.
+//!
+//! # Layout
+//!
+//! ```text
+//!  HTTP client ──REST──▶ http::coordinator ──StartDevices/StopDevices/ApplyConfig/RouteDeviceUpdate──▶ SchedulerActor
+//!                                                                                                     │
+//!                       ┌──────────────── remote::MonitorServerClient (HTTP) ◀────────────────────────┘
+//!                       ▼
+//!  http::monitor_server ──StartMonitor/StopMonitor/UpdateConfig/UpdateDevice/GetInfo──▶ MonitorServerActor
+//!                                                                                           │ supervises, keyed by device id
+//!                                                                                           ▼
+//!                                                           DeviceMonitor ── probe::Probe ──▶ the device
+//! ```
+//!
+//! - [`actors`]: the scheduler (coordinator), the monitor-server supervisor, one
+//!   `DeviceMonitor` per device, and the `ActorRegistry` behind `GET /debug/actors`.
+//! - [`http`]: route tables and thin handlers for both servers; JSON errors.
+//! - [`remote`]: the coordinator's HTTP client for the monitor-server API; [`wire`] its bodies.
+//! - [`db`]: diesel over SQLite or PostgreSQL, embedded migrations, query functions.
+//! - [`probe`]: how a device is polled, one file per kind.
+//! - [`domain`]: the types every layer speaks (device spec, monitor config, health).
+//! - [`startup`]: building each node from a bound listener; `vigil serve`.
+//! - [`config`]: settings from flags, environment and file.
+//!
+//! Arrows go one way: `http → actors → remote / db / probe`; `db` knows nothing of HTTP
+//! or actors. Blocking database work runs on tokio's blocking pool via `db::Db::run`,
+//! never on an actor's or an HTTP worker's event loop.
+
+pub mod actors;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod probe;
+pub mod remote;
+pub mod startup;
+pub mod telemetry;
+pub mod wire;

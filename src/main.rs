@@ -1,0 +1,170 @@
+//! The `vigil` binary: parses the command line, sets up logging, loads settings and
+//! hands over to the library. No logic lives here.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use vigil::config::{self, FileSettings, Flags, MonitorServerSettings, ServeSettings};
+use vigil::error::StartupError;
+use vigil::{db, probe, startup, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Distributed device-monitoring runtime"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Common {
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB [default: sqlite://vigil.db]
+    #[arg(long, env = "VIGIL_DB")]
+    db: Option<String>,
+    /// Address to listen on, HOST:PORT (port 0 picks a free one)
+    #[arg(long, env = "VIGIL_LISTEN")]
+    listen: Option<String>,
+    /// Most database connections this process opens [default: 8]
+    #[arg(long, env = "VIGIL_DB_POOL_SIZE")]
+    db_pool_size: Option<u32>,
+    /// Settings file (TOML); ./vigil.toml is read when present and this is not given
+    #[arg(long, env = "VIGIL_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything on this machine: coordinator, monitor servers, this host monitored
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Monitor servers to run in this process [default: 2]
+        #[arg(long, env = "VIGIL_MONITOR_SERVERS")]
+        monitor_servers: Option<u16>,
+    },
+    /// The REST API and the scheduler
+    Coordinator {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// One monitor-server replica
+    MonitorServer {
+        #[command(flatten)]
+        common: Common,
+        /// HOST[:PORT] coordinators use to reach this server [default: the bound address]
+        #[arg(long, env = "VIGIL_ADVERTISE")]
+        advertise: Option<String>,
+    },
+}
+
+/// Exit code for settings, database and bind errors.
+const EXIT_STARTUP: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (common, flags) = match cli.command {
+        Command::Serve {
+            ref common,
+            monitor_servers,
+        } => (
+            common,
+            Flags {
+                monitor_servers,
+                ..flags(common)
+            },
+        ),
+        Command::Coordinator { ref common } => (common, flags(common)),
+        Command::MonitorServer {
+            ref common,
+            ref advertise,
+        } => (
+            common,
+            Flags {
+                advertise: advertise.clone(),
+                ..flags(common)
+            },
+        ),
+    };
+    let file = match settings_file(common.config.as_deref()) {
+        Ok(file) => file,
+        Err(error) => return fail(&error),
+    };
+    telemetry::init(file.log.as_deref());
+
+    let runtime = actix_rt::System::new();
+    let outcome = match cli.command {
+        Command::Serve { .. } => match ServeSettings::resolve(&flags, &file) {
+            Ok(settings) => runtime.block_on(startup::serve(settings)),
+            Err(error) => Err(error),
+        },
+        Command::Coordinator { .. } => match config::coordinator_settings(&flags, &file) {
+            Ok(settings) => runtime.block_on(run_coordinator(settings)),
+            Err(error) => Err(error),
+        },
+        Command::MonitorServer { .. } => match MonitorServerSettings::resolve(&flags, &file) {
+            Ok(settings) => runtime.block_on(run_monitor_server(settings)),
+            Err(error) => Err(error),
+        },
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error),
+    }
+}
+
+fn flags(common: &Common) -> Flags {
+    Flags {
+        db: common.db.clone(),
+        listen: common.listen.clone(),
+        db_pool_size: common.db_pool_size,
+        ..Flags::default()
+    }
+}
+
+fn settings_file(path: Option<&Path>) -> Result<FileSettings, StartupError> {
+    match path {
+        Some(path) => FileSettings::load(path),
+        None if Path::new("vigil.toml").is_file() => FileSettings::load(Path::new("vigil.toml")),
+        None => Ok(FileSettings::default()),
+    }
+}
+
+/// Prints the error as one line (libpq's messages span several) and exits with 2.
+fn fail(error: &StartupError) -> ExitCode {
+    let message = error.to_string();
+    let line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    eprintln!("vigil: {line}");
+    ExitCode::from(EXIT_STARTUP)
+}
+
+async fn run_coordinator(settings: config::NodeSettings) -> Result<(), StartupError> {
+    let db = db::Db::open(settings.db, settings.db_pool_size).await?;
+    let coordinator = startup::Coordinator::build(db, settings.listen)?;
+    let handle = coordinator.handle();
+    tokio::select! {
+        () = startup::shutdown_signal() => handle.stop(true).await,
+        ended = coordinator.run_until_stopped() => ended.map_err(StartupError::Server)?,
+    }
+    Ok(())
+}
+
+async fn run_monitor_server(settings: MonitorServerSettings) -> Result<(), StartupError> {
+    let db = db::Db::open(settings.node.db, settings.node.db_pool_size).await?;
+    let node = startup::MonitorServerNode::build(
+        db,
+        settings.node.listen,
+        settings.advertise.as_deref(),
+        probe::standard(),
+    )
+    .await?;
+    let handle = node.handle();
+    tokio::select! {
+        () = startup::shutdown_signal() => handle.stop(true).await,
+        ended = node.run_until_stopped() => ended.map_err(StartupError::Server)?,
+    }
+    Ok(())
+}

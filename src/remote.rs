@@ -1,0 +1,240 @@
+//! `MonitorServerClient`: the coordinator's calls to a monitor server's HTTP API, and
+//! [`Snapshot`], a live look at every server taken at once.
+//!
+//! awc is `!Send`: a client lives on one thread (an actor's or an HTTP worker's).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::db::models::MonitorServer;
+use crate::domain::{DeviceSpec, MonitorConfig, MonitorStatus};
+use crate::wire::{ConfigApplied, ServerInfo, StartMonitorRequest};
+
+/// A server that does not accept a connection within this is taken as down.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A server that does not answer a call within this is taken as down.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest answer read from a monitor server (a full `GET /monitors` of a big server).
+const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
+/// A call to a monitor server that did not get the answer it needed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteError {
+    #[error("unreachable ({0})")]
+    Unreachable(String),
+    #[error("answered HTTP {status}: {message}")]
+    Refused { status: u16, message: String },
+    #[error("sent an unreadable answer ({0})")]
+    BadAnswer(String),
+}
+
+/// What a monitor server said to a start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartOutcome {
+    Started,
+    AlreadyRunning,
+    AtLimit(String),
+}
+
+#[derive(Clone)]
+pub struct MonitorServerClient {
+    http: awc::Client,
+}
+
+impl Default for MonitorServerClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The error body every Vigil server sends.
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+}
+
+/// `http://host:port`, with brackets around an IPv6 host.
+pub fn base_url(server: &MonitorServer) -> String {
+    if server.host.contains(':') {
+        format!("http://[{}]:{}", server.host, server.port)
+    } else {
+        format!("http://{}:{}", server.host, server.port)
+    }
+}
+
+impl MonitorServerClient {
+    pub fn new() -> Self {
+        let connector = awc::Connector::new().timeout(CONNECT_TIMEOUT);
+        let http = awc::Client::builder()
+            .connector(connector)
+            .timeout(REQUEST_TIMEOUT)
+            .disable_redirects()
+            .finish();
+        MonitorServerClient { http }
+    }
+
+    fn url(server: &MonitorServer, path: &str) -> String {
+        format!("{}{path}", base_url(server))
+    }
+
+    pub async fn info(&self, server: &MonitorServer) -> Result<ServerInfo, RemoteError> {
+        let response = self.http.get(Self::url(server, "/info")).send().await;
+        expect_json(response, 200).await
+    }
+
+    pub async fn start(
+        &self,
+        server: &MonitorServer,
+        request: &StartMonitorRequest,
+    ) -> Result<StartOutcome, RemoteError> {
+        let mut response = self
+            .http
+            .post(Self::url(server, "/monitors"))
+            .send_json(request)
+            .await
+            .map_err(unreachable)?;
+        match response.status().as_u16() {
+            201 => Ok(StartOutcome::Started),
+            409 => Ok(StartOutcome::AlreadyRunning),
+            429 => Ok(StartOutcome::AtLimit(error_message(&mut response).await)),
+            status => Err(RemoteError::Refused {
+                status,
+                message: error_message(&mut response).await,
+            }),
+        }
+    }
+
+    /// Stops a monitor; `Ok(false)` when the device was not monitored there.
+    pub async fn stop(&self, server: &MonitorServer, device_id: i64) -> Result<bool, RemoteError> {
+        let response = self
+            .http
+            .delete(Self::url(server, &format!("/monitors/{device_id}")))
+            .send()
+            .await;
+        found_or_not(response).await
+    }
+
+    /// Hands new device data to the monitor; `Ok(false)` when it does not run there.
+    pub async fn update_device(
+        &self,
+        server: &MonitorServer,
+        device: &DeviceSpec,
+    ) -> Result<bool, RemoteError> {
+        let response = self
+            .http
+            .put(Self::url(server, &format!("/monitors/{}", device.id)))
+            .send_json(device)
+            .await;
+        found_or_not(response).await
+    }
+
+    pub async fn put_config(
+        &self,
+        server: &MonitorServer,
+        config: &MonitorConfig,
+    ) -> Result<ConfigApplied, RemoteError> {
+        let response = self
+            .http
+            .put(Self::url(server, "/config"))
+            .send_json(config)
+            .await;
+        expect_json(response, 200).await
+    }
+
+    /// The statuses of those of `device_ids` that run on `server`.
+    pub async fn statuses(
+        &self,
+        server: &MonitorServer,
+        device_ids: &[i64],
+    ) -> Result<Vec<MonitorStatus>, RemoteError> {
+        let ids: Vec<String> = device_ids.iter().map(i64::to_string).collect();
+        let url = format!("{}?ids={}", Self::url(server, "/monitors"), ids.join(","));
+        let response = self.http.get(url).send().await;
+        expect_json(response, 200).await
+    }
+}
+
+type Answer = Result<awc::ClientResponse, awc::error::SendRequestError>;
+
+fn unreachable(error: awc::error::SendRequestError) -> RemoteError {
+    RemoteError::Unreachable(error.to_string())
+}
+
+async fn expect_json<T: DeserializeOwned>(answer: Answer, expected: u16) -> Result<T, RemoteError> {
+    let mut response = answer.map_err(unreachable)?;
+    let status = response.status().as_u16();
+    if status != expected {
+        return Err(RemoteError::Refused {
+            status,
+            message: error_message(&mut response).await,
+        });
+    }
+    response
+        .json::<T>()
+        .limit(MAX_ANSWER_BYTES)
+        .await
+        .map_err(|e| RemoteError::BadAnswer(e.to_string()))
+}
+
+async fn found_or_not(answer: Answer) -> Result<bool, RemoteError> {
+    let mut response = answer.map_err(unreachable)?;
+    match response.status().as_u16() {
+        200 => Ok(true),
+        404 => Ok(false),
+        status => Err(RemoteError::Refused {
+            status,
+            message: error_message(&mut response).await,
+        }),
+    }
+}
+
+async fn error_message(response: &mut awc::ClientResponse) -> String {
+    match response.json::<ErrorBody>().await {
+        Ok(body) => body.error,
+        Err(_) => response.status().to_string(),
+    }
+}
+
+/// Every monitor server's `/info`, fetched concurrently: who is up, and what runs where.
+pub struct Snapshot {
+    pub servers: Vec<MonitorServer>,
+    infos: HashMap<i64, Result<ServerInfo, RemoteError>>,
+}
+
+impl Snapshot {
+    pub async fn take(client: &MonitorServerClient, servers: Vec<MonitorServer>) -> Snapshot {
+        let mut answers = join_all(servers.iter().map(|server| client.info(server))).await;
+        for info in answers.iter_mut().flatten() {
+            info.device_ids.sort_unstable();
+        }
+        let infos = servers.iter().map(|s| s.id).zip(answers).collect();
+        Snapshot { servers, infos }
+    }
+
+    pub fn info(&self, server_id: i64) -> Option<&Result<ServerInfo, RemoteError>> {
+        self.infos.get(&server_id)
+    }
+
+    /// Why a server could not be asked, or `None` when it answered.
+    pub fn down_reason(&self, server_id: i64) -> Option<String> {
+        match self.infos.get(&server_id) {
+            Some(Ok(_)) => None,
+            Some(Err(error)) => Some(error.to_string()),
+            None => Some("not part of this snapshot".into()),
+        }
+    }
+
+    /// The servers that report running `device_id`, in id order.
+    pub fn holders(&self, device_id: i64) -> Vec<&MonitorServer> {
+        self.servers
+            .iter()
+            .filter(|s| {
+                matches!(self.infos.get(&s.id), Some(Ok(info)) if info.device_ids.binary_search(&device_id).is_ok())
+            })
+            .collect()
+    }
+}

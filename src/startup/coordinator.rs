@@ -1,0 +1,80 @@
+//! The coordinator node: REST API, `SchedulerActor`, actor registry.
+
+use std::net::SocketAddr;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+
+use super::bind;
+use crate::actors::registry::{ActorRegistry, Tracked};
+use crate::actors::scheduler::SchedulerActor;
+use crate::db::Db;
+use crate::error::StartupError;
+use crate::http::coordinator::{self, AppState};
+use crate::http::extract;
+use crate::remote::MonitorServerClient;
+
+pub struct Coordinator {
+    address: SocketAddr,
+    server: Server,
+    scheduler: Tracked<SchedulerActor>,
+    registry: ActorRegistry,
+}
+
+impl Coordinator {
+    /// Binds `listen`, starts the scheduler on the current arbiter and the HTTP workers.
+    pub fn build(db: Db, listen: SocketAddr) -> Result<Self, StartupError> {
+        let (listener, address) = bind(listen)?;
+        let registry = ActorRegistry::new();
+        let scheduler = SchedulerActor::new(db.clone(), &registry).launch();
+        let state = web::Data::new(AppState {
+            db,
+            scheduler: scheduler.clone(),
+        });
+        let registry_data = web::Data::new(registry.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(registry_data.clone())
+                .app_data(web::Data::new(MonitorServerClient::new()))
+                .configure(extract::install)
+                .configure(coordinator::routes)
+                .default_service(web::to(extract::no_route))
+        })
+        .disable_signals()
+        .listen(listener)
+        .map_err(StartupError::Server)?
+        .run();
+        tracing::info!(%address, "coordinator listening");
+        Ok(Coordinator {
+            address,
+            server,
+            scheduler,
+            registry,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn scheduler(&self) -> Tracked<SchedulerActor> {
+        self.scheduler.clone()
+    }
+
+    pub fn registry(&self) -> &ActorRegistry {
+        &self.registry
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

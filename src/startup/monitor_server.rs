@@ -1,0 +1,111 @@
+//! A monitor-server node: registers itself in `monitor_servers`, runs the
+//! `MonitorServerActor` and its small HTTP API.
+
+use std::net::SocketAddr;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+
+use super::bind;
+use crate::actors::monitor_server::MonitorServerActor;
+use crate::actors::registry::{ActorRegistry, Tracked};
+use crate::config::advertised_address;
+use crate::db::{self, Db};
+use crate::domain::MonitorConfig;
+use crate::error::StartupError;
+use crate::http::extract;
+use crate::http::monitor_server::{self, MonitorServerState};
+use crate::probe::ProbeFactory;
+
+/// Coordinators are the only callers; two workers keep up with them.
+const HTTP_WORKERS: usize = 2;
+
+pub struct MonitorServerNode {
+    server_id: i64,
+    address: SocketAddr,
+    server: Server,
+    actor: Tracked<MonitorServerActor>,
+    registry: ActorRegistry,
+}
+
+impl MonitorServerNode {
+    /// Binds `listen`, registers under the advertised address (idempotent: a restarted
+    /// server keeps its id), and starts the supervisor with the stored config.
+    pub async fn build(
+        db: Db,
+        listen: SocketAddr,
+        advertise: Option<&str>,
+        probes: ProbeFactory,
+    ) -> Result<Self, StartupError> {
+        let (listener, address) = bind(listen)?;
+        let (host, port) = advertised_address(advertise, address)?;
+        let advertised = format!("{host}:{port}");
+        let (row, config) = db
+            .run(move |conn| {
+                Ok((
+                    db::monitor_servers::register(conn, &host, port)?,
+                    db::config::get(conn)?,
+                ))
+            })
+            .await?;
+        let server_id = row.id;
+        let registry = ActorRegistry::new();
+        let actor = MonitorServerActor::new(
+            server_id,
+            MonitorConfig::from(&config),
+            probes,
+            registry.clone(),
+        )
+        .launch();
+        let state = web::Data::new(MonitorServerState {
+            server_id,
+            actor: actor.clone(),
+        });
+        let registry_data = web::Data::new(registry.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(registry_data.clone())
+                .configure(extract::install)
+                .configure(monitor_server::routes)
+                .default_service(web::to(extract::no_route))
+        })
+        .workers(HTTP_WORKERS)
+        .disable_signals()
+        .listen(listener)
+        .map_err(StartupError::Server)?
+        .run();
+        tracing::info!(server.id = server_id, %address, %advertised, "monitor server listening");
+        Ok(MonitorServerNode {
+            server_id,
+            address,
+            server,
+            actor,
+            registry,
+        })
+    }
+
+    pub fn server_id(&self) -> i64 {
+        self.server_id
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn actor(&self) -> Tracked<MonitorServerActor> {
+        self.actor.clone()
+    }
+
+    pub fn registry(&self) -> &ActorRegistry {
+        &self.registry
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,136 @@
+//! `vigil serve`: everything on one machine in one process. A coordinator on `--listen`,
+//! N monitor servers on 127.0.0.1 at the ports after it (8081, 8082 for the default
+//! 8080, so a restart finds them under the same rows), and this host registered as a
+//! device of company "local" and monitored.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use futures_util::future::select_all;
+
+use super::{shutdown_signal, Coordinator, MonitorServerNode};
+use crate::actors::scheduler::StartDevices;
+use crate::config::ServeSettings;
+use crate::db::models::{DeviceChanges, NewDevice};
+use crate::db::{self, Db, DbError};
+use crate::domain::DeviceKind;
+use crate::error::StartupError;
+use crate::probe;
+
+/// The company `vigil serve` registers this host under.
+pub const LOCAL_COMPANY: &str = "local";
+
+pub async fn serve(settings: ServeSettings) -> Result<(), StartupError> {
+    let listen = settings.node.listen;
+    let db = Db::open(settings.node.db.clone(), settings.node.db_pool_size).await?;
+    tracing::info!(db = %db.url(), "database ready");
+    let coordinator = Coordinator::build(db.clone(), listen)?;
+    let mut nodes = Vec::new();
+    for index in 1..=settings.monitor_servers {
+        let port = match listen.port() {
+            0 => 0,
+            base => base.checked_add(index).ok_or_else(|| {
+                StartupError::Settings(format!(
+                    "--listen port {base} leaves no room for {} monitor server ports after it",
+                    settings.monitor_servers
+                ))
+            })?,
+        };
+        let address = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        nodes.push(MonitorServerNode::build(db.clone(), address, None, probe::standard()).await?);
+    }
+
+    let scheduler = coordinator.scheduler();
+    let public = reachable(coordinator.address());
+    let mut handles = vec![coordinator.handle()];
+    handles.extend(nodes.iter().map(MonitorServerNode::handle));
+    let mut servers = vec![actix_rt::spawn(coordinator.run_until_stopped())];
+    servers.extend(
+        nodes
+            .into_iter()
+            .map(|node| actix_rt::spawn(node.run_until_stopped())),
+    );
+
+    match ensure_local_device(&db, public).await {
+        Ok(device_id) => match scheduler
+            .send(StartDevices {
+                device_ids: vec![device_id],
+            })
+            .await
+        {
+            Ok(Ok(report)) => {
+                tracing::info!(device.id = device_id, message = %report.message, "monitoring this host")
+            }
+            Ok(Err(error)) => {
+                tracing::error!(device.id = device_id, %error, "could not start monitoring this host")
+            }
+            Err(error) => tracing::error!(device.id = device_id, %error, "scheduler unavailable"),
+        },
+        Err(error) => tracing::error!(%error, "could not register this host as a device"),
+    }
+    tracing::info!("Vigil is serving http://{public} (devices: http://{public}/api/v1/devices)");
+
+    tokio::select! {
+        () = shutdown_signal() => {}
+        (ended, index, _) = select_all(servers) => {
+            tracing::error!(server = index, outcome = ?ended, "an HTTP server stopped on its own; shutting down");
+        }
+    }
+    for handle in handles {
+        handle.stop(true).await;
+    }
+    Ok(())
+}
+
+/// The address to reach a server that listens on `bound` from this machine.
+fn reachable(bound: SocketAddr) -> SocketAddr {
+    match bound.ip() {
+        ip if ip.is_unspecified() => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), bound.port()),
+        _ => bound,
+    }
+}
+
+/// Registers company "local" and this host (by host name) as an `http` device watching
+/// the coordinator's own `/healthz`, or brings the existing record up to date.
+/// Returns the device id.
+pub async fn ensure_local_device(db: &Db, coordinator: SocketAddr) -> Result<i64, DbError> {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let host = if host.trim().is_empty() {
+        "localhost".to_string()
+    } else {
+        host
+    };
+    let address = format!("http://{coordinator}/healthz");
+    db.run(move |conn| {
+        let company = match db::companies::find_by_name(conn, LOCAL_COMPANY)? {
+            Some(company) => company,
+            None => db::companies::create(conn, LOCAL_COMPANY)?,
+        };
+        let kind = DeviceKind::Http.as_str();
+        match db::devices::find_by_name(conn, company.id, &host)? {
+            Some(device) if device.address == address && device.kind == kind && device.enabled => {
+                Ok(device.id)
+            }
+            Some(device) => {
+                let changes = DeviceChanges {
+                    address: Some(address.clone()),
+                    kind: Some(kind.to_string()),
+                    enabled: Some(true),
+                    ..Default::default()
+                };
+                db::devices::update(conn, device.id, &changes)?;
+                Ok(device.id)
+            }
+            None => {
+                let new = NewDevice {
+                    company_id: company.id,
+                    name: &host,
+                    address: &address,
+                    kind,
+                    enabled: true,
+                };
+                Ok(db::devices::create(conn, &new)?.id)
+            }
+        }
+    })
+    .await
+}
