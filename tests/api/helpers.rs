@@ -1,0 +1,375 @@
+//! The test harness: a coordinator and N monitor servers as real HTTP servers on port 0
+//! over one scratch database (SQLite file or PostgreSQL schema), a fleet of fake devices
+//! (a real HTTP server too), and typed helpers to call the API.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, App, HttpResponse, HttpServer};
+use serde_json::{json, Value};
+use vigil::db::models::ConfigChanges;
+use vigil::db::scratch::ScratchDb;
+use vigil::db::{self, Db};
+use vigil::probe;
+use vigil::startup::{Coordinator, MonitorServerNode};
+
+/// Polls in tests run this often, so state is visible within a fraction of a second.
+pub const TEST_POLL_INTERVAL_MS: i64 = 100;
+/// How long a test waits for an eventually-true condition before failing.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL URL tests run against, or `None` when PostgreSQL tests are skipped
+/// here (no `VIGIL_TEST_DATABASE_URL` outside CI; the skip is reported on stderr).
+/// Under `CI=true` a missing URL fails the test instead of skipping it.
+pub fn postgres_url(test: &str) -> Option<String> {
+    match std::env::var("VIGIL_TEST_DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if std::env::var("CI").as_deref() == Ok("true") => panic!(
+            "CI=true but VIGIL_TEST_DATABASE_URL is not set: PostgreSQL test {test} must not be skipped"
+        ),
+        _ => {
+            // One write, straight to stderr: libtest swallows eprintln! of passing tests.
+            let line = format!("skipped PostgreSQL test {test}: set VIGIL_TEST_DATABASE_URL to run it\n");
+            let _ = std::io::stderr().write_all(line.as_bytes());
+            None
+        }
+    }
+}
+
+/// A scratch database on `backend`. Call only after [`postgres_url`] said PostgreSQL runs.
+pub fn scratch(backend: Backend) -> ScratchDb {
+    match backend {
+        Backend::Sqlite => ScratchDb::sqlite(),
+        Backend::Postgres => {
+            let url = std::env::var("VIGIL_TEST_DATABASE_URL").unwrap();
+            ScratchDb::postgres(&url).unwrap_or_else(|e| {
+                panic!("cannot create a schema in VIGIL_TEST_DATABASE_URL: {e}")
+            })
+        }
+    }
+}
+
+/// Generates one `#[actix_rt::test]` per backend for each named `async fn(Backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[actix_rt::test]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[actix_rt::test]
+                async fn $name() {
+                    let test = concat!(module_path!(), "::", stringify!($name));
+                    if $crate::helpers::postgres_url(test).is_some() {
+                        super::$name($crate::helpers::Backend::Postgres).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// Fake devices: `GET /d/{name}` answers 200, `GET /status/{code}` answers that code;
+/// every request is counted by path.
+pub struct Fleet {
+    pub address: SocketAddr,
+    hits: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+impl Fleet {
+    pub fn spawn() -> Fleet {
+        let hits: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+        let counted = web::Data::new(Arc::clone(&hits));
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(counted.clone())
+                .route("/d/{name}", web::get().to(ok))
+                .route("/status/{code}", web::get().to(status))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let address = server.addrs()[0];
+        actix_rt::spawn(server.run());
+        Fleet { address, hits }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub fn hits(&self, path: &str) -> u64 {
+        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+}
+
+type Hits = web::Data<Arc<Mutex<HashMap<String, u64>>>>;
+
+async fn ok(req: actix_web::HttpRequest, hits: Hits) -> HttpResponse {
+    *hits
+        .lock()
+        .unwrap()
+        .entry(req.path().to_string())
+        .or_insert(0) += 1;
+    HttpResponse::Ok().body("up")
+}
+
+async fn status(req: actix_web::HttpRequest, code: web::Path<u16>, hits: Hits) -> HttpResponse {
+    *hits
+        .lock()
+        .unwrap()
+        .entry(req.path().to_string())
+        .or_insert(0) += 1;
+    HttpResponse::build(StatusCode::from_u16(*code).unwrap_or(StatusCode::IM_A_TEAPOT)).finish()
+}
+
+/// One monitor server of the cluster.
+pub struct TestServer {
+    pub id: i64,
+    pub address: SocketAddr,
+    pub handle: ServerHandle,
+}
+
+pub struct TestCluster {
+    pub db: Db,
+    pub coordinator: SocketAddr,
+    coordinator_handle: ServerHandle,
+    pub servers: Vec<TestServer>,
+    pub fleet: Fleet,
+    pub http: awc::Client,
+    /// Dropped last: removes the database.
+    _scratch: ScratchDb,
+}
+
+/// An answer from the API: status and JSON body (`Value::Null` when the body is empty).
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.body)
+    }
+}
+
+impl TestCluster {
+    /// A coordinator and `servers` monitor servers.
+    pub async fn spawn(backend: Backend, servers: usize) -> TestCluster {
+        let scratch = scratch(backend);
+        let db = Db::open(scratch.url().clone(), 4).await.unwrap();
+        db.run(|conn| {
+            db::config::update(
+                conn,
+                &ConfigChanges {
+                    poll_interval_ms: Some(TEST_POLL_INTERVAL_MS),
+                    timeout_ms: Some(1_000),
+                    ..Default::default()
+                },
+            )
+        })
+        .await
+        .unwrap();
+        let coordinator = Coordinator::build(db.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+        let (coordinator_address, coordinator_handle) =
+            (coordinator.address(), coordinator.handle());
+        actix_rt::spawn(coordinator.run_until_stopped());
+        let mut cluster = TestCluster {
+            db,
+            coordinator: coordinator_address,
+            coordinator_handle,
+            servers: Vec::new(),
+            fleet: Fleet::spawn(),
+            http: awc::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .finish(),
+            _scratch: scratch,
+        };
+        for _ in 0..servers {
+            cluster.add_server().await;
+        }
+        cluster
+    }
+
+    /// Starts one more monitor server on port 0.
+    pub async fn add_server(&mut self) -> &TestServer {
+        let node = MonitorServerNode::build(
+            self.db.clone(),
+            "127.0.0.1:0".parse().unwrap(),
+            None,
+            probe::standard(),
+        )
+        .await
+        .unwrap();
+        let server = TestServer {
+            id: node.server_id(),
+            address: node.address(),
+            handle: node.handle(),
+        };
+        actix_rt::spawn(node.run_until_stopped());
+        self.servers.push(server);
+        self.servers.last().unwrap()
+    }
+
+    /// Stops a monitor server's HTTP API: from the coordinator's side it is down.
+    pub async fn stop_server(&self, index: usize) {
+        self.servers[index].handle.stop(false).await;
+    }
+
+    /// Stops the coordinator and starts a new one (new port) on the same database.
+    pub async fn restart_coordinator(&mut self) {
+        self.coordinator_handle.stop(true).await;
+        let coordinator =
+            Coordinator::build(self.db.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+        self.coordinator = coordinator.address();
+        self.coordinator_handle = coordinator.handle();
+        actix_rt::spawn(coordinator.run_until_stopped());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.coordinator)
+    }
+
+    /// Calls `url` with `method` and an optional JSON body.
+    pub async fn call_url(&self, method: Method, url: &str, body: Option<Value>) -> Answer {
+        let request = self.http.request(method, url);
+        let sent = match body {
+            Some(body) => request.send_json(&body).await,
+            None => request.send().await,
+        };
+        read(sent.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call_url(Method::GET, &self.url(path), None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.call_url(Method::POST, &self.url(path), Some(body))
+            .await
+    }
+
+    pub async fn post_empty(&self, path: &str) -> Answer {
+        self.call_url(Method::POST, &self.url(path), None).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Answer {
+        self.call_url(Method::PUT, &self.url(path), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.call_url(Method::DELETE, &self.url(path), None).await
+    }
+
+    /// Calls a monitor server's own API.
+    pub async fn server_call(
+        &self,
+        index: usize,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Answer {
+        let url = format!("http://{}{path}", self.servers[index].address);
+        self.call_url(method, &url, body).await
+    }
+
+    /// Creates a company and returns its id.
+    pub async fn company(&self, name: &str) -> i64 {
+        let answer = self
+            .post("/api/v1/companies", json!({ "name": name }))
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
+        answer.body["id"].as_i64().unwrap()
+    }
+
+    /// Creates an `http` device pointing at the fleet's `/d/{name}` and returns its id.
+    pub async fn device(&self, company_id: i64, name: &str) -> i64 {
+        let body = json!({
+            "company_id": company_id,
+            "name": name,
+            "address": self.fleet.url(&format!("/d/{name}")),
+            "kind": "http",
+        });
+        let answer = self.post("/api/v1/devices", body).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
+        answer.body["id"].as_i64().unwrap()
+    }
+
+    /// Creates `count` devices named `{prefix}-{n}` and returns their ids.
+    pub async fn devices(&self, company_id: i64, prefix: &str, count: usize) -> Vec<i64> {
+        let mut ids = Vec::with_capacity(count);
+        for n in 0..count {
+            ids.push(self.device(company_id, &format!("{prefix}-{n}")).await);
+        }
+        ids
+    }
+
+    /// The id of the server a device is monitored on, per `GET /api/v1/devices/{id}`.
+    pub async fn monitored_on(&self, device_id: i64) -> Option<i64> {
+        let answer = self.get(&format!("/api/v1/devices/{device_id}")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        answer.body["monitoring"]["server_id"].as_i64()
+    }
+
+    /// Device ids running on each monitor server, per its `/info`.
+    pub async fn running(&self, index: usize) -> Vec<i64> {
+        let info = self.server_call(index, Method::GET, "/info", None).await;
+        assert_eq!(info.status, StatusCode::OK, "{info:?}");
+        serde_json::from_value(info.body["device_ids"].clone()).unwrap()
+    }
+}
+
+async fn read<S>(mut response: awc::ClientResponse<S>) -> Answer
+where
+    S: futures_util::stream::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>>
+        + Unpin,
+{
+    let status = response.status();
+    let bytes = response.body().limit(64 * 1024 * 1024).await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "{status}: body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })
+    };
+    Answer { status, body }
+}
+
+/// Waits until `check` returns `Some`, polling; panics with `what` after [`PATIENCE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting: {what}");
+        actix_rt::time::sleep(Duration::from_millis(25)).await;
+    }
+}

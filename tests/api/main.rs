@@ -1,0 +1,12 @@
+//! Integration tests, compiled as one binary: real HTTP servers on port 0, real
+//! databases (a SQLite file; PostgreSQL when `VIGIL_TEST_DATABASE_URL` is set), real
+//! processes where the test is about processes.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail the test loudly when the system under test misbehaves"
+)]
+
+mod helpers;
+
+mod scheduling;

@@ -1,0 +1,490 @@
+//! The scheduler over real monitor servers: rotation, skipping, limits, stop search,
+//! config and device changes. Every test runs on SQLite and on PostgreSQL.
+
+use actix_web::http::{Method, StatusCode};
+use serde_json::{json, Value};
+use vigil::db;
+
+use crate::helpers::{eventually, Backend, TestCluster};
+
+crate::on_both_backends!(
+    rotation_goes_round_the_servers_and_survives_a_coordinator_restart,
+    a_server_that_is_down_is_skipped_and_shown_down,
+    servers_at_their_limit_give_started_6_of_7_with_the_reason,
+    a_device_already_monitored_is_not_started_twice,
+    stop_finds_the_device_on_whichever_server_holds_it,
+    company_stop_ignores_devices_that_are_not_monitored,
+    config_change_is_saved_and_reaches_every_server,
+    device_change_reaches_only_the_monitor_of_that_device,
+    disabling_a_device_stops_its_monitor,
+    a_company_with_monitored_devices_cannot_be_deleted,
+    deleting_a_device_stops_its_monitor_first,
+    devices_list_shows_live_monitoring,
+);
+
+fn results(answer: &Value) -> Vec<(i64, String, Option<i64>)> {
+    answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["device_id"].as_i64().unwrap(),
+                r["status"].as_str().unwrap().to_string(),
+                r["server_id"].as_i64(),
+            )
+        })
+        .collect()
+}
+
+async fn rotation_index(cluster: &TestCluster) -> i64 {
+    let config = cluster.get("/api/v1/config").await;
+    config.body["monitor_server_current"].as_i64().unwrap()
+}
+
+async fn rotation_goes_round_the_servers_and_survives_a_coordinator_restart(backend: Backend) {
+    let mut cluster = TestCluster::spawn(backend, 3).await;
+    let ids: Vec<i64> = cluster.servers.iter().map(|s| s.id).collect();
+    let company = cluster.company("acme").await;
+    let devices = cluster.devices(company, "d", 5).await;
+
+    let mut chosen = Vec::new();
+    let mut indexes = Vec::new();
+    for device in &devices[..4] {
+        let answer = cluster
+            .post_empty(&format!("/api/v1/devices/{device}/start"))
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        assert_eq!(answer.body["message"], "started 1 of 1 monitors");
+        chosen.push(answer.body["results"][0]["server_id"].as_i64().unwrap());
+        indexes.push(rotation_index(&cluster).await);
+    }
+    assert_eq!(
+        chosen,
+        vec![ids[0], ids[1], ids[2], ids[0]],
+        "servers 0 → 1 → 2 → 0"
+    );
+    assert_eq!(
+        indexes,
+        vec![1, 2, 0, 1],
+        "the persisted index after each start"
+    );
+
+    cluster.restart_coordinator().await;
+    assert_eq!(
+        rotation_index(&cluster).await,
+        1,
+        "the index survives the restart"
+    );
+    let answer = cluster
+        .post_empty(&format!("/api/v1/devices/{}/start", devices[4]))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(
+        answer.body["results"][0]["server_id"].as_i64(),
+        Some(ids[1])
+    );
+    for (device, server) in devices.iter().zip([ids[0], ids[1], ids[2], ids[0], ids[1]]) {
+        assert_eq!(cluster.monitored_on(*device).await, Some(server));
+    }
+}
+
+async fn a_server_that_is_down_is_skipped_and_shown_down(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 3).await;
+    let ids: Vec<i64> = cluster.servers.iter().map(|s| s.id).collect();
+    cluster.stop_server(0).await;
+    let company = cluster.company("acme").await;
+    let devices = cluster.devices(company, "d", 3).await;
+
+    let answer = cluster
+        .post_empty(&format!("/api/v1/companies/{company}/start"))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let servers: Vec<Option<i64>> = results(&answer.body).into_iter().map(|r| r.2).collect();
+    assert_eq!(servers, vec![Some(ids[1]), Some(ids[2]), Some(ids[1])]);
+    assert_eq!(rotation_index(&cluster).await, 2);
+
+    let listed = cluster.get("/api/v1/monitor-servers").await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let listed = listed.body.as_array().unwrap().clone();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[0]["status"], "down");
+    assert_eq!(listed[0]["running_monitors"], Value::Null);
+    assert_eq!(listed[1]["status"], "up");
+    assert_eq!(listed[1]["running_monitors"], 2);
+    assert_eq!(listed[2]["running_monitors"], 1);
+    let one = cluster
+        .get(&format!("/api/v1/monitor-servers/{}", ids[0]))
+        .await;
+    assert_eq!(one.status, StatusCode::OK);
+    assert_eq!(one.body["status"], "down");
+    assert_eq!(devices.len(), 3);
+}
+
+async fn servers_at_their_limit_give_started_6_of_7_with_the_reason(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 3).await;
+    let answer = cluster
+        .put("/api/v1/config", json!({ "max_monitors_per_server": 2 }))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let company = cluster.company("acme").await;
+    let devices = cluster.devices(company, "d", 7).await;
+
+    let answer = cluster
+        .post_empty(&format!("/api/v1/companies/{company}/start"))
+        .await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
+    assert_eq!(answer.body["requested"], 7);
+    assert_eq!(answer.body["started"], 6);
+    assert_eq!(answer.body["failed"], 1);
+    assert_eq!(answer.body["message"], "started 6 of 7 monitors, 1 failed");
+    let last = &answer.body["results"][6];
+    assert_eq!(last["device_id"].as_i64(), Some(devices[6]));
+    assert_eq!(last["status"], "failed");
+    let reason = last["reason"].as_str().unwrap();
+    assert!(reason.contains("limit of 2 monitors"), "{reason}");
+    for index in 0..3 {
+        assert_eq!(cluster.running(index).await.len(), 2);
+    }
+    assert_eq!(cluster.monitored_on(devices[6]).await, None);
+}
+
+async fn a_device_already_monitored_is_not_started_twice(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 3).await;
+    let company = cluster.company("acme").await;
+    let devices = cluster.devices(company, "d", 2).await;
+    let first = cluster
+        .post_empty(&format!("/api/v1/devices/{}/start", devices[0]))
+        .await;
+    let owner = first.body["results"][0]["server_id"].as_i64();
+
+    let again = cluster
+        .post_empty(&format!("/api/v1/devices/{}/start", devices[0]))
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{again:?}");
+    assert_eq!(again.body["already_running"], 1);
+    assert_eq!(again.body["results"][0]["status"], "already_running");
+    assert_eq!(again.body["results"][0]["server_id"].as_i64(), owner);
+
+    // Even with the ownership record lost, the live servers are asked first.
+    let device = devices[0];
+    cluster
+        .db
+        .run(move |conn| db::assignments::release(conn, device))
+        .await
+        .unwrap();
+    let company_start = cluster
+        .post_empty(&format!("/api/v1/companies/{company}/start"))
+        .await;
+    assert_eq!(company_start.status, StatusCode::OK, "{company_start:?}");
+    assert_eq!(company_start.body["started"], 1);
+    assert_eq!(company_start.body["already_running"], 1);
+    let mut everywhere = Vec::new();
+    for index in 0..3 {
+        everywhere.extend(cluster.running(index).await);
+    }
+    everywhere.sort_unstable();
+    assert_eq!(everywhere, devices, "each device runs exactly once");
+    assert_eq!(
+        cluster.monitored_on(devices[0]).await,
+        owner,
+        "ownership record repaired"
+    );
+}
+
+async fn stop_finds_the_device_on_whichever_server_holds_it(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 3).await;
+    let company = cluster.company("acme").await;
+    let device = cluster.device(company, "d").await;
+    let started = cluster
+        .post_empty(&format!("/api/v1/devices/{device}/start"))
+        .await;
+    let holder = started.body["results"][0]["server_id"].as_i64().unwrap();
+    // The record says another server owns it: stop must search and still find it.
+    let wrong = cluster
+        .servers
+        .iter()
+        .map(|s| s.id)
+        .find(|id| *id != holder)
+        .unwrap();
+    let assigned = cluster
+        .db
+        .run(move |conn| db::assignments::assign(conn, device, wrong, 100))
+        .await
+        .unwrap();
+    assert!(assigned);
+
+    let stopped = cluster
+        .post_empty(&format!("/api/v1/devices/{device}/stop"))
+        .await;
+    assert_eq!(stopped.status, StatusCode::OK, "{stopped:?}");
+    assert_eq!(stopped.body["status"], "stopped");
+    assert_eq!(stopped.body["server_id"].as_i64(), Some(holder));
+    for index in 0..3 {
+        assert!(cluster.running(index).await.is_empty());
+    }
+
+    let again = cluster
+        .post_empty(&format!("/api/v1/devices/{device}/stop"))
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "{again:?}");
+    assert_eq!(
+        again.body["error"],
+        format!("device {device} is not being monitored")
+    );
+    assert_eq!(again.body["code"], "not_monitored");
+}
+
+async fn company_stop_ignores_devices_that_are_not_monitored(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 2).await;
+    let company = cluster.company("acme").await;
+    let devices = cluster.devices(company, "d", 3).await;
+    for device in &devices[..2] {
+        cluster
+            .post_empty(&format!("/api/v1/devices/{device}/start"))
+            .await;
+    }
+    let answer = cluster
+        .post_empty(&format!("/api/v1/companies/{company}/stop"))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.body["requested"], 3);
+    assert_eq!(answer.body["stopped"], 2);
+    assert_eq!(answer.body["not_running"], 1);
+    let statuses: Vec<String> = results(&answer.body).into_iter().map(|r| r.1).collect();
+    assert_eq!(statuses, vec!["stopped", "stopped", "not_running"]);
+    assert!(cluster.running(0).await.is_empty() && cluster.running(1).await.is_empty());
+}
+
+async fn config_change_is_saved_and_reaches_every_server(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 3).await;
+    let company = cluster.company("acme").await;
+    cluster.devices(company, "d", 4).await;
+    cluster
+        .post_empty(&format!("/api/v1/companies/{company}/start"))
+        .await;
+
+    let answer = cluster
+        .put(
+            "/api/v1/config",
+            json!({ "poll_interval_ms": 250, "alert_threshold": 60 }),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.body["config"]["poll_interval_ms"], 250);
+    assert_eq!(
+        answer.body["config"]["critical_threshold"], 90,
+        "untouched fields are kept"
+    );
+    let applied: Vec<i64> = answer.body["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["monitors_updated"].as_i64().unwrap())
+        .collect();
+    assert_eq!(applied, vec![2, 1, 1]);
+    assert_eq!(answer.body["unreachable"], json!([]));
+    for index in 0..3 {
+        let monitors = cluster
+            .server_call(index, Method::GET, "/monitors", None)
+            .await;
+        for monitor in monitors.body.as_array().unwrap() {
+            assert_eq!(monitor["config"]["poll_interval_ms"], 250);
+            assert_eq!(monitor["config"]["alert_threshold"], 60);
+        }
+    }
+    let stored = cluster.get("/api/v1/config").await;
+    assert_eq!(stored.body["poll_interval_ms"], 250);
+    assert_eq!(stored.body["monitor_servers"].as_array().unwrap().len(), 3);
+
+    cluster.stop_server(2).await;
+    let answer = cluster
+        .put("/api/v1/config", json!({ "timeout_ms": 500 }))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.body["applied"].as_array().unwrap().len(), 2);
+    let unreachable = answer.body["unreachable"].as_array().unwrap();
+    assert_eq!(unreachable.len(), 1);
+    assert_eq!(
+        unreachable[0]["server_id"].as_i64(),
+        Some(cluster.servers[2].id)
+    );
+}
+
+async fn device_change_reaches_only_the_monitor_of_that_device(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 3).await;
+    let company = cluster.company("acme").await;
+    let devices = cluster.devices(company, "d", 3).await;
+    cluster
+        .post_empty(&format!("/api/v1/companies/{company}/start"))
+        .await;
+    let moved = cluster.fleet.url("/d/moved");
+
+    let answer = cluster
+        .put(
+            &format!("/api/v1/devices/{}", devices[1]),
+            json!({ "address": moved, "name": "renamed" }),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.body["device"]["address"], moved.as_str());
+    assert_eq!(answer.body["routing"]["status"], "delivered");
+    let owner = cluster.monitored_on(devices[1]).await;
+    assert_eq!(answer.body["routing"]["server_id"].as_i64(), owner);
+
+    eventually("the monitor polls the new address", || async {
+        (cluster.fleet.hits("/d/moved") > 0).then_some(())
+    })
+    .await;
+    let before = (cluster.fleet.hits("/d/d-0"), cluster.fleet.hits("/d/d-2"));
+    eventually("the other monitors keep their own addresses", || async {
+        let now = (cluster.fleet.hits("/d/d-0"), cluster.fleet.hits("/d/d-2"));
+        (now.0 > before.0 && now.1 > before.1).then_some(())
+    })
+    .await;
+    for index in 0..3 {
+        let monitors = cluster
+            .server_call(index, Method::GET, "/monitors", None)
+            .await;
+        for monitor in monitors.body.as_array().unwrap() {
+            let is_changed = monitor["device"]["id"].as_i64() == Some(devices[1]);
+            assert_eq!(
+                monitor["device"]["name"] == "renamed",
+                is_changed,
+                "{monitor}"
+            );
+        }
+    }
+    // The old address is no longer polled once the change is in.
+    let old = cluster.fleet.hits("/d/d-1");
+    actix_rt::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(
+        cluster.fleet.hits("/d/d-1") <= old + 1,
+        "the old address is still polled"
+    );
+}
+
+async fn disabling_a_device_stops_its_monitor(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 2).await;
+    let company = cluster.company("acme").await;
+    let device = cluster.device(company, "d").await;
+    cluster
+        .post_empty(&format!("/api/v1/devices/{device}/start"))
+        .await;
+    let answer = cluster
+        .put(
+            &format!("/api/v1/devices/{device}"),
+            json!({ "enabled": false }),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.body["routing"]["status"], "stopped");
+    assert_eq!(answer.body["device"]["monitoring"], Value::Null);
+    let refused = cluster
+        .post_empty(&format!("/api/v1/devices/{device}/start"))
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{refused:?}");
+    assert_eq!(refused.body["code"], "device_disabled");
+    let company_start = cluster
+        .post_empty(&format!("/api/v1/companies/{company}/start"))
+        .await;
+    assert_eq!(
+        company_start.body["requested"], 0,
+        "disabled devices are not asked for"
+    );
+}
+
+async fn a_company_with_monitored_devices_cannot_be_deleted(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 1).await;
+    let company = cluster.company("acme").await;
+    let device = cluster.device(company, "d").await;
+    cluster
+        .post_empty(&format!("/api/v1/devices/{device}/start"))
+        .await;
+    let refused = cluster
+        .delete(&format!("/api/v1/companies/{company}"))
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{refused:?}");
+    assert_eq!(refused.body["code"], "company_monitored");
+    assert_eq!(
+        cluster
+            .get(&format!("/api/v1/devices/{device}"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    cluster
+        .post_empty(&format!("/api/v1/companies/{company}/stop"))
+        .await;
+    let deleted = cluster
+        .delete(&format!("/api/v1/companies/{company}"))
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{deleted:?}");
+    assert_eq!(
+        cluster
+            .get(&format!("/api/v1/companies/{company}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        cluster
+            .get(&format!("/api/v1/devices/{device}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+async fn deleting_a_device_stops_its_monitor_first(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 2).await;
+    let company = cluster.company("acme").await;
+    let device = cluster.device(company, "d").await;
+    cluster
+        .post_empty(&format!("/api/v1/devices/{device}/start"))
+        .await;
+    let deleted = cluster.delete(&format!("/api/v1/devices/{device}")).await;
+    assert_eq!(deleted.status, StatusCode::OK, "{deleted:?}");
+    assert!(cluster.running(0).await.is_empty() && cluster.running(1).await.is_empty());
+    assert_eq!(
+        cluster
+            .get(&format!("/api/v1/devices/{device}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+async fn devices_list_shows_live_monitoring(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 2).await;
+    let company = cluster.company("acme").await;
+    let other = cluster.company("other").await;
+    let devices = cluster.devices(company, "d", 2).await;
+    let elsewhere = cluster.device(other, "x").await;
+    cluster
+        .post_empty(&format!("/api/v1/devices/{}/start", devices[0]))
+        .await;
+
+    let listed = eventually("the first poll is reported", || async {
+        let listed = cluster.get("/api/v1/devices").await;
+        (listed.body[0]["monitoring"]["state"] == "normal").then_some(listed)
+    })
+    .await;
+    let all = listed.body.as_array().unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0]["monitoring"]["last_result"]["status_code"], 200);
+    assert_eq!(all[1]["monitoring"], Value::Null);
+
+    let filtered = cluster
+        .get(&format!("/api/v1/devices?company_id={other}"))
+        .await;
+    let filtered = filtered.body.as_array().unwrap();
+    assert_eq!(filtered.len(), 1);
+    assert_eq!(filtered[0]["id"].as_i64(), Some(elsewhere));
+    let page = cluster.get("/api/v1/devices?limit=1&offset=1").await;
+    assert_eq!(
+        page.body.as_array().unwrap()[0]["id"].as_i64(),
+        Some(devices[1])
+    );
+}
