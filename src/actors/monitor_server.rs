@@ -2,6 +2,10 @@
 //! by device id. It enforces `max_monitors_per_server`, forwards config to every
 //! monitor and device changes to the one that watches the device, answers info, and
 //! restarts a monitor that fails or panics.
+//!
+//! A monitor reports its own end (`MonitorExited`, sent from `stopped`). actix runs
+//! `stopped` even when the actor's future is dropped after a panic, so every death is
+//! reported; one that the supervisor did not ask for is restarted with a backoff.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,10 +24,6 @@ use crate::wire::ServerInfo;
 
 /// The kind under which the supervisor appears in the actor registry.
 pub const KIND: &str = "MonitorServerActor";
-
-/// How often the supervisor looks for monitors that died without saying so (a panic
-/// unwinds past `stopped`).
-pub const SUPERVISION_PERIOD: Duration = Duration::from_secs(1);
 
 /// Restart delays double from this after each failure in a row...
 const RESTART_BACKOFF_BASE: Duration = Duration::from_millis(50);
@@ -163,19 +163,6 @@ impl MonitorServerActor {
         });
     }
 
-    /// Restarts every monitor whose actor is gone without having reported it.
-    fn sweep(&mut self, ctx: &mut Context<Self>) {
-        let dead: Vec<i64> = self
-            .monitors
-            .iter()
-            .filter(|(_, child)| child.monitor.as_ref().is_some_and(|m| !m.connected()))
-            .map(|(id, _)| *id)
-            .collect();
-        for device_id in dead {
-            self.restart(ctx, device_id);
-        }
-    }
-
     fn set_config(&mut self, config: MonitorConfig) -> usize {
         self.config = config;
         for child in self.monitors.values_mut() {
@@ -193,7 +180,6 @@ impl Actor for MonitorServerActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.myself = Some(Tracked::new(ctx.address(), Arc::clone(&self.stats)));
-        ctx.run_interval(SUPERVISION_PERIOD, |act, ctx| act.sweep(ctx));
         tracing::info!(
             server.id = self.server_id,
             max_monitors = self.config.max_monitors_per_server,
@@ -440,3 +426,7 @@ impl Handler<MonitorExited> for MonitorServerActor {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "monitor_server_tests.rs"]
+mod tests;

@@ -10,3 +10,4 @@
 mod helpers;
 
 mod scheduling;
+mod schema;

@@ -1,0 +1,398 @@
+//! The supervisor and its monitors, driven directly with messages. The probe is
+//! scripted: it records what it polled, and can panic or report the device down.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::LocalBoxFuture;
+use futures_util::FutureExt;
+
+use super::*;
+use crate::domain::{DeviceKind, PollResult};
+use crate::probe::{Probe, ProbeFactory};
+
+/// What the scripted probe does, shared by every monitor of a test.
+#[derive(Default)]
+struct Script {
+    /// (device id, address) of every poll, in order.
+    polls: Mutex<Vec<(i64, String)>>,
+    /// Polls that panic before the future is made, then this many inside the future.
+    panics_now: AtomicUsize,
+    panics_later: AtomicUsize,
+    /// Builds of the probe (a monitor's start) that panic.
+    factory_panics: AtomicUsize,
+    down: AtomicBool,
+}
+
+impl Script {
+    fn polls_of(&self, device_id: i64) -> Vec<String> {
+        let polls = self.polls.lock().unwrap();
+        polls
+            .iter()
+            .filter(|(id, _)| *id == device_id)
+            .map(|(_, a)| a.clone())
+            .collect()
+    }
+}
+
+/// Takes one from `counter` if it is not zero yet.
+fn take(counter: &AtomicUsize) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+struct ScriptedProbe(Arc<Script>);
+
+impl Probe for ScriptedProbe {
+    fn poll(&self, device: &DeviceSpec, _timeout: Duration) -> LocalBoxFuture<'static, PollResult> {
+        let script = &self.0;
+        script
+            .polls
+            .lock()
+            .unwrap()
+            .push((device.id, device.address.clone()));
+        if take(&script.panics_now) {
+            panic!("scripted probe panics while polling");
+        }
+        let panic_later = take(&script.panics_later);
+        let up = !script.down.load(Ordering::SeqCst);
+        async move {
+            if panic_later {
+                panic!("scripted probe panics inside its future");
+            }
+            PollResult {
+                at: Utc::now(),
+                up,
+                latency_ms: 1.0,
+                status_code: Some(if up { 200 } else { 503 }),
+                error: (!up).then(|| "answered HTTP 503".to_string()),
+            }
+        }
+        .boxed_local()
+    }
+}
+
+fn scripted(script: &Arc<Script>) -> ProbeFactory {
+    let script = Arc::clone(script);
+    Arc::new(move || {
+        if take(&script.factory_panics) {
+            panic!("scripted probe cannot be built");
+        }
+        Box::new(ScriptedProbe(Arc::clone(&script))) as Box<dyn Probe>
+    })
+}
+
+fn config(max: u32, poll_interval_ms: u64) -> MonitorConfig {
+    MonitorConfig {
+        poll_interval_ms,
+        timeout_ms: 1_000,
+        alert_threshold: 70,
+        critical_threshold: 90,
+        max_monitors_per_server: max,
+    }
+}
+
+fn device(id: i64) -> DeviceSpec {
+    DeviceSpec {
+        id,
+        company_id: 1,
+        name: format!("device-{id}"),
+        address: format!("http://device-{id}.test/"),
+        kind: DeviceKind::Http,
+    }
+}
+
+fn start(id: i64, config: MonitorConfig) -> StartMonitor {
+    StartMonitor {
+        device: device(id),
+        config,
+        epoch: 1,
+    }
+}
+
+fn server(
+    script: &Arc<Script>,
+    config: MonitorConfig,
+) -> (Tracked<MonitorServerActor>, ActorRegistry) {
+    let registry = ActorRegistry::new();
+    let actor = MonitorServerActor::new(7, config, scripted(script), registry.clone()).launch();
+    (actor, registry)
+}
+
+async fn status(actor: &Tracked<MonitorServerActor>, device_id: i64) -> MonitorStatus {
+    actor
+        .send(GetMonitorStatus { device_id })
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("device {device_id} is not monitored"))
+}
+
+/// Waits until `check` holds, polling; fails the test after five seconds.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check().await {
+        assert!(Instant::now() < deadline, "gave up waiting: {what}");
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_start_beyond_the_limit_is_refused() {
+    let script = Arc::new(Script::default());
+    let limit = config(2, 1_000);
+    let (actor, _) = server(&script, limit);
+    assert_eq!(actor.send(start(1, limit)).await.unwrap(), Ok(()));
+    assert_eq!(actor.send(start(2, limit)).await.unwrap(), Ok(()));
+    assert_eq!(
+        actor.send(start(3, limit)).await.unwrap(),
+        Err(StartRefused::AtLimit(2))
+    );
+    let info = actor.send(GetInfo).await.unwrap();
+    assert_eq!(info.running_monitors, 2);
+    assert_eq!(info.device_ids, vec![1, 2]);
+    assert_eq!(info.max_monitors, 2);
+
+    // A stop frees a place.
+    assert_eq!(
+        actor.send(StopMonitor { device_id: 1 }).await.unwrap(),
+        Ok(())
+    );
+    assert_eq!(actor.send(start(3, limit)).await.unwrap(), Ok(()));
+}
+
+#[actix_rt::test]
+async fn a_device_already_running_here_is_refused() {
+    let script = Arc::new(Script::default());
+    let (actor, _) = server(&script, config(10, 1_000));
+    assert_eq!(
+        actor.send(start(1, config(10, 1_000))).await.unwrap(),
+        Ok(())
+    );
+    assert_eq!(
+        actor.send(start(1, config(10, 1_000))).await.unwrap(),
+        Err(StartRefused::AlreadyRunning(1))
+    );
+    assert_eq!(actor.send(GetInfo).await.unwrap().running_monitors, 1);
+}
+
+#[actix_rt::test]
+async fn a_stopped_monitor_stops_polling() {
+    let script = Arc::new(Script::default());
+    let (actor, _) = server(&script, config(10, 20));
+    actor.send(start(1, config(10, 20))).await.unwrap().unwrap();
+    eventually("a few polls", || async { script.polls_of(1).len() >= 2 }).await;
+    assert_eq!(
+        actor.send(StopMonitor { device_id: 1 }).await.unwrap(),
+        Ok(())
+    );
+    assert_eq!(
+        actor.send(StopMonitor { device_id: 1 }).await.unwrap(),
+        Err(NotRunning(1))
+    );
+    actix_rt::time::sleep(Duration::from_millis(60)).await;
+    let settled = script.polls_of(1).len();
+    actix_rt::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        script.polls_of(1).len(),
+        settled,
+        "polls went on after the stop"
+    );
+}
+
+#[actix_rt::test]
+async fn a_config_update_reaches_every_monitor() {
+    let script = Arc::new(Script::default());
+    let slow = config(10, 60_000);
+    let (actor, _) = server(&script, slow);
+    for id in 1..=3 {
+        actor.send(start(id, slow)).await.unwrap().unwrap();
+    }
+    eventually("the first poll of each", || async {
+        (1..=3).all(|id| !script.polls_of(id).is_empty())
+    })
+    .await;
+
+    let fast = config(10, 20);
+    assert_eq!(actor.send(UpdateConfig(fast)).await.unwrap(), 3);
+    for id in 1..=3 {
+        assert_eq!(status(&actor, id).await.config, fast);
+    }
+    // Picked up without a restart: the short interval takes effect at once.
+    eventually("polls at the new interval", || async {
+        (1..=3).all(|id| script.polls_of(id).len() >= 4)
+    })
+    .await;
+    for id in 1..=3 {
+        assert_eq!(status(&actor, id).await.restarts, 0);
+    }
+    assert_eq!(actor.send(GetInfo).await.unwrap().max_monitors, 10);
+}
+
+#[actix_rt::test]
+async fn a_device_update_reaches_only_its_monitor() {
+    let script = Arc::new(Script::default());
+    let (actor, _) = server(&script, config(10, 30));
+    for id in 1..=3 {
+        actor
+            .send(start(id, config(10, 30)))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let mut changed = device(2);
+    changed.address = "http://moved.test/".into();
+    changed.name = "moved".into();
+    assert!(actor.send(UpdateDevice(changed.clone())).await.unwrap());
+    assert_eq!(status(&actor, 2).await.device, changed);
+    eventually("the new address is polled", || async {
+        script
+            .polls_of(2)
+            .contains(&"http://moved.test/".to_string())
+    })
+    .await;
+    for id in [1, 3] {
+        assert_eq!(status(&actor, id).await.device, device(id));
+        assert!(script.polls_of(id).iter().all(|a| *a == device(id).address));
+    }
+    assert!(
+        !actor.send(UpdateDevice(device(9))).await.unwrap(),
+        "not monitored here"
+    );
+}
+
+#[actix_rt::test]
+async fn the_supervisor_restarts_a_monitor_whose_probe_panics() {
+    let script = Arc::new(Script::default());
+    script.panics_now.store(1, Ordering::SeqCst);
+    let (actor, registry) = server(&script, config(10, 20));
+    actor.send(start(1, config(10, 20))).await.unwrap().unwrap();
+    eventually("the monitor is restarted and polls again", || async {
+        let s = status(&actor, 1).await;
+        s.restarts == 1 && s.polls >= 1 && s.state == HealthState::Normal
+    })
+    .await;
+    let monitors = registry
+        .snapshot()
+        .into_iter()
+        .filter(|a| a.kind == device_monitor::KIND)
+        .count();
+    assert_eq!(
+        monitors, 1,
+        "the restarted monitor keeps one registry entry"
+    );
+}
+
+#[actix_rt::test]
+async fn the_supervisor_restarts_a_monitor_whose_poll_panics_midway() {
+    let script = Arc::new(Script::default());
+    script.panics_later.store(2, Ordering::SeqCst);
+    let (actor, _) = server(&script, config(10, 20));
+    actor.send(start(1, config(10, 20))).await.unwrap().unwrap();
+    eventually("two restarts, then normal polling", || async {
+        let s = status(&actor, 1).await;
+        s.restarts == 2 && s.polls >= 1
+    })
+    .await;
+    assert_eq!(actor.send(GetInfo).await.unwrap().running_monitors, 1);
+}
+
+#[actix_rt::test]
+async fn a_device_that_does_not_answer_well_is_unreachable() {
+    let script = Arc::new(Script::default());
+    script.down.store(true, Ordering::SeqCst);
+    let (actor, _) = server(&script, config(10, 20));
+    actor.send(start(1, config(10, 20))).await.unwrap().unwrap();
+    eventually("unreachable after a failed poll", || async {
+        status(&actor, 1).await.state == HealthState::Unreachable
+    })
+    .await;
+    let s = status(&actor, 1).await;
+    assert_eq!(s.failures, s.polls);
+    assert_eq!(s.last_result.unwrap().status_code, Some(503));
+
+    script.down.store(false, Ordering::SeqCst);
+    eventually("normal again", || async {
+        status(&actor, 1).await.state == HealthState::Normal
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn the_registry_shows_each_actor_and_what_it_handled() {
+    let script = Arc::new(Script::default());
+    let (actor, registry) = server(&script, config(10, 20));
+    actor.send(start(1, config(10, 20))).await.unwrap().unwrap();
+    actor.send(start(2, config(10, 20))).await.unwrap().unwrap();
+    actor.send(GetInfo).await.unwrap();
+    eventually("both monitors polled", || async {
+        !script.polls_of(1).is_empty() && !script.polls_of(2).is_empty()
+    })
+    .await;
+
+    let snapshot = registry.snapshot();
+    let supervisor = snapshot.iter().find(|a| a.kind == KIND).unwrap();
+    assert_eq!(supervisor.id, "7");
+    assert_eq!(supervisor.handled.get("StartMonitor"), Some(&2));
+    assert_eq!(supervisor.handled.get("GetInfo"), Some(&1));
+    assert_eq!(supervisor.mailbox_len, 0);
+    assert_eq!(supervisor.recent[0].message, "GetInfo", "newest first");
+    let monitors: Vec<_> = snapshot
+        .iter()
+        .filter(|a| a.kind == device_monitor::KIND)
+        .collect();
+    assert_eq!(
+        monitors.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        vec!["1", "2"]
+    );
+    assert!(monitors
+        .iter()
+        .all(|m| m.handled.get("Poll").is_some_and(|n| *n >= 1)));
+
+    actor
+        .send(StopMonitor { device_id: 1 })
+        .await
+        .unwrap()
+        .unwrap();
+    let ids: Vec<String> = registry
+        .snapshot()
+        .into_iter()
+        .filter(|a| a.kind == device_monitor::KIND)
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(ids, vec!["2"], "a stopped monitor leaves the registry");
+}
+
+#[actix_rt::test]
+async fn a_start_with_newer_config_applies_it_to_the_running_monitors() {
+    let script = Arc::new(Script::default());
+    let (actor, _) = server(&script, config(10, 60_000));
+    actor
+        .send(start(1, config(10, 60_000)))
+        .await
+        .unwrap()
+        .unwrap();
+    // The coordinator's start carries the config it read just now.
+    actor.send(start(2, config(5, 20))).await.unwrap().unwrap();
+    assert_eq!(status(&actor, 1).await.config, config(5, 20));
+    assert_eq!(actor.send(GetInfo).await.unwrap().max_monitors, 5);
+}
+
+#[actix_rt::test]
+async fn the_supervisor_restarts_a_monitor_that_dies_while_starting() {
+    let script = Arc::new(Script::default());
+    script.factory_panics.store(1, Ordering::SeqCst);
+    let (actor, _) = server(&script, config(10, 20));
+    actor.send(start(1, config(10, 20))).await.unwrap().unwrap();
+    // The first monitor panics in `started`, before its first poll.
+    eventually("the monitor is back and polling", || async {
+        let s = status(&actor, 1).await;
+        s.restarts == 1 && s.polls >= 1
+    })
+    .await;
+}

@@ -1,0 +1,143 @@
+//! The database layer on both backends: the two migration trees agree, migrating twice
+//! is harmless, and ownership epochs only grow.
+
+use std::collections::BTreeSet;
+
+use diesel::sql_types::Text;
+use diesel::{QueryableByName, RunQueryDsl};
+use vigil::db::models::NewDevice;
+use vigil::db::{self, Db, DbConn};
+
+use crate::helpers::{postgres_url, scratch, Backend};
+
+crate::on_both_backends!(
+    migrating_an_existing_database_again_changes_nothing,
+    ownership_epochs_only_grow,
+);
+
+#[derive(QueryableByName, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Column {
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = Text)]
+    column_name: String,
+}
+
+fn columns(conn: &mut DbConn) -> diesel::QueryResult<BTreeSet<(String, String)>> {
+    let query = match conn {
+        DbConn::Sqlite(_) => {
+            "SELECT m.name AS table_name, p.name AS column_name \
+             FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'"
+        }
+        DbConn::Pg(_) => {
+            "SELECT table_name::text AS table_name, column_name::text AS column_name \
+             FROM information_schema.columns WHERE table_schema = current_schema()"
+        }
+    };
+    let rows: Vec<Column> = diesel::sql_query(query).load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|c| (c.table_name, c.column_name))
+        .collect())
+}
+
+#[actix_rt::test]
+async fn both_backends_migrate_to_the_same_tables() {
+    if postgres_url("api::schema::both_backends_migrate_to_the_same_tables").is_none() {
+        return;
+    }
+    let mut found = Vec::new();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let scratch = scratch(backend);
+        let db = Db::open(scratch.url().clone(), 1).await.unwrap();
+        found.push(db.run(columns).await.unwrap());
+    }
+    assert_eq!(found[0], found[1], "SQLite and PostgreSQL tables differ");
+    let tables: BTreeSet<&str> = found[0].iter().map(|(t, _)| t.as_str()).collect();
+    for table in [
+        "companies",
+        "devices",
+        "monitor_servers",
+        "config",
+        "assignments",
+    ] {
+        assert!(tables.contains(table), "{table} missing: {tables:?}");
+    }
+}
+
+async fn migrating_an_existing_database_again_changes_nothing(backend: Backend) {
+    let scratch = scratch(backend);
+    let first = Db::open(scratch.url().clone(), 1).await.unwrap();
+    first
+        .run(|conn| db::companies::create(conn, "kept"))
+        .await
+        .unwrap();
+    let again = Db::open(scratch.url().clone(), 1).await.unwrap();
+    let names: Vec<String> = again
+        .run(db::companies::list)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, vec!["kept"]);
+    let config = again.run(db::config::get).await.unwrap();
+    assert_eq!(
+        (config.alert_threshold, config.critical_threshold),
+        (70, 90)
+    );
+    assert_eq!(config.balance_method, "round_robin");
+    assert_eq!(config.monitor_server_current, 0);
+}
+
+async fn ownership_epochs_only_grow(backend: Backend) {
+    let scratch = scratch(backend);
+    let db = Db::open(scratch.url().clone(), 1).await.unwrap();
+    db.run(|conn| {
+        let company = db::companies::create(conn, "acme")?;
+        let device = db::devices::create(
+            conn,
+            &NewDevice {
+                company_id: company.id,
+                name: "d",
+                address: "http://d.test/",
+                kind: "http",
+                enabled: true,
+            },
+        )?;
+        let one = db::monitor_servers::register(conn, "10.0.0.1", 9000)?;
+        let two = db::monitor_servers::register(conn, "10.0.0.2", 9000)?;
+        assert_eq!(
+            db::monitor_servers::register(conn, "10.0.0.1", 9000)?.id,
+            one.id,
+            "idempotent by address"
+        );
+        let d = device.id;
+
+        assert_eq!(db::assignments::next_epoch(conn, d)?, 1);
+        assert!(db::assignments::assign(conn, d, one.id, 1)?);
+        assert!(
+            !db::assignments::assign(conn, d, two.id, 1)?,
+            "same epoch twice"
+        );
+        assert!(db::assignments::assign(conn, d, two.id, 2)?);
+        db::assignments::release(conn, d)?;
+        let released = db::assignments::get(conn, d)?.unwrap();
+        assert_eq!(
+            (released.server_id, released.epoch),
+            (None, 3),
+            "release bumps the epoch"
+        );
+        assert!(
+            !db::assignments::assign(conn, d, one.id, 3)?,
+            "an old epoch cannot take it back"
+        );
+        assert_eq!(db::assignments::next_epoch(conn, d)?, 4);
+        assert!(db::assignments::assign(conn, d, one.id, 4)?);
+        assert_eq!(db::assignments::monitored_in_company(conn, company.id)?, 1);
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
