@@ -186,7 +186,7 @@ impl Handler<Poll> for DeviceMonitor {
                 Err(_elapsed) => PollResult {
                     at: Utc::now(),
                     up: false,
-                    latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    latency_ms: crate::probe::millis(started),
                     status_code: None,
                     error: Some(format!("no answer within {} ms", timeout.as_millis())),
                 },

@@ -1,14 +1,14 @@
 //! The `http` probe: GET the device's address; up on a 2xx answer, with the latency
 //! to the response head. The body is drained (bounded) so the connection is reused.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::future::LocalBoxFuture;
 use futures_util::FutureExt;
 
-use super::Probe;
+use super::{millis, Probe};
 use crate::domain::{DeviceSpec, PollResult};
 
 /// At most this much of an answer is read; devices are not trusted to be brief.
@@ -18,20 +18,36 @@ pub(super) struct HttpProbe {
     client: awc::Client,
 }
 
-impl HttpProbe {
-    pub(super) fn new() -> Self {
-        let connector = awc::Connector::new().rustls_0_23(tls_config());
-        let client = awc::Client::builder()
+thread_local! {
+    /// One client per thread (awc clients cannot cross threads): the monitors of a thread
+    /// share its connection pool instead of each keeping its own.
+    static CLIENT: awc::Client = {
+        // No cap on simultaneous connections: slow devices must not queue behind each other.
+        let connector = awc::Connector::new().limit(0).rustls_0_23(tls_config());
+        awc::Client::builder()
             .connector(connector)
             .disable_redirects()
             .add_default_header(("user-agent", concat!("vigil/", env!("CARGO_PKG_VERSION"))))
-            .finish();
-        HttpProbe { client }
+            .finish()
+    };
+}
+
+impl HttpProbe {
+    pub(super) fn new() -> Self {
+        HttpProbe {
+            client: CLIENT.with(awc::Client::clone),
+        }
     }
 }
 
-/// Server certificates are checked against the Mozilla root set (webpki-roots).
+/// Server certificates are checked against the Mozilla root set (webpki-roots), loaded
+/// once per process.
 fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    Arc::clone(CONFIG.get_or_init(build_tls_config))
+}
+
+fn build_tls_config() -> Arc<rustls::ClientConfig> {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
@@ -56,7 +72,7 @@ impl Probe for HttpProbe {
             let deadline = tokio::time::Instant::now() + timeout;
             match request.send().await {
                 Ok(mut response) => {
-                    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+                    let latency_ms = millis(started);
                     let status = response.status();
                     // Drain what the device sent, within the same deadline and size cap.
                     let _ =
@@ -73,7 +89,7 @@ impl Probe for HttpProbe {
                 Err(error) => PollResult {
                     at: Utc::now(),
                     up: false,
-                    latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    latency_ms: millis(started),
                     status_code: None,
                     error: Some(describe(&error, timeout)),
                 },

@@ -6,7 +6,7 @@
 mod http;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::LocalBoxFuture;
 
@@ -49,4 +49,9 @@ pub fn validate_address(kind: DeviceKind, address: &str) -> Result<(), String> {
     match kind {
         DeviceKind::Http => validate_http_address(address),
     }
+}
+
+/// Milliseconds since `started`, to the microsecond: how probes report latency.
+pub fn millis(started: Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
