@@ -267,6 +267,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_settings_file_is_valid() {
+        let example: FileSettings = toml::from_str(include_str!("../vigil.example.toml")).unwrap();
+        assert_eq!(example.db.as_deref(), Some(DEFAULT_DB));
+        assert_eq!(example.listen.as_deref(), Some(DEFAULT_COORDINATOR_LISTEN));
+        assert_eq!(example.monitor_servers, Some(DEFAULT_SERVE_MONITOR_SERVERS));
+        assert_eq!(example.db_pool_size, Some(DEFAULT_DB_POOL_SIZE));
+    }
+
+    #[test]
     fn settings_files_refuse_unknown_keys() {
         let dir = std::env::temp_dir().join(format!("vigil-settings-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -20,6 +20,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest answer read from a monitor server (a full `GET /monitors` of a big server).
 const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+/// Device ids per `GET /monitors?ids=` call, keeping the URL well under HTTP limits.
+const IDS_PER_CALL: usize = 250;
 
 /// A call to a monitor server that did not get the answer it needed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -151,10 +153,14 @@ impl MonitorServerClient {
         server: &MonitorServer,
         device_ids: &[i64],
     ) -> Result<Vec<MonitorStatus>, RemoteError> {
-        let ids: Vec<String> = device_ids.iter().map(i64::to_string).collect();
-        let url = format!("{}?ids={}", Self::url(server, "/monitors"), ids.join(","));
-        let response = self.http.get(url).send().await;
-        expect_json(response, 200).await
+        let mut statuses = Vec::with_capacity(device_ids.len());
+        for chunk in device_ids.chunks(IDS_PER_CALL) {
+            let ids: Vec<String> = chunk.iter().map(i64::to_string).collect();
+            let url = format!("{}?ids={}", Self::url(server, "/monitors"), ids.join(","));
+            let response = self.http.get(url).send().await;
+            statuses.extend(expect_json::<Vec<MonitorStatus>>(response, 200).await?);
+        }
+        Ok(statuses)
     }
 }
 

@@ -138,6 +138,7 @@ impl From<SchedulerError> for ApiError {
             SchedulerError::InvalidConfig(message) => {
                 ApiError::bad_request("invalid_config", message)
             }
+            stored @ SchedulerError::StoredDevice(..) => ApiError::Unexpected(stored.into()),
         }
     }
 }

@@ -183,7 +183,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/config").route(web::put().to(config)))
     .service(resource("/info").route(web::get().to(info)))
-    .service(resource("/healthz").route(web::get().to(healthz)))
+    .service(
+        resource("/healthz")
+            .route(web::get().to(healthz))
+            .route(web::head().to(healthz)),
+    )
     .service(resource("/debug/actors").route(web::get().to(super::debug::actors)));
 }
 

@@ -51,7 +51,8 @@ pub async fn serve(settings: ServeSettings) -> Result<(), StartupError> {
     );
 
     match ensure_local_device(&db, public).await {
-        Ok(device_id) => match scheduler
+        Ok(None) => tracing::info!("this host's device is disabled; not monitoring it"),
+        Ok(Some(device_id)) => match scheduler
             .send(StartDevices {
                 device_ids: vec![device_id],
             })
@@ -90,9 +91,9 @@ fn reachable(bound: SocketAddr) -> SocketAddr {
 }
 
 /// Registers company "local" and this host (by host name) as an `http` device watching
-/// the coordinator's own `/healthz`, or brings the existing record up to date.
-/// Returns the device id.
-pub async fn ensure_local_device(db: &Db, coordinator: SocketAddr) -> Result<i64, DbError> {
+/// the coordinator's own `/healthz`, or points the existing record at the current
+/// address. Returns the device, or `None` when someone disabled it: that choice stands.
+pub async fn ensure_local_device(db: &Db, coordinator: SocketAddr) -> Result<Option<i64>, DbError> {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let host = if host.trim().is_empty() {
         "localhost".to_string()
@@ -106,19 +107,15 @@ pub async fn ensure_local_device(db: &Db, coordinator: SocketAddr) -> Result<i64
             None => db::companies::create(conn, LOCAL_COMPANY)?,
         };
         let kind = DeviceKind::Http.as_str();
-        match db::devices::find_by_name(conn, company.id, &host)? {
-            Some(device) if device.address == address && device.kind == kind && device.enabled => {
-                Ok(device.id)
-            }
+        let device = match db::devices::find_by_name(conn, company.id, &host)? {
+            Some(device) if device.address == address && device.kind == kind => device,
             Some(device) => {
                 let changes = DeviceChanges {
                     address: Some(address.clone()),
                     kind: Some(kind.to_string()),
-                    enabled: Some(true),
                     ..Default::default()
                 };
-                db::devices::update(conn, device.id, &changes)?;
-                Ok(device.id)
+                db::devices::update(conn, device.id, &changes)?.unwrap_or(device)
             }
             None => {
                 let new = NewDevice {
@@ -128,9 +125,10 @@ pub async fn ensure_local_device(db: &Db, coordinator: SocketAddr) -> Result<i64
                     kind,
                     enabled: true,
                 };
-                Ok(db::devices::create(conn, &new)?.id)
+                db::devices::create(conn, &new)?
             }
-        }
+        };
+        Ok(device.enabled.then_some(device.id))
     })
     .await
 }

@@ -250,12 +250,23 @@ impl TestCluster {
 
     /// Calls `url` with `method` and an optional JSON body.
     pub async fn call_url(&self, method: Method, url: &str, body: Option<Value>) -> Answer {
-        let request = self.http.request(method, url);
-        let sent = match body {
-            Some(body) => request.send_json(&body).await,
-            None => request.send().await,
-        };
-        read(sent.unwrap()).await
+        call(&self.http, method, url, body).await
+    }
+
+    /// Calls the coordinator with a body sent as given: any bytes, any content type
+    /// (`None`: no `Content-Type` header at all). For bodies `send_json` cannot make.
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Answer {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(content_type) = content_type {
+            request = request.insert_header(("content-type", content_type));
+        }
+        read(request.send_body(body).await.unwrap()).await
     }
 
     pub async fn get(&self, path: &str) -> Answer {
@@ -336,6 +347,38 @@ impl TestCluster {
         assert_eq!(info.status, StatusCode::OK, "{info:?}");
         serde_json::from_value(info.body["device_ids"].clone()).unwrap()
     }
+}
+
+/// Calls `url` with `method` and an optional JSON body, on any client.
+pub async fn call(client: &awc::Client, method: Method, url: &str, body: Option<Value>) -> Answer {
+    let request = client.request(method, url);
+    let sent = match body {
+        Some(body) => request.send_json(&body).await,
+        None => request.send().await,
+    };
+    read(sent.unwrap()).await
+}
+
+/// Asserts an error answer: `status`, and a body that is exactly
+/// `{"error": "<one sentence>", "code": code}`, nothing more.
+#[track_caller]
+pub fn assert_error(answer: &Answer, status: StatusCode, code: &str) {
+    assert_eq!(answer.status, status, "{answer:?}");
+    let body = answer
+        .body
+        .as_object()
+        .unwrap_or_else(|| panic!("the error body is not a JSON object: {answer:?}"));
+    let mut keys: Vec<&str> = body.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["code", "error"], "{answer:?}");
+    assert_eq!(body["code"], code, "{answer:?}");
+    let sentence = body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("\"error\" is not a string: {answer:?}"));
+    assert!(
+        !sentence.trim().is_empty() && !sentence.contains('\n'),
+        "\"error\" is not one sentence: {answer:?}"
+    );
 }
 
 async fn read<S>(mut response: awc::ClientResponse<S>) -> Answer

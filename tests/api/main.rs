@@ -9,5 +9,8 @@
 
 mod helpers;
 
+mod bad_input;
+mod monitor_server_api;
+mod processes;
 mod scheduling;
 mod schema;

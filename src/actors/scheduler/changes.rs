@@ -108,7 +108,7 @@ pub(super) async fn route_device_update(
         return Ok(RouteOutcome::Stopped(report));
     }
     let spec =
-        DeviceSpec::try_from(&device).map_err(|e| SchedulerError::InvalidConfig(e.to_string()))?;
+        DeviceSpec::try_from(&device).map_err(|e| SchedulerError::StoredDevice(device_id, e))?;
     let (assignment, servers) = db
         .run(move |conn| {
             Ok((

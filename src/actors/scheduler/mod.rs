@@ -82,6 +82,10 @@ pub enum SchedulerError {
     Db(#[from] DbError),
     #[error("{0}")]
     InvalidConfig(String),
+    /// A stored device the monitors cannot take (the API refuses such devices, so this
+    /// means the database was changed behind Vigil's back).
+    #[error("device {0} is stored with {1}")]
+    StoredDevice(i64, crate::domain::UnknownKind),
 }
 
 /// Start monitoring these devices (in this order).

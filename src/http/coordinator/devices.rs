@@ -36,6 +36,20 @@ pub struct DevicePatch {
     enabled: Option<bool>,
 }
 
+impl DevicePatch {
+    fn is_empty(&self) -> bool {
+        matches!(
+            self,
+            DevicePatch {
+                name: None,
+                address: None,
+                kind: None,
+                enabled: None,
+            }
+        )
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
@@ -171,6 +185,13 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(view(&state.db, &client, device).await?))
 }
 
+/// `PUT /devices/{id}`: the device as saved, and how the change reached its monitor.
+#[derive(Debug, Serialize)]
+struct DeviceUpdated {
+    device: DeviceView,
+    routing: Routing,
+}
+
 /// How a saved change reached the device's monitor.
 #[derive(Debug, Serialize)]
 struct Routing {
@@ -221,6 +242,12 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let patch = body.into_inner();
+    if patch.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "give at least one of name, address, kind or enabled to change",
+        ));
+    }
     let current = existing(&state.db, id).await?;
     let new_kind = match &patch.kind {
         Some(value) => kind(value)?,
@@ -263,8 +290,8 @@ pub async fn update(
             })
             .await??,
     );
-    let view = view(&state.db, &client, device).await?;
-    Ok(HttpResponse::Ok().json(json!({ "device": view, "routing": routing })))
+    let device = view(&state.db, &client, device).await?;
+    Ok(HttpResponse::Ok().json(DeviceUpdated { device, routing }))
 }
 
 pub async fn delete(

@@ -54,7 +54,11 @@ async fn index() -> HttpResponse {
 /// The coordinator's route table.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/").route(web::get().to(index)))
-        .service(resource("/healthz").route(web::get().to(crate::http::healthz)))
+        .service(
+            resource("/healthz")
+                .route(web::get().to(crate::http::healthz))
+                .route(web::head().to(crate::http::healthz)),
+        )
         .service(resource("/debug/actors").route(web::get().to(crate::http::debug::actors)))
         .service(
             web::scope("/api/v1")

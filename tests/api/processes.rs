@@ -1,0 +1,412 @@
+//! Real processes of the `vigil` binary: startup errors are one line and exit code 2;
+//! `vigil serve` monitors this host and stops cleanly on SIGTERM; a coordinator and two
+//! monitor-server processes share one database, and a killed server shows as down.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+
+use actix_web::http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{call, eventually, Backend, Fleet};
+
+crate::on_both_backends!(a_killed_monitor_server_process_shows_down_while_the_other_stays_up);
+
+/// How long a process may take to do what a test waits for before the test gives up.
+/// A bound against hanging, not a performance claim.
+const GIVE_UP: Duration = Duration::from_secs(30);
+/// How long a process may take to give up on a database that refuses connections.
+const CONNECT_FAILURE_BOUND: Duration = Duration::from_secs(10);
+/// How long `vigil serve` may take to stop after SIGTERM.
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
+
+/// Settings a developer's shell may carry that would change what the child does.
+const INHERITED_SETTINGS: &[&str] = &[
+    "RUST_LOG",
+    "VIGIL_DB",
+    "VIGIL_LISTEN",
+    "VIGIL_DB_POOL_SIZE",
+    "VIGIL_CONFIG",
+    "VIGIL_MONITOR_SERVERS",
+    "VIGIL_ADVERTISE",
+];
+
+/// A running `vigil` child whose stderr is read line by line on a thread. Dropping it
+/// kills the child, so no test leaves a process behind, whatever assertion fails.
+struct Process {
+    child: Child,
+    lines: Receiver<String>,
+    /// Every stderr line read so far, for failure messages.
+    seen: Vec<String>,
+}
+
+impl Process {
+    /// Starts `vigil ARGS` in `dir` (so no `vigil.toml` or `vigil.db` of the caller's is
+    /// used), with `RUST_LOG` set to `log` or unset.
+    fn spawn(args: &[&str], dir: &Path, log: Option<&str>) -> Process {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        command
+            .args(args)
+            .current_dir(dir)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for name in INHERITED_SETTINGS {
+            command.env_remove(name);
+        }
+        if let Some(log) = log {
+            command.env("RUST_LOG", log);
+        }
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start vigil {args:?}: {e}"));
+        let stderr = child.stderr.take().unwrap();
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Process {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Moves what stderr has given so far into `seen`; false once stderr is closed.
+    fn drain(&mut self) -> bool {
+        loop {
+            match self.lines.try_recv() {
+                Ok(line) => self.seen.push(line),
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    /// Waits for the first stderr line containing `needle` (seen before or after).
+    async fn line_containing(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + GIVE_UP;
+        loop {
+            let open = self.drain();
+            if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            assert!(
+                open && Instant::now() < deadline,
+                "no stderr line containing {needle:?} (stderr {}):\n{}",
+                if open { "still open" } else { "closed" },
+                self.seen.join("\n")
+            );
+            actix_rt::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits for the process to exit within `bound`, then for the rest of its stderr.
+    async fn exit_within(&mut self, bound: Duration) -> ExitStatus {
+        let deadline = Instant::now() + bound;
+        let status = loop {
+            self.drain();
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the process did not exit within {bound:?}; stderr:\n{}",
+                self.seen.join("\n")
+            );
+            actix_rt::time::sleep(Duration::from_millis(25)).await;
+        };
+        let deadline = Instant::now() + GIVE_UP;
+        while self.drain() {
+            assert!(Instant::now() < deadline, "stderr stayed open after exit");
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        status
+    }
+
+    /// Sends a signal with the `kill` command.
+    fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} {} failed", self.pid());
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of `field=` in a tracing line, e.g. `address` in `... address=127.0.0.1:4000`.
+fn field<'a>(line: &'a str, field: &str) -> &'a str {
+    let key = format!(" {field}=");
+    let start = line
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {field}= in {line:?}"))
+        + key.len();
+    line[start..].split_whitespace().next().unwrap()
+}
+
+/// Runs `vigil ARGS` to its end and returns its exit code and stderr lines.
+async fn run_to_exit(args: &[&str], bound: Duration) -> (Option<i32>, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut process = Process::spawn(args, dir.path(), None);
+    let status = process.exit_within(bound).await;
+    (status.code(), std::mem::take(&mut process.seen))
+}
+
+#[actix_rt::test]
+async fn bad_settings_exit_with_code_2_and_one_line_on_stderr() {
+    for (args, says) in [
+        (
+            &["coordinator", "--db", "mysql://x"][..],
+            "database URL must start with sqlite:// or postgres://",
+        ),
+        (
+            &["coordinator", "--db", "sqlite://"][..],
+            "sqlite URL names no file",
+        ),
+        (&["coordinator", "--listen", "nonsense"][..], "--listen"),
+        (
+            &["monitor-server", "--db", "mysql://x"][..],
+            "sqlite:// or postgres://",
+        ),
+        (&["serve", "--listen", "nonsense"][..], "HOST:PORT"),
+    ] {
+        let (code, stderr) = run_to_exit(args, GIVE_UP).await;
+        assert_eq!(code, Some(2), "vigil {args:?}: stderr {stderr:?}");
+        assert_eq!(stderr.len(), 1, "vigil {args:?}: stderr {stderr:?}");
+        assert!(
+            stderr[0].starts_with("vigil: "),
+            "vigil {args:?}: {stderr:?}"
+        );
+        assert!(stderr[0].contains(says), "vigil {args:?}: {stderr:?}");
+    }
+}
+
+#[actix_rt::test]
+async fn an_unreachable_postgres_exits_with_code_2_and_says_it_cannot_connect() {
+    // Nothing listens on port 1: the connection is refused at once, and the process
+    // must say so rather than hang, retry forever or panic.
+    for command in ["coordinator", "monitor-server", "serve"] {
+        let args = [
+            command,
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            "postgres://postgres@127.0.0.1:1/nope",
+        ];
+        let (code, stderr) = run_to_exit(&args, CONNECT_FAILURE_BOUND).await;
+        assert_eq!(code, Some(2), "vigil {command}: stderr {stderr:?}");
+        assert_eq!(stderr.len(), 1, "vigil {command}: stderr {stderr:?}");
+        assert!(
+            stderr[0].starts_with("vigil: ") && stderr[0].contains("cannot connect"),
+            "vigil {command}: {stderr:?}"
+        );
+        assert!(
+            !stderr[0].contains("panicked") && !stderr[0].contains("RUST_BACKTRACE"),
+            "vigil {command}: {stderr:?}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn serve_monitors_this_host_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("vigil.db").display());
+    let mut serve = Process::spawn(
+        &["serve", "--listen", "127.0.0.1:0", "--db", &db],
+        dir.path(),
+        Some("info"),
+    );
+    let line = serve.line_containing("Vigil is serving http://").await;
+    let (_, rest) = line.split_once("Vigil is serving http://").unwrap();
+    let address = rest.split_whitespace().next().unwrap().to_string();
+    let http = awc::Client::default();
+    let base = format!("http://{address}");
+
+    let companies = call(
+        &http,
+        Method::GET,
+        &format!("{base}/api/v1/companies"),
+        None,
+    )
+    .await;
+    assert_eq!(companies.status, StatusCode::OK, "{companies:?}");
+    let local: Vec<&Value> = companies
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "local")
+        .collect();
+    assert_eq!(local.len(), 1, "{companies:?}");
+    let local = local[0]["id"].clone();
+
+    let this_host = eventually("this host is monitored and normal", || async {
+        let devices = call(&http, Method::GET, &format!("{base}/api/v1/devices"), None).await;
+        assert_eq!(devices.status, StatusCode::OK, "{devices:?}");
+        let hosts: Vec<Value> = devices
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["company_id"] == local)
+            .cloned()
+            .collect();
+        assert_eq!(hosts.len(), 1, "{devices:?}");
+        (hosts[0]["monitoring"]["state"] == "normal").then(|| hosts[0].clone())
+    })
+    .await;
+    assert_eq!(this_host["kind"], "http");
+    assert_eq!(this_host["address"], format!("{base}/healthz"));
+    assert_eq!(this_host["monitoring"]["last_result"]["status_code"], 200);
+
+    serve.signal("TERM");
+    let status = serve.exit_within(SHUTDOWN_BOUND).await;
+    assert!(
+        status.success(),
+        "vigil serve exited with {status} after SIGTERM; stderr:\n{}",
+        serve.seen.join("\n")
+    );
+    assert!(
+        serve.seen.iter().any(|l| l.contains("SIGTERM received")),
+        "{}",
+        serve.seen.join("\n")
+    );
+}
+
+async fn a_killed_monitor_server_process_shows_down_while_the_other_stays_up(backend: Backend) {
+    // Dropped last: the processes are killed before their database goes.
+    let scratch = crate::helpers::scratch(backend);
+    let db = scratch.url_arg();
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = Fleet::spawn();
+    let http = awc::Client::default();
+
+    let listen = ["--listen", "127.0.0.1:0", "--db", &db];
+    let mut coordinator = Process::spawn(
+        &[&["coordinator"][..], &listen[..]].concat(),
+        dir.path(),
+        Some("info"),
+    );
+    let line = coordinator.line_containing("coordinator listening").await;
+    let api = format!("http://{}/api/v1", field(&line, "address"));
+    // One after the other: each registers once the one before is up.
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let mut server = Process::spawn(
+            &[&["monitor-server"][..], &listen[..]].concat(),
+            dir.path(),
+            Some("info"),
+        );
+        let line = server.line_containing("monitor server listening").await;
+        let id: i64 = field(&line, "server.id").parse().unwrap();
+        servers.push((server, id));
+    }
+    let ids: Vec<i64> = servers.iter().map(|(_, id)| *id).collect();
+
+    let company = call(
+        &http,
+        Method::POST,
+        &format!("{api}/companies"),
+        Some(json!({ "name": "acme" })),
+    )
+    .await;
+    assert_eq!(company.status, StatusCode::CREATED, "{company:?}");
+    let company = company.body["id"].as_i64().unwrap();
+    let mut devices = Vec::new();
+    for name in ["a", "b"] {
+        let body = json!({
+            "company_id": company,
+            "name": name,
+            "address": fleet.url(&format!("/d/{name}")),
+            "kind": "http",
+        });
+        let device = call(&http, Method::POST, &format!("{api}/devices"), Some(body)).await;
+        assert_eq!(device.status, StatusCode::CREATED, "{device:?}");
+        devices.push(device.body["id"].as_i64().unwrap());
+    }
+    let started = call(
+        &http,
+        Method::POST,
+        &format!("{api}/companies/{company}/start"),
+        None,
+    )
+    .await;
+    assert_eq!(started.status, StatusCode::OK, "{started:?}");
+    assert_eq!(started.body["started"], 2, "{started:?}");
+
+    let placed = eventually("both devices are polled and normal", || async {
+        let listed = call(&http, Method::GET, &format!("{api}/devices"), None).await;
+        assert_eq!(listed.status, StatusCode::OK, "{listed:?}");
+        let monitoring: Vec<(i64, Option<i64>, bool)> = listed
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["id"].as_i64().unwrap(),
+                    d["monitoring"]["server_id"].as_i64(),
+                    d["monitoring"]["state"] == "normal",
+                )
+            })
+            .collect();
+        monitoring
+            .iter()
+            .all(|(_, _, normal)| *normal)
+            .then_some(monitoring)
+    })
+    .await;
+    let mut on: Vec<i64> = placed.iter().filter_map(|(_, server, _)| *server).collect();
+    assert_eq!(
+        placed.iter().map(|(id, ..)| *id).collect::<Vec<_>>(),
+        devices
+    );
+    on.sort_unstable();
+    assert_eq!(on, ids, "one device on each server: {placed:?}");
+    assert!(fleet.hits("/d/a") > 0 && fleet.hits("/d/b") > 0);
+
+    // kill -9: no goodbye, the coordinator finds out by calling.
+    let (mut killed, killed_id) = servers.remove(0);
+    killed.signal("KILL");
+    killed.exit_within(GIVE_UP).await;
+    let (_, alive_id) = &servers[0];
+    let listed = call(&http, Method::GET, &format!("{api}/monitor-servers"), None).await;
+    assert_eq!(listed.status, StatusCode::OK, "{listed:?}");
+    let status_of = |id: i64| {
+        listed
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("server {id} not listed: {listed:?}"))
+            .clone()
+    };
+    let down = status_of(killed_id);
+    assert_eq!(down["status"], "down", "{listed:?}");
+    assert_eq!(down["running_monitors"], Value::Null, "{listed:?}");
+    let up = status_of(*alive_id);
+    assert_eq!(up["status"], "up", "{listed:?}");
+    assert_eq!(up["running_monitors"], 1, "{listed:?}");
+}
