@@ -188,22 +188,33 @@ async fn post(http: &awc::Client, url: &str) -> Result<Value, Box<dyn std::error
     Ok(http.post(url).send().await?.json().limit(1 << 28).await?)
 }
 
+/// Every device with its live monitoring, in pages of 1000.
+async fn all_devices(
+    http: &awc::Client,
+    api: &str,
+    devices: usize,
+) -> Result<Vec<Value>, Box<dyn std::error::Error>> {
+    let mut all = Vec::with_capacity(devices);
+    for page in 0..devices.div_ceil(1000) {
+        let url = format!("{api}/devices?limit=1000&offset={}", page * 1000);
+        let body: Value = http.get(url).send().await?.json().limit(1 << 28).await?;
+        if let Value::Array(items) = body {
+            all.extend(items);
+        }
+    }
+    Ok(all)
+}
+
 async fn total_polls(
     http: &awc::Client,
     api: &str,
     devices: usize,
 ) -> Result<u64, Box<dyn std::error::Error>> {
-    let mut total = 0;
-    for page in 0..devices.div_ceil(1000) {
-        let url = format!("{api}/devices?limit=1000&offset={}", page * 1000);
-        let body: Value = http.get(url).send().await?.json().limit(1 << 28).await?;
-        total += body.as_array().map_or(0, |a| {
-            a.iter()
-                .filter_map(|d| d["monitoring"]["polls"].as_u64())
-                .sum::<u64>()
-        });
-    }
-    Ok(total)
+    let all = all_devices(http, api, devices).await?;
+    Ok(all
+        .iter()
+        .filter_map(|d| d["monitoring"]["polls"].as_u64())
+        .sum())
 }
 
 fn median(samples: &[Duration]) -> Duration {

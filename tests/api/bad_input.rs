@@ -792,9 +792,7 @@ async fn a_device_change_with_a_bad_address_keeps_the_stored_address_and_the_mon
     let cluster = TestCluster::spawn(Backend::Sqlite, 1).await;
     let company = cluster.company("acme").await;
     let device = cluster.device(company, "d").await;
-    let started = cluster
-        .post_empty(&format!("/api/v1/devices/{device}/start"))
-        .await;
+    let started = cluster.start_device(device).await;
     assert_eq!(started.status, StatusCode::OK, "{started:?}");
     let before = cluster.get(&format!("/api/v1/devices/{device}")).await;
     let path = format!("/api/v1/devices/{device}");
@@ -884,9 +882,7 @@ async fn out_of_range_config_is_refused_and_changes_nothing(backend: Backend) {
     let cluster = TestCluster::spawn(backend, 2).await;
     let company = cluster.company("acme").await;
     let device = cluster.device(company, "d").await;
-    let started = cluster
-        .post_empty(&format!("/api/v1/devices/{device}/start"))
-        .await;
+    let started = cluster.start_device(device).await;
     assert_eq!(started.status, StatusCode::OK, "{started:?}");
     let holder = cluster
         .servers

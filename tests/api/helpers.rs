@@ -303,6 +303,30 @@ impl TestCluster {
         self.call_url(method, &url, body).await
     }
 
+    /// `POST /api/v1/devices/{id}/start`.
+    pub async fn start_device(&self, device_id: i64) -> Answer {
+        self.post_empty(&format!("/api/v1/devices/{device_id}/start"))
+            .await
+    }
+
+    /// `POST /api/v1/devices/{id}/stop`.
+    pub async fn stop_device(&self, device_id: i64) -> Answer {
+        self.post_empty(&format!("/api/v1/devices/{device_id}/stop"))
+            .await
+    }
+
+    /// `POST /api/v1/companies/{id}/start`.
+    pub async fn start_company(&self, company_id: i64) -> Answer {
+        self.post_empty(&format!("/api/v1/companies/{company_id}/start"))
+            .await
+    }
+
+    /// `POST /api/v1/companies/{id}/stop`.
+    pub async fn stop_company(&self, company_id: i64) -> Answer {
+        self.post_empty(&format!("/api/v1/companies/{company_id}/stop"))
+            .await
+    }
+
     /// Creates a company and returns its id.
     pub async fn company(&self, name: &str) -> i64 {
         let answer = self

@@ -347,9 +347,7 @@ async fn debug_actors_show_the_scheduler_the_supervisor_and_one_monitor_per_devi
     let cluster = TestCluster::spawn(Backend::Sqlite, 1).await;
     let company = cluster.company("acme").await;
     let devices = cluster.devices(company, "d", 2).await;
-    let started = cluster
-        .post_empty(&format!("/api/v1/companies/{company}/start"))
-        .await;
+    let started = cluster.start_company(company).await;
     assert_eq!(started.status, StatusCode::OK, "{started:?}");
     info(&cluster).await;
 
@@ -397,9 +395,7 @@ async fn debug_actors_show_the_scheduler_the_supervisor_and_one_monitor_per_devi
     expected.sort_unstable();
     assert_eq!(monitored, expected);
 
-    let stopped = cluster
-        .post_empty(&format!("/api/v1/devices/{}/stop", devices[0]))
-        .await;
+    let stopped = cluster.stop_device(devices[0]).await;
     assert_eq!(stopped.status, StatusCode::OK, "{stopped:?}");
     let after = actors(&cluster, &server_url).await;
     let remaining: Vec<&str> = of_kind(&after, "DeviceMonitor")

@@ -51,9 +51,7 @@ async fn rotation_goes_round_the_servers_and_survives_a_coordinator_restart(back
     let mut chosen = Vec::new();
     let mut indexes = Vec::new();
     for device in &devices[..4] {
-        let answer = cluster
-            .post_empty(&format!("/api/v1/devices/{device}/start"))
-            .await;
+        let answer = cluster.start_device(*device).await;
         assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
         assert_eq!(answer.body["message"], "started 1 of 1 monitors");
         chosen.push(answer.body["results"][0]["server_id"].as_i64().unwrap());
@@ -76,9 +74,7 @@ async fn rotation_goes_round_the_servers_and_survives_a_coordinator_restart(back
         1,
         "the index survives the restart"
     );
-    let answer = cluster
-        .post_empty(&format!("/api/v1/devices/{}/start", devices[4]))
-        .await;
+    let answer = cluster.start_device(devices[4]).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     assert_eq!(
         answer.body["results"][0]["server_id"].as_i64(),
@@ -96,9 +92,7 @@ async fn a_server_that_is_down_is_skipped_and_shown_down(backend: Backend) {
     let company = cluster.company("acme").await;
     let devices = cluster.devices(company, "d", 3).await;
 
-    let answer = cluster
-        .post_empty(&format!("/api/v1/companies/{company}/start"))
-        .await;
+    let answer = cluster.start_company(company).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     let servers: Vec<Option<i64>> = results(&answer.body).into_iter().map(|r| r.2).collect();
     assert_eq!(servers, vec![Some(ids[1]), Some(ids[2]), Some(ids[1])]);
@@ -130,9 +124,7 @@ async fn servers_at_their_limit_give_started_6_of_7_with_the_reason(backend: Bac
     let company = cluster.company("acme").await;
     let devices = cluster.devices(company, "d", 7).await;
 
-    let answer = cluster
-        .post_empty(&format!("/api/v1/companies/{company}/start"))
-        .await;
+    let answer = cluster.start_company(company).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
     assert_eq!(answer.body["requested"], 7);
     assert_eq!(answer.body["started"], 6);
@@ -153,14 +145,10 @@ async fn a_device_already_monitored_is_not_started_twice(backend: Backend) {
     let cluster = TestCluster::spawn(backend, 3).await;
     let company = cluster.company("acme").await;
     let devices = cluster.devices(company, "d", 2).await;
-    let first = cluster
-        .post_empty(&format!("/api/v1/devices/{}/start", devices[0]))
-        .await;
+    let first = cluster.start_device(devices[0]).await;
     let owner = first.body["results"][0]["server_id"].as_i64();
 
-    let again = cluster
-        .post_empty(&format!("/api/v1/devices/{}/start", devices[0]))
-        .await;
+    let again = cluster.start_device(devices[0]).await;
     assert_eq!(again.status, StatusCode::OK, "{again:?}");
     assert_eq!(again.body["already_running"], 1);
     assert_eq!(again.body["results"][0]["status"], "already_running");
@@ -173,9 +161,7 @@ async fn a_device_already_monitored_is_not_started_twice(backend: Backend) {
         .run(move |conn| db::assignments::release(conn, device))
         .await
         .unwrap();
-    let company_start = cluster
-        .post_empty(&format!("/api/v1/companies/{company}/start"))
-        .await;
+    let company_start = cluster.start_company(company).await;
     assert_eq!(company_start.status, StatusCode::OK, "{company_start:?}");
     assert_eq!(company_start.body["started"], 1);
     assert_eq!(company_start.body["already_running"], 1);
@@ -196,9 +182,7 @@ async fn stop_finds_the_device_on_whichever_server_holds_it(backend: Backend) {
     let cluster = TestCluster::spawn(backend, 3).await;
     let company = cluster.company("acme").await;
     let device = cluster.device(company, "d").await;
-    let started = cluster
-        .post_empty(&format!("/api/v1/devices/{device}/start"))
-        .await;
+    let started = cluster.start_device(device).await;
     let holder = started.body["results"][0]["server_id"].as_i64().unwrap();
     // The record says another server owns it: stop must search and still find it.
     let wrong = cluster
@@ -214,9 +198,7 @@ async fn stop_finds_the_device_on_whichever_server_holds_it(backend: Backend) {
         .unwrap();
     assert!(assigned);
 
-    let stopped = cluster
-        .post_empty(&format!("/api/v1/devices/{device}/stop"))
-        .await;
+    let stopped = cluster.stop_device(device).await;
     assert_eq!(stopped.status, StatusCode::OK, "{stopped:?}");
     assert_eq!(stopped.body["status"], "stopped");
     assert_eq!(stopped.body["server_id"].as_i64(), Some(holder));
@@ -224,9 +206,7 @@ async fn stop_finds_the_device_on_whichever_server_holds_it(backend: Backend) {
         assert!(cluster.running(index).await.is_empty());
     }
 
-    let again = cluster
-        .post_empty(&format!("/api/v1/devices/{device}/stop"))
-        .await;
+    let again = cluster.stop_device(device).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND, "{again:?}");
     assert_eq!(
         again.body["error"],
@@ -240,13 +220,9 @@ async fn company_stop_ignores_devices_that_are_not_monitored(backend: Backend) {
     let company = cluster.company("acme").await;
     let devices = cluster.devices(company, "d", 3).await;
     for device in &devices[..2] {
-        cluster
-            .post_empty(&format!("/api/v1/devices/{device}/start"))
-            .await;
+        cluster.start_device(*device).await;
     }
-    let answer = cluster
-        .post_empty(&format!("/api/v1/companies/{company}/stop"))
-        .await;
+    let answer = cluster.stop_company(company).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     assert_eq!(answer.body["requested"], 3);
     assert_eq!(answer.body["stopped"], 2);
@@ -260,9 +236,7 @@ async fn config_change_is_saved_and_reaches_every_server(backend: Backend) {
     let cluster = TestCluster::spawn(backend, 3).await;
     let company = cluster.company("acme").await;
     cluster.devices(company, "d", 4).await;
-    cluster
-        .post_empty(&format!("/api/v1/companies/{company}/start"))
-        .await;
+    cluster.start_company(company).await;
 
     let answer = cluster
         .put(
@@ -315,9 +289,7 @@ async fn device_change_reaches_only_the_monitor_of_that_device(backend: Backend)
     let cluster = TestCluster::spawn(backend, 3).await;
     let company = cluster.company("acme").await;
     let devices = cluster.devices(company, "d", 3).await;
-    cluster
-        .post_empty(&format!("/api/v1/companies/{company}/start"))
-        .await;
+    cluster.start_company(company).await;
     let moved = cluster.fleet.url("/d/moved");
 
     let answer = cluster
@@ -368,9 +340,7 @@ async fn disabling_a_device_stops_its_monitor(backend: Backend) {
     let cluster = TestCluster::spawn(backend, 2).await;
     let company = cluster.company("acme").await;
     let device = cluster.device(company, "d").await;
-    cluster
-        .post_empty(&format!("/api/v1/devices/{device}/start"))
-        .await;
+    cluster.start_device(device).await;
     let answer = cluster
         .put(
             &format!("/api/v1/devices/{device}"),
@@ -380,14 +350,10 @@ async fn disabling_a_device_stops_its_monitor(backend: Backend) {
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     assert_eq!(answer.body["routing"]["status"], "stopped");
     assert_eq!(answer.body["device"]["monitoring"], Value::Null);
-    let refused = cluster
-        .post_empty(&format!("/api/v1/devices/{device}/start"))
-        .await;
+    let refused = cluster.start_device(device).await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "{refused:?}");
     assert_eq!(refused.body["code"], "device_disabled");
-    let company_start = cluster
-        .post_empty(&format!("/api/v1/companies/{company}/start"))
-        .await;
+    let company_start = cluster.start_company(company).await;
     assert_eq!(
         company_start.body["requested"], 0,
         "disabled devices are not asked for"
@@ -398,9 +364,7 @@ async fn a_company_with_monitored_devices_cannot_be_deleted(backend: Backend) {
     let cluster = TestCluster::spawn(backend, 1).await;
     let company = cluster.company("acme").await;
     let device = cluster.device(company, "d").await;
-    cluster
-        .post_empty(&format!("/api/v1/devices/{device}/start"))
-        .await;
+    cluster.start_device(device).await;
     let refused = cluster
         .delete(&format!("/api/v1/companies/{company}"))
         .await;
@@ -414,9 +378,7 @@ async fn a_company_with_monitored_devices_cannot_be_deleted(backend: Backend) {
         StatusCode::OK
     );
 
-    cluster
-        .post_empty(&format!("/api/v1/companies/{company}/stop"))
-        .await;
+    cluster.stop_company(company).await;
     let deleted = cluster
         .delete(&format!("/api/v1/companies/{company}"))
         .await;
@@ -441,9 +403,7 @@ async fn deleting_a_device_stops_its_monitor_first(backend: Backend) {
     let cluster = TestCluster::spawn(backend, 2).await;
     let company = cluster.company("acme").await;
     let device = cluster.device(company, "d").await;
-    cluster
-        .post_empty(&format!("/api/v1/devices/{device}/start"))
-        .await;
+    cluster.start_device(device).await;
     let deleted = cluster.delete(&format!("/api/v1/devices/{device}")).await;
     assert_eq!(deleted.status, StatusCode::OK, "{deleted:?}");
     assert!(cluster.running(0).await.is_empty() && cluster.running(1).await.is_empty());
@@ -462,9 +422,7 @@ async fn devices_list_shows_live_monitoring(backend: Backend) {
     let other = cluster.company("other").await;
     let devices = cluster.devices(company, "d", 2).await;
     let elsewhere = cluster.device(other, "x").await;
-    cluster
-        .post_empty(&format!("/api/v1/devices/{}/start", devices[0]))
-        .await;
+    cluster.start_device(devices[0]).await;
 
     let listed = eventually("the first poll is reported", || async {
         let listed = cluster.get("/api/v1/devices").await;
