@@ -57,6 +57,7 @@ impl Default for MonitorServerClient {
 #[derive(Deserialize)]
 struct ErrorBody {
     error: String,
+    code: String,
 }
 
 /// `http://host:port`, with brackets around an IPv6 host.
@@ -186,15 +187,21 @@ async fn expect_json<T: DeserializeOwned>(answer: Answer, expected: u16) -> Resu
         .map_err(|e| RemoteError::BadAnswer(e.to_string()))
 }
 
+/// `Ok(true)` on 200, `Ok(false)` when the server says the device is not monitored
+/// there. Any other 404 (another program on that port, say) is not taken as an answer.
 async fn found_or_not(answer: Answer) -> Result<bool, RemoteError> {
     let mut response = answer.map_err(unreachable)?;
-    match response.status().as_u16() {
-        200 => Ok(true),
-        404 => Ok(false),
-        status => Err(RemoteError::Refused {
-            status,
-            message: error_message(&mut response).await,
-        }),
+    let status = response.status().as_u16();
+    if status == 200 {
+        return Ok(true);
+    }
+    let (code, message) = match response.json::<ErrorBody>().await {
+        Ok(body) => (Some(body.code), body.error),
+        Err(_) => (None, response.status().to_string()),
+    };
+    match (status, code.as_deref()) {
+        (404, Some("not_monitored")) => Ok(false),
+        _ => Err(RemoteError::Refused { status, message }),
     }
 }
 

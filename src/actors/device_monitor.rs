@@ -37,6 +37,29 @@ pub struct MonitorSpec {
     pub generation: u64,
 }
 
+impl MonitorSpec {
+    /// The status of a monitor started from this spec, with what it has seen so far.
+    pub fn status(
+        &self,
+        state: HealthState,
+        last_result: Option<PollResult>,
+        polls: u64,
+        failures: u64,
+    ) -> MonitorStatus {
+        MonitorStatus {
+            device: self.device.clone(),
+            epoch: self.epoch,
+            state,
+            last_result,
+            polls,
+            failures,
+            restarts: self.restarts,
+            config: self.config,
+            started_at: self.started_at,
+        }
+    }
+}
+
 pub struct DeviceMonitor {
     spec: MonitorSpec,
     probes: ProbeFactory,
@@ -78,17 +101,12 @@ impl DeviceMonitor {
     }
 
     fn status(&self) -> MonitorStatus {
-        MonitorStatus {
-            device: self.spec.device.clone(),
-            epoch: self.spec.epoch,
-            state: self.state,
-            last_result: self.last_result.clone(),
-            polls: self.polls,
-            failures: self.failures,
-            restarts: self.spec.restarts,
-            config: self.spec.config,
-            started_at: self.spec.started_at,
-        }
+        self.spec.status(
+            self.state,
+            self.last_result.clone(),
+            self.polls,
+            self.failures,
+        )
     }
 
     fn schedule_poll(&mut self, ctx: &mut Context<Self>, delay: Duration) {
@@ -138,7 +156,7 @@ impl Actor for DeviceMonitor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.probe = Some((self.probes)());
-        ctx.notify(Poll);
+        self.schedule_poll(ctx, Duration::ZERO);
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {

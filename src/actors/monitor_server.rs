@@ -58,17 +58,7 @@ struct Child {
 impl Child {
     /// What to report for a monitor that is being restarted and cannot answer.
     fn pending_status(&self) -> MonitorStatus {
-        MonitorStatus {
-            device: self.spec.device.clone(),
-            epoch: self.spec.epoch,
-            state: HealthState::Pending,
-            last_result: None,
-            polls: 0,
-            failures: 0,
-            restarts: self.spec.restarts,
-            config: self.spec.config,
-            started_at: self.spec.started_at,
-        }
+        self.spec.status(HealthState::Pending, None, 0, 0)
     }
 
     async fn status(

@@ -137,14 +137,6 @@ impl ActorStats {
             .saturating_sub(self.taken.load(Ordering::Relaxed))
     }
 
-    pub fn handled_count(&self, message: &str) -> u64 {
-        lock(&self.handled)
-            .by_type
-            .get(message)
-            .copied()
-            .unwrap_or(0)
-    }
-
     fn snapshot(&self) -> ActorSnapshot {
         let handled = lock(&self.handled);
         ActorSnapshot {
@@ -206,15 +198,6 @@ impl<A: Actor> Clone for Tracked<A> {
 impl<A: Actor> Tracked<A> {
     pub fn new(addr: Addr<A>, stats: Arc<ActorStats>) -> Self {
         Tracked { addr, stats }
-    }
-
-    pub fn stats(&self) -> &Arc<ActorStats> {
-        &self.stats
-    }
-
-    /// Whether the actor is still alive to take messages.
-    pub fn connected(&self) -> bool {
-        self.addr.connected()
     }
 
     /// Sends a message and waits for the answer.

@@ -18,21 +18,28 @@ pub fn get(conn: &mut DbConn, device_id: i64) -> QueryResult<Option<Assignment>>
 
 /// The assignments of the given devices (devices never scheduled have none).
 pub fn of_devices(conn: &mut DbConn, device_ids: &[i64]) -> QueryResult<Vec<Assignment>> {
-    assignments::table
-        .filter(assignments::device_id.eq_any(device_ids))
-        .select(Assignment::as_select())
-        .load(conn)
+    let mut found = Vec::with_capacity(device_ids.len());
+    for chunk in device_ids.chunks(super::MAX_IDS_PER_QUERY) {
+        found.extend(
+            assignments::table
+                .filter(assignments::device_id.eq_any(chunk))
+                .select(Assignment::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(found)
 }
 
-/// The epoch the next owner of a device gets.
-pub fn next_epoch(conn: &mut DbConn, device_id: i64) -> QueryResult<i64> {
-    Ok(get(conn, device_id)?.map_or(1, |a| a.epoch + 1))
+/// The epoch the next owner of a device gets, given its assignment (if it has one).
+pub fn next_epoch(assignment: Option<&Assignment>) -> i64 {
+    assignment.map_or(1, |a| a.epoch.saturating_add(1))
 }
 
 /// Records `server_id` as the owner of `device_id` with `epoch`, unless the stored epoch
 /// is already at or past it (someone else changed the owner meanwhile). Returns whether
 /// this write won. Each statement is atomic on its own, so this runs alone or inside
-/// the caller's transaction.
+/// the caller's transaction; the insert runs in a savepoint there, so losing a race to
+/// another insert does not abort the caller's transaction on PostgreSQL.
 pub fn assign(conn: &mut DbConn, device_id: i64, server_id: i64, epoch: i64) -> QueryResult<bool> {
     let updated = diesel::update(
         assignments::table
@@ -51,13 +58,15 @@ pub fn assign(conn: &mut DbConn, device_id: i64, server_id: i64, epoch: i64) -> 
     if get(conn, device_id)?.is_some() {
         return Ok(false);
     }
-    let inserted = diesel::insert_into(assignments::table)
-        .values((
-            assignments::device_id.eq(device_id),
-            assignments::server_id.eq(server_id),
-            assignments::epoch.eq(epoch),
-        ))
-        .execute(conn);
+    let inserted = conn.transaction(|conn| {
+        diesel::insert_into(assignments::table)
+            .values((
+                assignments::device_id.eq(device_id),
+                assignments::server_id.eq(server_id),
+                assignments::epoch.eq(epoch),
+            ))
+            .execute(conn)
+    });
     match inserted {
         Ok(_) => Ok(true),
         Err(diesel::result::Error::DatabaseError(
@@ -82,6 +91,18 @@ pub fn release(conn: &mut DbConn, device_id: i64) -> QueryResult<()> {
     ))
     .execute(conn)
     .map(|_| ())
+}
+
+/// Marks every device owned by `server_id` as monitored nowhere (bumping epochs), for a
+/// server that is being forgotten. Returns how many devices it owned.
+pub fn release_all_of_server(conn: &mut DbConn, server_id: i64) -> QueryResult<usize> {
+    diesel::update(assignments::table.filter(assignments::server_id.eq(server_id)))
+        .set((
+            assignments::server_id.eq(None::<i64>),
+            assignments::epoch.eq(assignments::epoch + 1),
+            assignments::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
 }
 
 /// How many devices of a company are assigned to a server.

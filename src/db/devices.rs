@@ -32,14 +32,29 @@ pub fn list(
     query.load(conn)
 }
 
-/// The enabled devices of a company, the set a company-wide start asks for.
-pub fn enabled_of_company(conn: &mut DbConn, company_id: i64) -> QueryResult<Vec<Device>> {
+/// The ids of a company's enabled devices: what a company-wide start asks for.
+pub fn enabled_ids_of_company(conn: &mut DbConn, company_id: i64) -> QueryResult<Vec<i64>> {
     devices::table
         .filter(devices::company_id.eq(company_id))
         .filter(devices::enabled.eq(true))
         .order(devices::id)
-        .select(Device::as_select())
+        .select(devices::id)
         .load(conn)
+}
+
+/// The devices among `ids` that exist, in id order.
+pub fn of_ids(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<Device>> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(super::MAX_IDS_PER_QUERY) {
+        found.extend(
+            devices::table
+                .filter(devices::id.eq_any(chunk))
+                .select(Device::as_select())
+                .load(conn)?,
+        );
+    }
+    found.sort_by_key(|d| d.id);
+    Ok(found)
 }
 
 /// Every device id of a company, enabled or not (a company-wide stop asks for all).

@@ -35,6 +35,9 @@ pub enum DbConn {
     Sqlite(SqliteConnection),
 }
 
+/// Most ids in one `IN (…)` list; SQLite binds at most 32766 parameters per statement.
+const MAX_IDS_PER_QUERY: usize = 10_000;
+
 /// How long a caller waits for a free pooled connection before giving up.
 const POOL_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -68,8 +71,7 @@ impl Db {
             .map_err(|e| DbError::Task(e.to_string()))?
     }
 
-    /// The blocking body of [`Db::open`], for callers that are not on an event loop.
-    pub fn open_blocking(url: DbUrl, pool_size: u32) -> Result<Db, DbError> {
+    fn open_blocking(url: DbUrl, pool_size: u32) -> Result<Db, DbError> {
         // One direct connection first: r2d2 would hide the real reason behind a timeout.
         let mut first = pool::connect(&url).map_err(|reason| DbError::Connect {
             url: url.to_string(),
@@ -109,10 +111,18 @@ impl Db {
         .await
         .map_err(|e| DbError::Task(e.to_string()))?
     }
+}
 
-    /// A pooled connection for code that already runs on a blocking thread.
-    pub fn get(&self) -> Result<r2d2::PooledConnection<pool::Manager>, DbError> {
-        Ok(self.pool.get()?)
+impl DbError {
+    /// A unique constraint refused the write (a duplicate name, a raced insert).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            DbError::Query(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _
+            ))
+        )
     }
 }
 

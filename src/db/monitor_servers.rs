@@ -45,3 +45,16 @@ pub fn get(conn: &mut DbConn, id: i64) -> QueryResult<Option<MonitorServer>> {
         .first(conn)
         .optional()
 }
+
+/// Forgets a server: its devices are released (epochs bumped) and its row deleted, in
+/// one transaction. Returns how many devices it owned, or `None` if there was no such server.
+pub fn forget(conn: &mut DbConn, id: i64) -> QueryResult<Option<usize>> {
+    write_transaction(conn, |conn| {
+        if get(conn, id)?.is_none() {
+            return Ok(None);
+        }
+        let released = super::assignments::release_all_of_server(conn, id)?;
+        diesel::delete(monitor_servers::table.find(id)).execute(conn)?;
+        Ok(Some(released))
+    })
+}

@@ -148,14 +148,3 @@ impl From<actix::MailboxError> for ApiError {
         ApiError::Unexpected(anyhow::anyhow!("actor mailbox: {error}"))
     }
 }
-
-/// Whether a database error is a unique-constraint violation (a duplicate name).
-pub fn is_unique_violation(error: &DbError) -> bool {
-    matches!(
-        error,
-        DbError::Query(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _
-        ))
-    )
-}

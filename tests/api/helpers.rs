@@ -86,8 +86,9 @@ macro_rules! on_both_backends {
     };
 }
 
-/// Fake devices: `GET /d/{name}` answers 200, `GET /status/{code}` answers that code;
-/// every request is counted by path.
+/// Fake devices: `GET /d/{name}` answers 200, `GET /status/{code}` answers that code,
+/// `GET /slow/{ms}` answers 200 after that many milliseconds; every request is counted
+/// by path.
 pub struct Fleet {
     pub address: SocketAddr,
     hits: Arc<Mutex<HashMap<String, u64>>>,
@@ -102,6 +103,7 @@ impl Fleet {
                 .app_data(counted.clone())
                 .route("/d/{name}", web::get().to(ok))
                 .route("/status/{code}", web::get().to(status))
+                .route("/slow/{ms}", web::get().to(slow))
         })
         .workers(1)
         .disable_signals()
@@ -130,6 +132,16 @@ async fn ok(req: actix_web::HttpRequest, hits: Hits) -> HttpResponse {
         .entry(req.path().to_string())
         .or_insert(0) += 1;
     HttpResponse::Ok().body("up")
+}
+
+async fn slow(req: actix_web::HttpRequest, ms: web::Path<u64>, hits: Hits) -> HttpResponse {
+    *hits
+        .lock()
+        .unwrap()
+        .entry(req.path().to_string())
+        .or_insert(0) += 1;
+    actix_rt::time::sleep(Duration::from_millis(*ms)).await;
+    HttpResponse::Ok().body("late")
 }
 
 async fn status(req: actix_web::HttpRequest, code: web::Path<u16>, hits: Hits) -> HttpResponse {
@@ -338,10 +350,16 @@ impl TestCluster {
 
     /// Creates an `http` device pointing at the fleet's `/d/{name}` and returns its id.
     pub async fn device(&self, company_id: i64, name: &str) -> i64 {
+        self.device_at(company_id, name, &self.fleet.url(&format!("/d/{name}")))
+            .await
+    }
+
+    /// Creates an `http` device polling `address` and returns its id.
+    pub async fn device_at(&self, company_id: i64, name: &str, address: &str) -> i64 {
         let body = json!({
             "company_id": company_id,
             "name": name,
-            "address": self.fleet.url(&format!("/d/{name}")),
+            "address": address,
             "kind": "http",
         });
         let answer = self.post("/api/v1/devices", body).await;
@@ -363,6 +381,13 @@ impl TestCluster {
         let answer = self.get(&format!("/api/v1/devices/{device_id}")).await;
         assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
         answer.body["monitoring"]["server_id"].as_i64()
+    }
+
+    /// Starts a device and returns the server it was placed on.
+    pub async fn monitored_on_after_start(&self, device_id: i64) -> i64 {
+        let answer = self.start_device(device_id).await;
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        answer.body["results"][0]["server_id"].as_i64().unwrap()
     }
 
     /// Device ids running on each monitor server, per its `/info`.

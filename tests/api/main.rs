@@ -11,6 +11,7 @@ mod helpers;
 
 mod bad_input;
 mod monitor_server_api;
+mod probes;
 mod processes;
 mod scheduling;
 mod schema;

@@ -47,6 +47,16 @@ impl Process {
     /// Starts `vigil ARGS` in `dir` (so no `vigil.toml` or `vigil.db` of the caller's is
     /// used), with `RUST_LOG` set to `log` or unset.
     fn spawn(args: &[&str], dir: &Path, log: Option<&str>) -> Process {
+        Process::spawn_with_env(args, dir, log, &[])
+    }
+
+    /// Like [`Process::spawn`], with these environment variables set.
+    fn spawn_with_env(
+        args: &[&str],
+        dir: &Path,
+        log: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Process {
         let mut command = Command::new(env!("CARGO_BIN_EXE_vigil"));
         command
             .args(args)
@@ -61,6 +71,7 @@ impl Process {
         if let Some(log) = log {
             command.env("RUST_LOG", log);
         }
+        command.envs(env.iter().copied());
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start vigil {args:?}: {e}"));
@@ -409,4 +420,99 @@ async fn a_killed_monitor_server_process_shows_down_while_the_other_stays_up(bac
     let up = status_of(*alive_id);
     assert_eq!(up["status"], "up", "{listed:?}");
     assert_eq!(up["running_monitors"], 1, "{listed:?}");
+}
+
+#[actix_rt::test]
+async fn settings_come_from_flags_then_vigil_variables_then_vigil_toml() {
+    let http = awc::Client::default();
+    // From the environment alone.
+    let dir = tempfile::tempdir().unwrap();
+    let from_env = dir.path().join("from-env.db");
+    let db = format!("sqlite://{}", from_env.display());
+    let mut coordinator = Process::spawn_with_env(
+        &["coordinator"],
+        dir.path(),
+        Some("info"),
+        &[("VIGIL_DB", db.as_str()), ("VIGIL_LISTEN", "127.0.0.1:0")],
+    );
+    let line = coordinator.line_containing("coordinator listening").await;
+    let health = call(
+        &http,
+        Method::GET,
+        &format!("http://{}/healthz", field(&line, "address")),
+        None,
+    )
+    .await;
+    assert_eq!(health.status, StatusCode::OK, "{health:?}");
+    assert!(from_env.is_file(), "VIGIL_DB was not used");
+    drop(coordinator);
+
+    // ./vigil.toml fills what neither flags nor variables give; a flag beats a variable.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("vigil.toml"),
+        "db = \"sqlite://from-file.db\"\nlisten = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let mut coordinator = Process::spawn_with_env(
+        &["coordinator", "--listen", "127.0.0.1:0"],
+        dir.path(),
+        Some("info"),
+        &[("VIGIL_LISTEN", "not an address")],
+    );
+    let line = coordinator.line_containing("coordinator listening").await;
+    let health = call(
+        &http,
+        Method::GET,
+        &format!("http://{}/healthz", field(&line, "address")),
+        None,
+    )
+    .await;
+    assert_eq!(health.status, StatusCode::OK, "{health:?}");
+    assert!(
+        dir.path().join("from-file.db").is_file(),
+        "vigil.toml was not read"
+    );
+}
+
+#[actix_rt::test]
+async fn a_restarted_monitor_server_keeps_its_id_and_a_new_address_gets_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("vigil.db").display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut ids = Vec::new();
+    for advertise in ["127.0.0.1", "127.0.0.1", "localhost"] {
+        let mut server = Process::spawn(
+            &[
+                "monitor-server",
+                "--listen",
+                &listen,
+                "--db",
+                &db,
+                "--advertise",
+                advertise,
+            ],
+            dir.path(),
+            Some("info"),
+        );
+        let line = server.line_containing("monitor server listening").await;
+        assert_eq!(
+            field(&line, "advertised"),
+            format!("{advertise}:{port}"),
+            "{line}"
+        );
+        ids.push(field(&line, "server.id").parse::<i64>().unwrap());
+        server.signal("TERM");
+        server.exit_within(GIVE_UP).await;
+    }
+    assert_eq!(
+        ids[0], ids[1],
+        "a restart under the same address keeps the id"
+    );
+    assert_ne!(ids[1], ids[2], "another address is another server");
 }

@@ -5,7 +5,7 @@ use actix_web::http::{Method, StatusCode};
 use serde_json::{json, Value};
 use vigil::db;
 
-use crate::helpers::{eventually, Backend, TestCluster};
+use crate::helpers::{eventually, Backend, TestCluster, TEST_POLL_INTERVAL_MS};
 
 crate::on_both_backends!(
     rotation_goes_round_the_servers_and_survives_a_coordinator_restart,
@@ -20,6 +20,11 @@ crate::on_both_backends!(
     a_company_with_monitored_devices_cannot_be_deleted,
     deleting_a_device_stops_its_monitor_first,
     devices_list_shows_live_monitoring,
+    stop_takes_down_every_copy_of_a_device,
+    start_keeps_one_copy_of_a_device_found_running_twice,
+    deleting_while_starting_leaves_no_monitor_of_a_deleted_device,
+    concurrent_changes_leave_the_monitor_with_the_stored_device,
+    a_dead_server_can_be_forgotten_and_its_devices_released,
 );
 
 fn results(answer: &Value) -> Vec<(i64, String, Option<i64>)> {
@@ -445,4 +450,181 @@ async fn devices_list_shows_live_monitoring(backend: Backend) {
         page.body.as_array().unwrap()[0]["id"].as_i64(),
         Some(devices[1])
     );
+}
+
+/// Starts a copy of `device` straight on a monitor server, behind the scheduler's back
+/// (as a partition or a lost answer can leave one).
+async fn start_copy_on(cluster: &TestCluster, index: usize, device: i64, company: i64) {
+    let body = json!({
+        "device": {
+            "id": device,
+            "company_id": company,
+            "name": "d",
+            "address": cluster.fleet.url("/d/d"),
+            "kind": "http",
+        },
+        "config": {
+            "poll_interval_ms": TEST_POLL_INTERVAL_MS,
+            "timeout_ms": 1000,
+            "alert_threshold": 70,
+            "critical_threshold": 90,
+            "max_monitors_per_server": 1000,
+        },
+        "epoch": 99,
+    });
+    let answer = cluster
+        .server_call(index, Method::POST, "/monitors", Some(body))
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
+}
+
+async fn stop_takes_down_every_copy_of_a_device(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 3).await;
+    let company = cluster.company("acme").await;
+    let device = cluster.device(company, "d").await;
+    let started = cluster.start_device(device).await;
+    let owner = started.body["results"][0]["server_id"].as_i64().unwrap();
+    let other = cluster.servers.iter().position(|s| s.id != owner).unwrap();
+    start_copy_on(&cluster, other, device, company).await;
+
+    let stopped = cluster.stop_device(device).await;
+    assert_eq!(stopped.status, StatusCode::OK, "{stopped:?}");
+    assert_eq!(
+        stopped.body["server_id"].as_i64(),
+        Some(owner),
+        "the owner first"
+    );
+    for index in 0..3 {
+        assert!(
+            cluster.running(index).await.is_empty(),
+            "a copy survived on server {index}"
+        );
+    }
+}
+
+async fn start_keeps_one_copy_of_a_device_found_running_twice(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 3).await;
+    let company = cluster.company("acme").await;
+    let device = cluster.device(company, "d").await;
+    start_copy_on(&cluster, 0, device, company).await;
+    start_copy_on(&cluster, 1, device, company).await;
+
+    let answer = cluster.start_device(device).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.body["results"][0]["status"], "already_running");
+    let kept = answer.body["results"][0]["server_id"].as_i64();
+    assert_eq!(kept, Some(cluster.servers[0].id));
+    assert_eq!(cluster.running(0).await, vec![device]);
+    assert!(
+        cluster.running(1).await.is_empty(),
+        "the extra copy still runs"
+    );
+    assert_eq!(
+        cluster.monitored_on(device).await,
+        kept,
+        "the owner is recorded"
+    );
+}
+
+async fn deleting_while_starting_leaves_no_monitor_of_a_deleted_device(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 2).await;
+    let company = cluster.company("acme").await;
+    let devices = cluster.devices(company, "d", 8).await;
+    let races = devices.iter().map(|&device| {
+        let cluster = &cluster;
+        async move {
+            let path = format!("/api/v1/devices/{device}");
+            tokio::join!(cluster.start_device(device), cluster.delete(&path))
+        }
+    });
+    for (start, delete) in futures_util::future::join_all(races).await {
+        assert!(
+            matches!(start.status.as_u16(), 200 | 404 | 503),
+            "{start:?}"
+        );
+        assert_eq!(delete.status, StatusCode::OK, "{delete:?}");
+    }
+    for index in 0..2 {
+        let running = cluster.running(index).await;
+        assert!(
+            running.is_empty(),
+            "monitors of deleted devices run on server {index}: {running:?}"
+        );
+    }
+}
+
+async fn concurrent_changes_leave_the_monitor_with_the_stored_device(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 2).await;
+    let company = cluster.company("acme").await;
+    let device = cluster.device(company, "d").await;
+    cluster.start_device(device).await;
+    let path = format!("/api/v1/devices/{device}");
+    let changes = (0..8).map(|n| {
+        let (cluster, path) = (&cluster, &path);
+        async move {
+            let address = cluster.fleet.url(&format!("/d/v{n}"));
+            cluster.put(path, json!({ "address": address })).await
+        }
+    });
+    for answer in futures_util::future::join_all(changes).await {
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    }
+    let stored = cluster.get(&path).await.body["address"].clone();
+    let owner = cluster.monitored_on(device).await.unwrap();
+    let index = cluster.servers.iter().position(|s| s.id == owner).unwrap();
+    let monitor = cluster
+        .server_call(index, Method::GET, &format!("/monitors/{device}"), None)
+        .await;
+    assert_eq!(
+        monitor.body["device"]["address"], stored,
+        "the monitor polls what is not stored"
+    );
+}
+
+async fn a_dead_server_can_be_forgotten_and_its_devices_released(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 2).await;
+    let (dead, alive) = (cluster.servers[0].id, cluster.servers[1].id);
+    let company = cluster.company("acme").await;
+    let device = cluster.device(company, "d").await;
+    assert_eq!(cluster.monitored_on_after_start(device).await, dead);
+
+    let refused = cluster
+        .delete(&format!("/api/v1/monitor-servers/{dead}"))
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{refused:?}");
+    assert_eq!(refused.body["code"], "server_up");
+
+    cluster.stop_server(0).await;
+    let stuck = cluster.stop_device(device).await;
+    assert_eq!(stuck.status, StatusCode::SERVICE_UNAVAILABLE, "{stuck:?}");
+    let kept = cluster.delete(&format!("/api/v1/devices/{device}")).await;
+    assert_eq!(kept.status, StatusCode::SERVICE_UNAVAILABLE, "{kept:?}");
+
+    let forgotten = cluster
+        .delete(&format!("/api/v1/monitor-servers/{dead}"))
+        .await;
+    assert_eq!(forgotten.status, StatusCode::OK, "{forgotten:?}");
+    assert_eq!(forgotten.body["devices_released"], 1);
+    let listed = cluster.get("/api/v1/monitor-servers").await;
+    let ids: Vec<i64> = listed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![alive]);
+    let missing = cluster
+        .delete(&format!("/api/v1/monitor-servers/{dead}"))
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{missing:?}");
+
+    let restarted = cluster.start_device(device).await;
+    assert_eq!(restarted.status, StatusCode::OK, "{restarted:?}");
+    assert_eq!(
+        restarted.body["results"][0]["server_id"].as_i64(),
+        Some(alive)
+    );
+    let deleted = cluster.delete(&format!("/api/v1/devices/{device}")).await;
+    assert_eq!(deleted.status, StatusCode::OK, "{deleted:?}");
 }

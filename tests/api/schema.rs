@@ -115,7 +115,10 @@ async fn ownership_epochs_only_grow(backend: Backend) {
         );
         let d = device.id;
 
-        assert_eq!(db::assignments::next_epoch(conn, d)?, 1);
+        assert_eq!(
+            db::assignments::next_epoch(db::assignments::get(conn, d)?.as_ref()),
+            1
+        );
         assert!(db::assignments::assign(conn, d, one.id, 1)?);
         assert!(
             !db::assignments::assign(conn, d, two.id, 1)?,
@@ -133,7 +136,10 @@ async fn ownership_epochs_only_grow(backend: Backend) {
             !db::assignments::assign(conn, d, one.id, 3)?,
             "an old epoch cannot take it back"
         );
-        assert_eq!(db::assignments::next_epoch(conn, d)?, 4);
+        assert_eq!(
+            db::assignments::next_epoch(db::assignments::get(conn, d)?.as_ref()),
+            4
+        );
         assert!(db::assignments::assign(conn, d, one.id, 4)?);
         assert_eq!(db::assignments::monitored_in_company(conn, company.id)?, 1);
         Ok(())

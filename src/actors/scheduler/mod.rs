@@ -4,11 +4,14 @@
 //! - *Start*: walk the servers (in id order) from the persisted rotating index
 //!   `config.monitor_server_current`; skip a server that is down or at its limit; on
 //!   success record the owner and advance the index past the chosen server.
-//! - *Stop*: ask the owner first; when it does not have the device, search the others.
+//! - *Stop*: ask the owner first, then every other server that runs a copy (found by
+//!   asking all servers at once what they run).
 //! - *Config*: save, then broadcast to every server.
-//! - *Device change*: save (done by the caller), then route to the one monitor of the device.
+//! - *Device change*: save (done by the caller), then route to the monitor of the device.
+//! - *Device deletion*: stop its monitors, then delete it.
+//! - *Forgetting a server* that is gone for good: release its devices.
 //!
-//! Start, stop, config and device changes are handled one at a time (`AtomicResponse`),
+//! These operations are handled one at a time (`AtomicResponse`),
 //! so the rotating index and the ownership records never see two of them interleaved.
 //! Reads that need no ordering (listing servers, monitor statuses) do not go through here.
 
@@ -21,13 +24,15 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::registry::{ActorRegistry, ActorStats, Tracked};
-use crate::db::models::{ConfigChanges, Device};
+use crate::db::models::ConfigChanges;
 use crate::db::{Db, DbError};
 use crate::remote::MonitorServerClient;
 
-pub use self::changes::{ConfigReport, RouteOutcome, ServerApplied, ServerUnreached};
+pub use self::changes::{
+    ConfigReport, DeleteOutcome, ForgetOutcome, RouteOutcome, ServerApplied, ServerUnreached,
+};
 pub use self::start::{StartReport, StartResult, StartStatus};
-pub use self::stop::{StopReport, StopResult, StopScope, StopStatus};
+pub use self::stop::{StopReport, StopResult, StopStatus};
 
 /// The kind under which the scheduler appears in the actor registry.
 pub const KIND: &str = "SchedulerActor";
@@ -56,6 +61,15 @@ impl SchedulerActor {
 
 impl Actor for SchedulerActor {
     type Context = Context<Self>;
+}
+
+/// `"{verb} {done} of {requested} monitors"`, then every other count that is not zero.
+fn summary(verb: &str, done: usize, requested: usize, others: &[(usize, &str)]) -> String {
+    let mut message = format!("{verb} {done} of {requested} monitors");
+    for (count, label) in others.iter().filter(|(count, _)| *count > 0) {
+        message.push_str(&format!(", {count} {label}"));
+    }
+    message
 }
 
 /// What every scheduler operation returns.
@@ -111,7 +125,6 @@ impl Handler<StartDevices> for SchedulerActor {
 #[rtype(result = "Result<StopReport, SchedulerError>")]
 pub struct StopDevices {
     pub device_ids: Vec<i64>,
-    pub scope: StopScope,
 }
 
 impl Handler<StopDevices> for SchedulerActor {
@@ -120,7 +133,7 @@ impl Handler<StopDevices> for SchedulerActor {
     fn handle(&mut self, msg: StopDevices, _ctx: &mut Context<Self>) -> Self::Result {
         self.stats.record::<StopDevices>();
         self.one_at_a_time(|db, client| async move {
-            stop::stop_devices(&db, &client, msg.device_ids, msg.scope).await
+            stop::stop_devices(&db, &client, msg.device_ids).await
         })
     }
 }
@@ -143,12 +156,12 @@ impl Handler<ApplyConfig> for SchedulerActor {
     }
 }
 
-/// A device was saved; hand the new data to the monitor that watches it. A device
+/// A device was saved; hand its stored data to the monitor that watches it. A device
 /// saved as disabled is stopped instead.
-#[derive(Debug, Clone, Message)]
+#[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<RouteOutcome, SchedulerError>")]
 pub struct RouteDeviceUpdate {
-    pub device: Device,
+    pub device_id: i64,
 }
 
 impl Handler<RouteDeviceUpdate> for SchedulerActor {
@@ -157,7 +170,43 @@ impl Handler<RouteDeviceUpdate> for SchedulerActor {
     fn handle(&mut self, msg: RouteDeviceUpdate, _ctx: &mut Context<Self>) -> Self::Result {
         self.stats.record::<RouteDeviceUpdate>();
         self.one_at_a_time(|db, client| async move {
-            changes::route_device_update(&db, &client, msg.device).await
+            changes::route_device_update(&db, &client, msg.device_id).await
+        })
+    }
+}
+
+/// Stop the device's monitors, then delete it.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<DeleteOutcome, SchedulerError>")]
+pub struct DeleteDevice {
+    pub device_id: i64,
+}
+
+impl Handler<DeleteDevice> for SchedulerActor {
+    type Result = Outcome<DeleteOutcome>;
+
+    fn handle(&mut self, msg: DeleteDevice, _ctx: &mut Context<Self>) -> Self::Result {
+        self.stats.record::<DeleteDevice>();
+        self.one_at_a_time(|db, client| async move {
+            changes::delete_device(&db, &client, msg.device_id).await
+        })
+    }
+}
+
+/// Forget a monitor server that is gone for good.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<ForgetOutcome, SchedulerError>")]
+pub struct ForgetServer {
+    pub server_id: i64,
+}
+
+impl Handler<ForgetServer> for SchedulerActor {
+    type Result = Outcome<ForgetOutcome>;
+
+    fn handle(&mut self, msg: ForgetServer, _ctx: &mut Context<Self>) -> Self::Result {
+        self.stats.record::<ForgetServer>();
+        self.one_at_a_time(|db, client| async move {
+            changes::forget_server(&db, &client, msg.server_id).await
         })
     }
 }

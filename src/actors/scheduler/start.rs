@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::SchedulerError;
-use crate::db::models::{Assignment, Device, MonitorServer};
+use crate::db::models::{Assignment, ConfigRow, Device, MonitorServer};
 use crate::db::{self, Db};
 use crate::domain::{DeviceSpec, MonitorConfig};
 use crate::remote::{MonitorServerClient, Snapshot, StartOutcome};
@@ -50,13 +50,12 @@ impl StartReport {
             count(StartStatus::Failed),
         );
         let requested = results.len();
-        let mut message = format!("started {started} of {requested} monitors");
-        if already_running > 0 {
-            message.push_str(&format!(", {already_running} already running"));
-        }
-        if failed > 0 {
-            message.push_str(&format!(", {failed} failed"));
-        }
+        let message = super::summary(
+            "started",
+            started,
+            requested,
+            &[(already_running, "already running"), (failed, "failed")],
+        );
         StartReport {
             requested,
             started,
@@ -93,9 +92,14 @@ impl Rotation {
         (0..self.len).map(move |step| (self.current + step) % self.len)
     }
 
+    /// The position after `position`, wrapping around.
+    fn after(&self, position: usize) -> usize {
+        (position + 1) % self.len
+    }
+
     /// The server at `position` took a monitor: the next start begins after it.
     fn advance_past(&mut self, position: usize) {
-        self.current = (position + 1) % self.len;
+        self.current = self.after(position);
     }
 }
 
@@ -107,106 +111,35 @@ pub(super) async fn start_devices(
     let ids = device_ids.clone();
     let (devices, assignments, servers, config) = db
         .run(move |conn| {
-            let mut devices = Vec::with_capacity(ids.len());
-            for id in &ids {
-                devices.push((*id, db::devices::get(conn, *id)?));
-            }
-            let assignments = db::assignments::of_devices(conn, &ids)?;
             Ok((
-                devices,
-                assignments,
+                db::devices::of_ids(conn, &ids)?,
+                db::assignments::of_devices(conn, &ids)?,
                 db::monitor_servers::list(conn)?,
                 db::config::get(conn)?,
             ))
         })
         .await?;
+    let devices: HashMap<i64, Device> = devices.into_iter().map(|d| (d.id, d)).collect();
     let assignments: HashMap<i64, Assignment> =
         assignments.into_iter().map(|a| (a.device_id, a)).collect();
-    let monitor_config = MonitorConfig::from(&config);
     let snapshot = Snapshot::take(client, servers).await;
-    let mut rotation = Rotation::new(config.monitor_server_current, snapshot.servers.len());
-    // Servers that cannot take a monitor in this pass, with the reason.
-    let mut unavailable: HashMap<i64, String> = snapshot
-        .servers
-        .iter()
-        .filter_map(|s| {
-            snapshot
-                .down_reason(s.id)
-                .map(|reason| (s.id, format!("server {} is {reason}", s.id)))
-        })
-        .collect();
+    let mut pass = StartPass::new(db, client, snapshot, &config);
     tracing::info!(
-        devices = devices.len(),
-        servers = snapshot.servers.len(),
-        servers_down = unavailable.len(),
-        index = rotation.current,
+        devices = device_ids.len(),
+        servers = pass.snapshot.servers.len(),
+        servers_down = pass.unavailable.len(),
+        index = pass.rotation.current,
         "start pass begins"
     );
-
-    let mut results = Vec::with_capacity(devices.len());
-    for (done, (device_id, device)) in devices.into_iter().enumerate() {
-        let failed = |reason: String| StartResult {
-            device_id,
-            status: StartStatus::Failed,
-            server_id: None,
-            reason: Some(reason),
-        };
-        let Some(device) = device else {
-            results.push(failed(format!("device {device_id} does not exist")));
-            continue;
-        };
-        if !device.enabled {
-            results.push(failed(format!("device {device_id} is disabled")));
-            continue;
-        }
-        let spec = match DeviceSpec::try_from(&device) {
-            Ok(spec) => spec,
-            Err(e) => {
-                results.push(failed(e.to_string()));
-                continue;
-            }
-        };
-        let assignment = assignments.get(&device_id);
-        if let Some(holder) = snapshot.holders(device_id).first() {
-            results.push(already_running(db, &device, holder.id, assignment).await?);
-            continue;
-        }
-        let request = StartMonitorRequest {
-            device: spec,
-            config: monitor_config,
-            epoch: assignment.map_or(1, |a| a.epoch + 1),
-        };
-        let positions: Vec<usize> = rotation.order().collect();
-        let mut outcome = None;
-        for position in positions {
-            let server = &snapshot.servers[position];
-            if unavailable.contains_key(&server.id) {
-                continue;
-            }
-            match client.start(server, &request).await {
-                Ok(StartOutcome::Started) => {
-                    rotation.advance_past(position);
-                    outcome =
-                        Some(record_start(db, client, server, &request, rotation.current).await?);
-                    break;
-                }
-                Ok(StartOutcome::AlreadyRunning) => {
-                    outcome = Some(already_running(db, &device, server.id, assignment).await?);
-                    break;
-                }
-                Ok(StartOutcome::AtLimit(message)) => {
-                    unavailable.insert(
-                        server.id,
-                        format!("server {} refused: {message}", server.id),
-                    );
-                }
-                Err(error) => {
-                    unavailable.insert(server.id, format!("server {} is {error}", server.id));
-                }
-            }
-        }
-        let result =
-            outcome.unwrap_or_else(|| failed(no_server_reason(&snapshot.servers, &unavailable)));
+    let mut results = Vec::with_capacity(device_ids.len());
+    for (done, device_id) in device_ids.into_iter().enumerate() {
+        let result = pass
+            .start(
+                device_id,
+                devices.get(&device_id),
+                assignments.get(&device_id),
+            )
+            .await;
         if result.status == StartStatus::Failed {
             tracing::warn!(
                 device.id = device_id,
@@ -224,78 +157,213 @@ pub(super) async fn start_devices(
     Ok(report)
 }
 
-/// Records a successful start (owner, epoch, next index) in one transaction. If that
-/// cannot be written, the monitor is stopped again so no unrecorded monitor runs.
-async fn record_start(
-    db: &Db,
-    client: &MonitorServerClient,
-    server: &MonitorServer,
-    request: &StartMonitorRequest,
-    next_index: usize,
-) -> Result<StartResult, SchedulerError> {
-    let (device_id, server_id, epoch) = (request.device.id, server.id, request.epoch);
-    let recorded = db
-        .run(move |conn| {
-            db::write_transaction(conn, |conn| {
-                let won = db::assignments::assign(conn, device_id, server_id, epoch)?;
-                db::config::set_rotation_index(conn, next_index as i64)?;
-                Ok(won)
+/// One start pass: what the servers looked like at its beginning, and what it learnt since.
+struct StartPass<'a> {
+    db: &'a Db,
+    client: &'a MonitorServerClient,
+    snapshot: Snapshot,
+    rotation: Rotation,
+    /// Servers that cannot take a monitor in this pass, with the reason.
+    unavailable: HashMap<i64, String>,
+    config: MonitorConfig,
+}
+
+impl<'a> StartPass<'a> {
+    fn new(
+        db: &'a Db,
+        client: &'a MonitorServerClient,
+        snapshot: Snapshot,
+        config: &ConfigRow,
+    ) -> Self {
+        let rotation = Rotation::new(config.monitor_server_current, snapshot.servers.len());
+        let unavailable = snapshot
+            .servers
+            .iter()
+            .filter_map(|s| {
+                snapshot
+                    .down_reason(s.id)
+                    .map(|reason| (s.id, format!("server {} is {reason}", s.id)))
             })
-        })
-        .await;
-    let reason = match recorded {
-        Ok(true) => {
-            return Ok(StartResult {
-                device_id,
-                status: StartStatus::Started,
-                server_id: Some(server_id),
-                reason: None,
-            })
+            .collect();
+        StartPass {
+            db,
+            client,
+            snapshot,
+            rotation,
+            unavailable,
+            config: MonitorConfig::from(config),
         }
-        Ok(false) => "another scheduler changed its owner meanwhile".to_string(),
-        Err(error) => format!("the start could not be recorded: {error}"),
-    };
-    tracing::error!(device.id = device_id, server.id = server_id, %reason, "undoing start");
-    if let Err(error) = client.stop(server, device_id).await {
-        tracing::error!(device.id = device_id, server.id = server_id, %error, "could not undo start");
     }
-    Ok(StartResult {
+
+    async fn start(
+        &mut self,
+        device_id: i64,
+        device: Option<&Device>,
+        assignment: Option<&Assignment>,
+    ) -> StartResult {
+        let Some(device) = device else {
+            return failed(device_id, format!("device {device_id} does not exist"));
+        };
+        if !device.enabled {
+            return failed(device_id, format!("device {device_id} is disabled"));
+        }
+        let spec = match DeviceSpec::try_from(device) {
+            Ok(spec) => spec,
+            Err(e) => return failed(device_id, e.to_string()),
+        };
+        let holders: Vec<MonitorServer> = self
+            .snapshot
+            .holders(device_id)
+            .into_iter()
+            .cloned()
+            .collect();
+        if !holders.is_empty() {
+            return self.keep_one(device_id, &holders, assignment).await;
+        }
+        let request = StartMonitorRequest {
+            device: spec,
+            config: self.config,
+            epoch: db::assignments::next_epoch(assignment),
+        };
+        let positions: Vec<usize> = self.rotation.order().collect();
+        for position in positions {
+            let server = self.snapshot.servers[position].clone();
+            if self.unavailable.contains_key(&server.id) {
+                continue;
+            }
+            match self.client.start(&server, &request).await {
+                Ok(StartOutcome::Started) => {
+                    return self.record_start(position, &server, &request).await
+                }
+                Ok(StartOutcome::AlreadyRunning) => {
+                    return self.keep_one(device_id, &[server], assignment).await;
+                }
+                Ok(StartOutcome::AtLimit(message)) => {
+                    self.unavailable.insert(
+                        server.id,
+                        format!("server {} refused: {message}", server.id),
+                    );
+                }
+                Err(error) => {
+                    self.unavailable
+                        .insert(server.id, format!("server {} is {error}", server.id));
+                }
+            }
+        }
+        failed(device_id, self.no_server_reason())
+    }
+
+    /// Records a successful start (owner, epoch, and the index past `position`) in one
+    /// transaction. If that cannot be written, the monitor is stopped again so that no
+    /// unrecorded monitor runs, and the index stays where it was.
+    async fn record_start(
+        &mut self,
+        position: usize,
+        server: &MonitorServer,
+        request: &StartMonitorRequest,
+    ) -> StartResult {
+        let (device_id, server_id, epoch) = (request.device.id, server.id, request.epoch);
+        let next_index = self.rotation.after(position) as i64;
+        let recorded = self
+            .db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| {
+                    let won = db::assignments::assign(conn, device_id, server_id, epoch)?;
+                    if won {
+                        db::config::set_rotation_index(conn, next_index)?;
+                    }
+                    Ok(won)
+                })
+            })
+            .await;
+        let reason = match recorded {
+            Ok(true) => {
+                self.rotation.advance_past(position);
+                return StartResult {
+                    device_id,
+                    status: StartStatus::Started,
+                    server_id: Some(server_id),
+                    reason: None,
+                };
+            }
+            Ok(false) => "its owner was changed by someone else meanwhile".to_string(),
+            Err(error) => format!("the start could not be recorded: {error}"),
+        };
+        tracing::error!(device.id = device_id, server.id = server_id, %reason, "undoing start");
+        if let Err(error) = self.client.stop(server, device_id).await {
+            tracing::error!(device.id = device_id, server.id = server_id, %error, "could not undo start");
+        }
+        failed(device_id, reason)
+    }
+
+    /// The device already runs on `holders`: keep the copy the ownership record names
+    /// (or the first), stop any other, and make the record say where it runs.
+    async fn keep_one(
+        &self,
+        device_id: i64,
+        holders: &[MonitorServer],
+        assignment: Option<&Assignment>,
+    ) -> StartResult {
+        let owner = assignment.and_then(|a| a.server_id);
+        let keeper = holders
+            .iter()
+            .find(|s| Some(s.id) == owner)
+            .or(holders.first())
+            .map_or(0, |s| s.id);
+        for extra in holders.iter().filter(|s| s.id != keeper) {
+            tracing::warn!(
+                device.id = device_id,
+                server.id = extra.id,
+                kept_on = keeper,
+                "device ran on several servers; stopping the extra copy"
+            );
+            if let Err(error) = self.client.stop(extra, device_id).await {
+                tracing::error!(device.id = device_id, server.id = extra.id, %error, "could not stop the extra copy");
+            }
+        }
+        let mut reason = None;
+        if owner != Some(keeper) {
+            let epoch = db::assignments::next_epoch(assignment);
+            if let Err(error) = self
+                .db
+                .run(move |conn| db::assignments::assign(conn, device_id, keeper, epoch))
+                .await
+            {
+                tracing::error!(device.id = device_id, server.id = keeper, %error, "could not record the owner");
+                reason = Some(format!(
+                    "running, but its owner could not be recorded: {error}"
+                ));
+            }
+        }
+        StartResult {
+            device_id,
+            status: StartStatus::AlreadyRunning,
+            server_id: Some(keeper),
+            reason,
+        }
+    }
+
+    fn no_server_reason(&self) -> String {
+        if self.snapshot.servers.is_empty() {
+            return "no monitor server is registered".into();
+        }
+        let reasons: Vec<&str> = self
+            .snapshot
+            .servers
+            .iter()
+            .filter_map(|s| self.unavailable.get(&s.id).map(String::as_str))
+            .collect();
+        format!("no monitor server could take it: {}", reasons.join("; "))
+    }
+}
+
+fn failed(device_id: i64, reason: String) -> StartResult {
+    StartResult {
         device_id,
         status: StartStatus::Failed,
         server_id: None,
         reason: Some(reason),
-    })
-}
-
-/// The device already runs on `holder`; make the ownership record say so.
-async fn already_running(
-    db: &Db,
-    device: &Device,
-    holder: i64,
-    assignment: Option<&Assignment>,
-) -> Result<StartResult, SchedulerError> {
-    if assignment.and_then(|a| a.server_id) != Some(holder) {
-        let (device_id, epoch) = (device.id, assignment.map_or(1, |a| a.epoch + 1));
-        db.run(move |conn| db::assignments::assign(conn, device_id, holder, epoch))
-            .await?;
     }
-    Ok(StartResult {
-        device_id: device.id,
-        status: StartStatus::AlreadyRunning,
-        server_id: Some(holder),
-        reason: None,
-    })
-}
-
-fn no_server_reason(servers: &[MonitorServer], unavailable: &HashMap<i64, String>) -> String {
-    if servers.is_empty() {
-        return "no monitor server is registered".into();
-    }
-    let reasons: Vec<&str> = servers
-        .iter()
-        .filter_map(|s| unavailable.get(&s.id).map(String::as_str))
-        .collect();
-    format!("no monitor server could take it: {}", reasons.join("; "))
 }
 
 #[cfg(test)]

@@ -1,23 +1,12 @@
-//! Stop: the owner first, then wherever else the device runs.
+//! Stop: the owner first, then every other server that runs a copy.
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 
 use super::SchedulerError;
-use crate::db::models::MonitorServer;
 use crate::db::{self, Db};
-use crate::remote::{MonitorServerClient, RemoteError, Snapshot};
-
-// Stop
-
-/// Whether a stop names one device or every device of a company; a company-wide stop
-/// ignores devices that are not monitored, and searches only where they run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopScope {
-    Device,
-    Company,
-}
+use crate::remote::{MonitorServerClient, Snapshot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -54,13 +43,12 @@ impl StopReport {
             count(StopStatus::Failed),
         );
         let requested = results.len();
-        let mut message = format!("stopped {stopped} of {requested} monitors");
-        if not_running > 0 {
-            message.push_str(&format!(", {not_running} not running"));
-        }
-        if failed > 0 {
-            message.push_str(&format!(", {failed} failed"));
-        }
+        let message = super::summary(
+            "stopped",
+            stopped,
+            requested,
+            &[(not_running, "not running"), (failed, "failed")],
+        );
         StopReport {
             requested,
             stopped,
@@ -76,7 +64,6 @@ pub(super) async fn stop_devices(
     db: &Db,
     client: &MonitorServerClient,
     device_ids: Vec<i64>,
-    scope: StopScope,
 ) -> Result<StopReport, SchedulerError> {
     let ids = device_ids.clone();
     let (assignments, servers) = db
@@ -91,92 +78,93 @@ pub(super) async fn stop_devices(
         .iter()
         .filter_map(|a| a.server_id.map(|s| (a.device_id, s)))
         .collect();
-    // A company-wide stop looks once at what runs where instead of asking every server
-    // about every device.
-    let snapshot = match scope {
-        StopScope::Company => Some(Snapshot::take(client, servers.clone()).await),
-        StopScope::Device => None,
-    };
-    let by_id: HashMap<i64, &MonitorServer> = servers.iter().map(|s| (s.id, s)).collect();
-    let mut down: HashMap<i64, String> = HashMap::new();
-    if let Some(snapshot) = &snapshot {
-        down.extend(
-            servers
-                .iter()
-                .filter_map(|s| snapshot.down_reason(s.id).map(|r| (s.id, r))),
-        );
-    }
-
+    // One look at what runs where, asked of every server at once, instead of asking
+    // each server about each device in turn.
+    let snapshot = Snapshot::take(client, servers).await;
     let mut results = Vec::with_capacity(device_ids.len());
     for device_id in device_ids {
         let owner = owners.get(&device_id).copied();
-        // The owner first, then wherever else the device may run.
-        let mut candidates: Vec<i64> = owner.into_iter().collect();
-        match &snapshot {
-            Some(snapshot) => candidates.extend(snapshot.holders(device_id).iter().map(|s| s.id)),
-            None => candidates.extend(servers.iter().map(|s| s.id)),
-        }
-        let mut seen = Vec::new();
-        candidates.retain(|id| {
-            let first = !seen.contains(id);
-            seen.push(*id);
-            first
-        });
-
-        let mut stopped_on = None;
-        let mut owner_unreachable = None;
-        for server_id in candidates {
-            let Some(server) = by_id.get(&server_id) else {
-                continue;
-            };
-            let answer = match down.get(&server_id) {
-                Some(reason) => Err(RemoteError::Unreachable(reason.clone())),
-                None => client.stop(server, device_id).await,
-            };
-            match answer {
-                Ok(true) => {
-                    stopped_on = Some(server_id);
-                    break;
-                }
-                Ok(false) => {}
-                Err(error) => {
-                    if Some(server_id) == owner {
-                        owner_unreachable = Some(format!(
-                            "server {server_id} that owns it is {error}; it may still be monitored there"
-                        ));
-                    }
-                    down.entry(server_id).or_insert_with(|| error.to_string());
-                }
-            }
-        }
-
-        let result = match (stopped_on, owner_unreachable) {
-            (Some(server_id), _) => StopResult {
-                device_id,
-                status: StopStatus::Stopped,
-                server_id: Some(server_id),
-                reason: None,
-            },
-            (None, Some(reason)) => StopResult {
-                device_id,
-                status: StopStatus::Failed,
-                server_id: owner,
-                reason: Some(reason),
-            },
-            (None, None) => StopResult {
-                device_id,
-                status: StopStatus::NotRunning,
-                server_id: None,
-                reason: None,
-            },
-        };
-        if result.status != StopStatus::Failed && owner.is_some() {
-            db.run(move |conn| db::assignments::release(conn, device_id))
-                .await?;
+        let result = stop_one(db, client, &snapshot, device_id, owner).await;
+        if result.status == StopStatus::Failed {
+            tracing::warn!(
+                device.id = device_id,
+                reason = result.reason.as_deref().unwrap_or(""),
+                "could not stop monitor"
+            );
         }
         results.push(result);
     }
     let report = StopReport::new(results);
     tracing::info!(message = %report.message, "stop pass done");
     Ok(report)
+}
+
+/// Stops every copy of a device's monitor: on its owner first, then on any other server
+/// that runs one. The ownership record is released only when no copy can be left.
+async fn stop_one(
+    db: &Db,
+    client: &MonitorServerClient,
+    snapshot: &Snapshot,
+    device_id: i64,
+    owner: Option<i64>,
+) -> StopResult {
+    let mut holders = snapshot.holders(device_id);
+    holders.sort_by_key(|s| Some(s.id) != owner);
+    let mut stopped_on = Vec::new();
+    let mut problems = Vec::new();
+    if let Some(owner) = owner {
+        if let Some(reason) = snapshot.down_reason(owner) {
+            problems.push(format!("server {owner} that owns it is {reason}"));
+        }
+    }
+    for server in holders {
+        match client.stop(server, device_id).await {
+            Ok(true) => stopped_on.push(server.id),
+            Ok(false) => {}
+            Err(error) => problems.push(format!("server {} is {error}", server.id)),
+        }
+    }
+    if !problems.is_empty() {
+        return StopResult {
+            device_id,
+            status: StopStatus::Failed,
+            server_id: owner,
+            reason: Some(format!(
+                "{}; it may still be monitored there",
+                problems.join("; ")
+            )),
+        };
+    }
+    if stopped_on.len() > 1 {
+        tracing::warn!(device.id = device_id, servers = ?stopped_on, "device ran on several servers; stopped every copy");
+    }
+    if owner.is_some() {
+        if let Err(error) = db
+            .run(move |conn| db::assignments::release(conn, device_id))
+            .await
+        {
+            return StopResult {
+                device_id,
+                status: StopStatus::Failed,
+                server_id: stopped_on.first().copied().or(owner),
+                reason: Some(format!(
+                    "stopped, but the release could not be recorded: {error}"
+                )),
+            };
+        }
+    }
+    match stopped_on.first() {
+        Some(&server_id) => StopResult {
+            device_id,
+            status: StopStatus::Stopped,
+            server_id: Some(server_id),
+            reason: None,
+        },
+        None => StopResult {
+            device_id,
+            status: StopStatus::NotRunning,
+            server_id: None,
+            reason: None,
+        },
+    }
 }

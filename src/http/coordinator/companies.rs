@@ -7,11 +7,11 @@ use serde_json::json;
 use super::input;
 use super::views::CompanyView;
 use super::AppState;
-use crate::actors::scheduler::{StartDevices, StopDevices, StopScope};
+use crate::actors::scheduler::{StartDevices, StopDevices};
 use crate::db::companies::Deletion;
 use crate::db::models::Company;
 use crate::db::{self, Db};
-use crate::http::error::{is_unique_violation, ApiError};
+use crate::http::error::ApiError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,7 +30,7 @@ pub async fn create(
         .run(move |conn| db::companies::create(conn, &stored_name))
         .await
         .map_err(|e| {
-            if is_unique_violation(&e) {
+            if e.is_unique_violation() {
                 ApiError::conflict(
                     "company_exists",
                     format!("a company named {name:?} already exists"),
@@ -91,13 +91,10 @@ pub async fn start(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     existing(&state.db, id).await?;
-    let device_ids: Vec<i64> = state
+    let device_ids = state
         .db
-        .run(move |conn| db::devices::enabled_of_company(conn, id))
-        .await?
-        .into_iter()
-        .map(|d| d.id)
-        .collect();
+        .run(move |conn| db::devices::enabled_ids_of_company(conn, id))
+        .await?;
     tracing::info!(
         company.id = id,
         devices = device_ids.len(),
@@ -122,12 +119,6 @@ pub async fn stop(
         devices = device_ids.len(),
         "company stop requested"
     );
-    let report = state
-        .scheduler
-        .send(StopDevices {
-            device_ids,
-            scope: StopScope::Company,
-        })
-        .await??;
+    let report = state.scheduler.send(StopDevices { device_ids }).await??;
     Ok(super::report_response(report.failed == 0, &report))
 }

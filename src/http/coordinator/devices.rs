@@ -8,12 +8,13 @@ use super::input;
 use super::views::{monitoring_of, DeviceView};
 use super::AppState;
 use crate::actors::scheduler::{
-    RouteDeviceUpdate, RouteOutcome, StartDevices, StopDevices, StopScope, StopStatus,
+    DeleteDevice, DeleteOutcome, RouteDeviceUpdate, RouteOutcome, StartDevices, StopDevices,
+    StopStatus,
 };
 use crate::db::models::{Device, DeviceChanges, NewDevice};
 use crate::db::{self, Db};
 use crate::domain::DeviceKind;
-use crate::http::error::{is_unique_violation, ApiError};
+use crate::http::error::ApiError;
 use crate::probe;
 use crate::remote::MonitorServerClient;
 
@@ -133,7 +134,7 @@ pub async fn create(
         })
         .await
         .map_err(|e| {
-            if is_unique_violation(&e) {
+            if e.is_unique_violation() {
                 duplicate_name(&name)
             } else {
                 e.into()
@@ -274,7 +275,7 @@ pub async fn update(
         .run(move |conn| db::devices::update(conn, id, &changes))
         .await
         .map_err(|e| {
-            if is_unique_violation(&e) {
+            if e.is_unique_violation() {
                 duplicate_name(&duplicate)
             } else {
                 e.into()
@@ -285,9 +286,7 @@ pub async fn update(
     let routing = Routing::from(
         state
             .scheduler
-            .send(RouteDeviceUpdate {
-                device: device.clone(),
-            })
+            .send(RouteDeviceUpdate { device_id: id })
             .await??,
     );
     let device = view(&state.db, &client, device).await?;
@@ -300,32 +299,17 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     existing(&state.db, id).await?;
-    let report = state
+    match state
         .scheduler
-        .send(StopDevices {
-            device_ids: vec![id],
-            scope: StopScope::Device,
-        })
-        .await??;
-    if let Some(failure) = report
-        .results
-        .iter()
-        .find(|r| r.status == StopStatus::Failed)
+        .send(DeleteDevice { device_id: id })
+        .await??
     {
-        return Err(ApiError::Unavailable(format!(
-            "device {id} was not deleted: its monitor could not be stopped ({})",
-            failure.reason.as_deref().unwrap_or("no reason given")
-        )));
+        DeleteOutcome::Deleted => Ok(HttpResponse::Ok().json(json!({ "id": id, "deleted": true }))),
+        DeleteOutcome::NotFound => Err(ApiError::NotFound(format!("device {id} does not exist"))),
+        DeleteOutcome::NotStopped(reason) => Err(ApiError::Unavailable(format!(
+            "device {id} was not deleted: its monitor could not be stopped ({reason})"
+        ))),
     }
-    if !state
-        .db
-        .run(move |conn| db::devices::delete(conn, id))
-        .await?
-    {
-        return Err(ApiError::NotFound(format!("device {id} does not exist")));
-    }
-    tracing::info!(device.id = id, "device deleted");
-    Ok(HttpResponse::Ok().json(json!({ "id": id, "deleted": true })))
 }
 
 pub async fn start(
@@ -359,7 +343,6 @@ pub async fn stop(
         .scheduler
         .send(StopDevices {
             device_ids: vec![id],
-            scope: StopScope::Device,
         })
         .await??;
     let Some(result) = report.results.into_iter().next() else {

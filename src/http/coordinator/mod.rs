@@ -94,7 +94,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 )
                 .service(resource("/monitor-servers").route(web::get().to(monitor_servers::list)))
                 .service(
-                    resource("/monitor-servers/{id}").route(web::get().to(monitor_servers::get)),
+                    resource("/monitor-servers/{id}")
+                        .route(web::get().to(monitor_servers::get))
+                        .route(web::delete().to(monitor_servers::delete)),
                 ),
         );
 }

@@ -1,10 +1,14 @@
-//! `/api/v1/monitor-servers`: the registered servers with their live status. A server
-//! that is down shows as `down` with `running_monitors: null`; it never fails the list.
+//! `/api/v1/monitor-servers`: the registered servers with their live status (a server
+//! that is down shows as `down` with `running_monitors: null`; it never fails the list),
+//! and forgetting a server that is gone for good.
 
 use actix_web::{web, HttpResponse};
 
+use serde_json::json;
+
 use super::views::server_views;
 use super::AppState;
+use crate::actors::scheduler::{ForgetOutcome, ForgetServer};
 use crate::db;
 use crate::http::error::ApiError;
 use crate::remote::MonitorServerClient;
@@ -33,4 +37,27 @@ pub async fn get(
         .pop()
         .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("no view for monitor server {id}")))?;
     Ok(HttpResponse::Ok().json(view))
+}
+
+/// Forgets a server that is gone for good: its devices become unmonitored (and can be
+/// started elsewhere, stopped or deleted). Refused while the server still answers.
+pub async fn delete(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    match state.scheduler.send(ForgetServer { server_id: id }).await?? {
+        ForgetOutcome::Forgotten { released } => Ok(HttpResponse::Ok().json(json!({
+            "id": id,
+            "deleted": true,
+            "devices_released": released,
+        }))),
+        ForgetOutcome::NotFound => Err(ApiError::NotFound(format!("monitor server {id} does not exist"))),
+        ForgetOutcome::StillUp { running_monitors } => Err(ApiError::conflict(
+            "server_up",
+            format!(
+                "monitor server {id} is up and runs {running_monitors} monitor(s); stop its process before forgetting it"
+            ),
+        )),
+    }
 }

@@ -110,7 +110,14 @@ pub async fn monitoring_of(
         .map(|(server, ids)| async move { (server.id, client.statuses(server, ids).await) });
     let mut monitoring = HashMap::new();
     for (server_id, answer) in join_all(queries).await {
-        let Ok(statuses) = answer else { continue };
+        let statuses = match answer {
+            Ok(statuses) => statuses,
+            Err(error) => {
+                // Its devices show `monitoring: null`: nothing can be said of them now.
+                tracing::warn!(server.id = server_id, %error, "cannot read monitor statuses");
+                continue;
+            }
+        };
         for status in statuses {
             monitoring.insert(
                 status.device.id,
