@@ -3,14 +3,14 @@
 //! # Layout
 //!
 //! ```text
-//!  HTTP client ──REST──▶ http::coordinator ──StartDevices/StopDevices/ApplyConfig/RouteDeviceUpdate──▶ SchedulerActor
-//!                                                                                                     │
-//!                       ┌──────────────── remote::MonitorServerClient (HTTP) ◀────────────────────────┘
-//!                       ▼
-//!  http::monitor_server ──StartMonitor/StopMonitor/UpdateConfig/UpdateDevice/GetInfo──▶ MonitorServerActor
-//!                                                                                           │ supervises, keyed by device id
-//!                                                                                           ▼
-//!                                                           DeviceMonitor ── probe::Probe ──▶ the device
+//!  REST client ──▶ http::coordinator ──StartDevices, StopDevices, ApplyConfig,──▶ SchedulerActor
+//!                                      RouteDeviceUpdate, DeleteDevice, …            │
+//!                                                                                    │ remote::MonitorServerClient
+//!                                                                                    ▼ (HTTP)
+//!  http::monitor_server ──StartMonitor, StopMonitor, UpdateConfig,──▶ MonitorServerActor
+//!                         UpdateDevice, GetInfo, …                        │ supervises, keyed by device id
+//!                                                                         ▼
+//!                                          DeviceMonitor ── probe::Probe ──▶ the device
 //! ```
 //!
 //! - [`actors`]: the scheduler (coordinator), the monitor-server supervisor, one
