@@ -12,8 +12,6 @@ use crate::db::{self, Db};
 use crate::domain::{self, DeviceSpec, MonitorConfig};
 use crate::remote::{MonitorServerClient, Snapshot};
 
-// Config
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServerApplied {
     pub server_id: i64,
@@ -84,8 +82,7 @@ pub(super) async fn apply_config(
     Ok(report)
 }
 
-// Device change
-
+/// How a saved device change reached its monitor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteOutcome {
     /// The monitor on this server took the new data.
@@ -94,7 +91,7 @@ pub enum RouteOutcome {
     Stopped(StopReport),
     /// No server monitors it.
     NotMonitored,
-    /// The owner could not be reached.
+    /// The owner, or a server running a copy, could not be reached.
     Undelivered(String),
 }
 

@@ -12,8 +12,6 @@ use crate::domain::{DeviceSpec, MonitorConfig};
 use crate::remote::{MonitorServerClient, Snapshot, StartOutcome};
 use crate::wire::StartMonitorRequest;
 
-// Start
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StartStatus {

@@ -81,8 +81,16 @@ pub(super) async fn stop_devices(
     // One look at what runs where, asked of every server at once, instead of asking
     // each server about each device in turn.
     let snapshot = Snapshot::take(client, servers).await;
+    tracing::info!(
+        devices = device_ids.len(),
+        servers = snapshot.servers.len(),
+        "stop pass begins"
+    );
     let mut results = Vec::with_capacity(device_ids.len());
-    for device_id in device_ids {
+    for (done, device_id) in device_ids.into_iter().enumerate() {
+        if done > 0 && done % 100 == 0 {
+            tracing::info!(done, "stop pass progress");
+        }
         let owner = owners.get(&device_id).copied();
         let result = stop_one(db, client, &snapshot, device_id, owner).await;
         if result.status == StopStatus::Failed {
