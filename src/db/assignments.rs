@@ -18,16 +18,12 @@ pub fn get(conn: &mut DbConn, device_id: i64) -> QueryResult<Option<Assignment>>
 
 /// The assignments of the given devices (devices never scheduled have none).
 pub fn of_devices(conn: &mut DbConn, device_ids: &[i64]) -> QueryResult<Vec<Assignment>> {
-    let mut found = Vec::with_capacity(device_ids.len());
-    for chunk in device_ids.chunks(super::MAX_IDS_PER_QUERY) {
-        found.extend(
-            assignments::table
-                .filter(assignments::device_id.eq_any(chunk))
-                .select(Assignment::as_select())
-                .load(conn)?,
-        );
-    }
-    Ok(found)
+    super::in_chunks(device_ids, |chunk| {
+        assignments::table
+            .filter(assignments::device_id.eq_any(chunk))
+            .select(Assignment::as_select())
+            .load(conn)
+    })
 }
 
 /// The epoch the next owner of a device gets, given its assignment (if it has one).

@@ -44,15 +44,12 @@ pub fn enabled_ids_of_company(conn: &mut DbConn, company_id: i64) -> QueryResult
 
 /// The devices among `ids` that exist, in id order.
 pub fn of_ids(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<Device>> {
-    let mut found = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(super::MAX_IDS_PER_QUERY) {
-        found.extend(
-            devices::table
-                .filter(devices::id.eq_any(chunk))
-                .select(Device::as_select())
-                .load(conn)?,
-        );
-    }
+    let mut found = super::in_chunks(ids, |chunk| {
+        devices::table
+            .filter(devices::id.eq_any(chunk))
+            .select(Device::as_select())
+            .load(conn)
+    })?;
     found.sort_by_key(|d| d.id);
     Ok(found)
 }

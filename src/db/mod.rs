@@ -126,6 +126,19 @@ impl DbError {
     }
 }
 
+/// Runs `load` over `ids` a chunk at a time, so no statement binds more parameters than a
+/// backend takes, and concatenates what the chunks return.
+fn in_chunks<T>(
+    ids: &[i64],
+    mut load: impl FnMut(&[i64]) -> QueryResult<Vec<T>>,
+) -> QueryResult<Vec<T>> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(MAX_IDS_PER_QUERY) {
+        found.extend(load(chunk)?);
+    }
+    Ok(found)
+}
+
 /// Runs `f` in a transaction that takes the write lock up front.
 ///
 /// On SQLite a plain `BEGIN` that later writes can fail with "database is locked"
@@ -155,5 +168,25 @@ where
             <DbConn as Connection>::TransactionManager::rollback_transaction(conn)?;
             Err(error)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_id_lists_are_queried_in_chunks_and_joined() {
+        let ids: Vec<i64> = (0..25_000).collect();
+        let mut sizes = Vec::new();
+        let found = in_chunks(&ids, |chunk| {
+            sizes.push(chunk.len());
+            Ok(chunk.to_vec())
+        })
+        .unwrap();
+        assert_eq!(sizes, vec![MAX_IDS_PER_QUERY, MAX_IDS_PER_QUERY, 5_000]);
+        assert_eq!(found, ids);
+        let failing = in_chunks(&ids, |_| Err::<Vec<i64>, _>(diesel::result::Error::NotFound));
+        assert!(failing.is_err());
     }
 }
