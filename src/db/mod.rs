@@ -186,7 +186,9 @@ mod tests {
         .unwrap();
         assert_eq!(sizes, vec![MAX_IDS_PER_QUERY, MAX_IDS_PER_QUERY, 5_000]);
         assert_eq!(found, ids);
-        let failing = in_chunks(&ids, |_| Err::<Vec<i64>, _>(diesel::result::Error::NotFound));
+        let failing = in_chunks(&ids, |_| {
+            Err::<Vec<i64>, _>(diesel::result::Error::NotFound)
+        });
         assert!(failing.is_err());
     }
 }
