@@ -195,10 +195,7 @@ async fn found_or_not(answer: Answer) -> Result<bool, RemoteError> {
     if status == 200 {
         return Ok(true);
     }
-    let (code, message) = match response.json::<ErrorBody>().await {
-        Ok(body) => (Some(body.code), body.error),
-        Err(_) => (None, response.status().to_string()),
-    };
+    let (code, message) = read_error(&mut response).await;
     match (status, code.as_deref()) {
         (404, Some("not_monitored")) => Ok(false),
         _ => Err(RemoteError::Refused { status, message }),
@@ -206,9 +203,15 @@ async fn found_or_not(answer: Answer) -> Result<bool, RemoteError> {
 }
 
 async fn error_message(response: &mut awc::ClientResponse) -> String {
+    read_error(response).await.1
+}
+
+/// The `code` and sentence of a Vigil error body, or just the status line when the
+/// answer is not one.
+async fn read_error(response: &mut awc::ClientResponse) -> (Option<String>, String) {
     match response.json::<ErrorBody>().await {
-        Ok(body) => body.error,
-        Err(_) => response.status().to_string(),
+        Ok(body) => (Some(body.code), body.error),
+        Err(_) => (None, response.status().to_string()),
     }
 }
 

@@ -125,31 +125,27 @@ impl Fleet {
 
 type Hits = web::Data<Arc<Mutex<HashMap<String, u64>>>>;
 
-async fn ok(req: actix_web::HttpRequest, hits: Hits) -> HttpResponse {
+fn count(req: &actix_web::HttpRequest, hits: &Hits) {
     *hits
         .lock()
         .unwrap()
         .entry(req.path().to_string())
         .or_insert(0) += 1;
+}
+
+async fn ok(req: actix_web::HttpRequest, hits: Hits) -> HttpResponse {
+    count(&req, &hits);
     HttpResponse::Ok().body("up")
 }
 
 async fn slow(req: actix_web::HttpRequest, ms: web::Path<u64>, hits: Hits) -> HttpResponse {
-    *hits
-        .lock()
-        .unwrap()
-        .entry(req.path().to_string())
-        .or_insert(0) += 1;
+    count(&req, &hits);
     actix_rt::time::sleep(Duration::from_millis(*ms)).await;
     HttpResponse::Ok().body("late")
 }
 
 async fn status(req: actix_web::HttpRequest, code: web::Path<u16>, hits: Hits) -> HttpResponse {
-    *hits
-        .lock()
-        .unwrap()
-        .entry(req.path().to_string())
-        .or_insert(0) += 1;
+    count(&req, &hits);
     HttpResponse::build(StatusCode::from_u16(*code).unwrap_or(StatusCode::IM_A_TEAPOT)).finish()
 }
 
