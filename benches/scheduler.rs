@@ -79,6 +79,7 @@ async fn run(scratch: ScratchDb, devices: usize) -> Result<(), Box<dyn std::erro
                             address: &address,
                             kind: "http",
                             enabled: true,
+                            expected_status: None,
                         },
                     )?;
                 }

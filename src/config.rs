@@ -4,6 +4,7 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -16,6 +17,11 @@ pub const DEFAULT_MONITOR_SERVER_LISTEN: &str = "127.0.0.1:8081";
 pub const DEFAULT_DB_POOL_SIZE: u32 = 8;
 /// Monitor servers `vigil serve` runs in-process.
 pub const DEFAULT_SERVE_MONITOR_SERVERS: u16 = 2;
+/// `vigil agent` serves every interface: it exists to be scraped from elsewhere.
+pub const DEFAULT_AGENT_LISTEN: &str = "0.0.0.0:9109";
+pub const DEFAULT_AGENT_INTERVAL_MS: u64 = crate::agent::DEFAULT_INTERVAL.as_millis() as u64;
+/// The longest agent interval accepted: a sample an hour old is no longer a reading.
+pub const MAX_AGENT_INTERVAL_MS: u64 = 3_600_000;
 
 /// What a TOML settings file may hold; every key is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -26,6 +32,7 @@ pub struct FileSettings {
     pub db_pool_size: Option<u32>,
     pub advertise: Option<String>,
     pub monitor_servers: Option<u16>,
+    pub agent_interval_ms: Option<u64>,
     pub log: Option<String>,
 }
 
@@ -52,6 +59,7 @@ pub struct Flags {
     pub db_pool_size: Option<u32>,
     pub advertise: Option<String>,
     pub monitor_servers: Option<u16>,
+    pub interval_ms: Option<u64>,
 }
 
 /// Settings every node has.
@@ -75,6 +83,38 @@ pub struct MonitorServerSettings {
     pub node: NodeSettings,
     /// `HOST[:PORT]` coordinators use to reach this server; see [`advertised_address`].
     pub advertise: Option<String>,
+}
+
+/// `vigil agent`: no database, only where to listen and how often to sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSettings {
+    pub listen: SocketAddr,
+    pub interval: Duration,
+}
+
+impl AgentSettings {
+    pub fn resolve(flags: &Flags, file: &FileSettings) -> Result<Self, StartupError> {
+        let listen = flags
+            .listen
+            .clone()
+            .or_else(|| file.listen.clone())
+            .unwrap_or_else(|| DEFAULT_AGENT_LISTEN.into());
+        let interval_ms = flags
+            .interval_ms
+            .or(file.agent_interval_ms)
+            .unwrap_or(DEFAULT_AGENT_INTERVAL_MS);
+        // Shorter, and sysinfo's CPU percentages would be noise.
+        let min_ms = crate::agent::MIN_INTERVAL.as_millis() as u64;
+        if !(min_ms..=MAX_AGENT_INTERVAL_MS).contains(&interval_ms) {
+            return Err(StartupError::Settings(format!(
+                "--interval-ms must be from {min_ms} to {MAX_AGENT_INTERVAL_MS} (got {interval_ms})"
+            )));
+        }
+        Ok(AgentSettings {
+            listen: socket_address("--listen", &listen)?,
+            interval: Duration::from_millis(interval_ms),
+        })
+    }
 }
 
 fn node(
@@ -273,6 +313,43 @@ mod tests {
         assert_eq!(example.listen.as_deref(), Some(DEFAULT_COORDINATOR_LISTEN));
         assert_eq!(example.monitor_servers, Some(DEFAULT_SERVE_MONITOR_SERVERS));
         assert_eq!(example.db_pool_size, Some(DEFAULT_DB_POOL_SIZE));
+        assert_eq!(example.agent_interval_ms, Some(DEFAULT_AGENT_INTERVAL_MS));
+    }
+
+    #[test]
+    fn the_agent_listens_on_every_interface_and_samples_each_second_by_default() {
+        let defaults = AgentSettings::resolve(&Flags::default(), &FileSettings::default()).unwrap();
+        assert_eq!(defaults.listen.to_string(), DEFAULT_AGENT_LISTEN);
+        assert_eq!(defaults.interval, Duration::from_secs(1));
+        let file = FileSettings {
+            listen: Some("127.0.0.1:9000".into()),
+            agent_interval_ms: Some(5000),
+            ..Default::default()
+        };
+        let from_file = AgentSettings::resolve(&Flags::default(), &file).unwrap();
+        assert_eq!(from_file.listen.port(), 9000);
+        assert_eq!(from_file.interval, Duration::from_secs(5));
+        let flags = Flags {
+            interval_ms: Some(250),
+            ..Default::default()
+        };
+        assert_eq!(
+            AgentSettings::resolve(&flags, &file).unwrap().interval,
+            Duration::from_millis(250)
+        );
+        for bad in [0, 10, MAX_AGENT_INTERVAL_MS + 1] {
+            let flags = Flags {
+                interval_ms: Some(bad),
+                ..Default::default()
+            };
+            let err = AgentSettings::resolve(&flags, &file)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("--interval-ms must be from 200 to"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! runs with, its health, and the outcome of one poll. They are also the wire format
 //! between the coordinator and the monitor servers.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,16 +16,30 @@ use crate::db::models::{ConfigChanges, ConfigRow, Device};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceKind {
-    /// GET the address; up on a 2xx answer.
+    /// A Vigil agent: GET its `/metrics.json` and read the host's metrics.
+    Agent,
+    /// Any Prometheus text-exposition endpoint, such as a node_exporter.
+    Prometheus,
+    /// GET the address; up on a 2xx answer or on the expected status.
     Http,
+    /// Open a TCP connection to `host:port`; up when it connects.
+    Tcp,
 }
 
 impl DeviceKind {
-    pub const ALL: &'static [DeviceKind] = &[DeviceKind::Http];
+    pub const ALL: &'static [DeviceKind] = &[
+        DeviceKind::Agent,
+        DeviceKind::Prometheus,
+        DeviceKind::Http,
+        DeviceKind::Tcp,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            DeviceKind::Agent => "agent",
+            DeviceKind::Prometheus => "prometheus",
             DeviceKind::Http => "http",
+            DeviceKind::Tcp => "tcp",
         }
     }
 }
@@ -61,6 +76,9 @@ pub struct DeviceSpec {
     pub name: String,
     pub address: String,
     pub kind: DeviceKind,
+    /// For `http` devices: the status that means up (any 2xx when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_status: Option<u16>,
 }
 
 impl TryFrom<&Device> for DeviceSpec {
@@ -73,6 +91,9 @@ impl TryFrom<&Device> for DeviceSpec {
             name: device.name.clone(),
             address: device.address.clone(),
             kind: device.kind.parse()?,
+            expected_status: device
+                .expected_status
+                .and_then(|status| u16::try_from(status).ok()),
         })
     }
 }
@@ -86,6 +107,14 @@ pub struct MonitorConfig {
     pub alert_threshold: u8,
     pub critical_threshold: u8,
     pub max_monitors_per_server: u32,
+    /// Failed polls in a row after which a device is `unreachable` (3 when a caller
+    /// leaves it out).
+    #[serde(default = "default_unreachable_after")]
+    pub unreachable_after: u32,
+}
+
+fn default_unreachable_after() -> u32 {
+    3
 }
 
 impl MonitorConfig {
@@ -108,6 +137,7 @@ impl From<&ConfigRow> for MonitorConfig {
             alert_threshold: clamp_pct(row.alert_threshold),
             critical_threshold: clamp_pct(row.critical_threshold),
             max_monitors_per_server: u32::try_from(row.max_monitors_per_server).unwrap_or(0),
+            unreachable_after: u32::try_from(row.unreachable_after).unwrap_or(1).max(1),
         }
     }
 }
@@ -124,6 +154,23 @@ pub enum HealthState {
     Unreachable,
 }
 
+impl HealthState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthState::Pending => "pending",
+            HealthState::Normal => "normal",
+            HealthState::Alert => "alert",
+            HealthState::Critical => "critical",
+            HealthState::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// The readings of one poll: series name to value. A name is a Prometheus series
+/// name with its labels, such as `cpu_usage_percent` or `disk_usage_percent{mount="/"}`
+/// (see `crate::series`). Values are finite.
+pub type Metrics = BTreeMap<String, f64>;
+
 /// The outcome of one poll.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,6 +183,23 @@ pub struct PollResult {
     pub status_code: Option<u16>,
     /// Why the poll failed, in words.
     pub error: Option<String>,
+    /// What the device reported (empty for kinds that only answer up or down).
+    #[serde(default)]
+    pub metrics: Metrics,
+}
+
+impl PollResult {
+    /// A failed poll, with the reason in words.
+    pub fn failed(latency_ms: f64, error: impl Into<String>) -> Self {
+        PollResult {
+            at: Utc::now(),
+            up: false,
+            latency_ms,
+            status_code: None,
+            error: Some(error.into()),
+            metrics: Metrics::new(),
+        }
+    }
 }
 
 /// A running monitor as its monitor server reports it.
@@ -161,6 +225,10 @@ pub const BALANCE_METHODS: &[&str] = &["round_robin"];
 pub const MAX_POLL_INTERVAL_MS: i64 = 86_400_000;
 /// Upper bound of `timeout_ms`: ten minutes.
 pub const MAX_TIMEOUT_MS: i64 = 600_000;
+/// Upper bound of `unreachable_after`.
+pub const MAX_UNREACHABLE_AFTER: i64 = 1000;
+/// Upper bound of `retention_hours`: ten years.
+pub const MAX_RETENTION_HOURS: i64 = 87_600;
 /// Upper bound of `max_monitors_per_server`.
 pub const MAX_MONITORS_PER_SERVER: i32 = 1_000_000;
 
@@ -173,6 +241,8 @@ pub fn merge_config(mut row: ConfigRow, changes: &ConfigChanges) -> ConfigRow {
         alert_threshold,
         critical_threshold,
         balance_method,
+        unreachable_after,
+        retention_hours,
     } = changes.clone();
     row.max_monitors_per_server = max_monitors_per_server.unwrap_or(row.max_monitors_per_server);
     row.poll_interval_ms = poll_interval_ms.unwrap_or(row.poll_interval_ms);
@@ -180,6 +250,8 @@ pub fn merge_config(mut row: ConfigRow, changes: &ConfigChanges) -> ConfigRow {
     row.alert_threshold = alert_threshold.unwrap_or(row.alert_threshold);
     row.critical_threshold = critical_threshold.unwrap_or(row.critical_threshold);
     row.balance_method = balance_method.unwrap_or(row.balance_method);
+    row.unreachable_after = unreachable_after.unwrap_or(row.unreachable_after);
+    row.retention_hours = retention_hours.unwrap_or(row.retention_hours);
     row
 }
 
@@ -191,7 +263,14 @@ pub fn check_config(row: &ConfigRow) -> Result<(), String> {
         row.poll_interval_ms,
         row.timeout_ms,
         i64::from(row.max_monitors_per_server),
+        i64::from(row.unreachable_after),
     );
+    if !(1..=MAX_RETENTION_HOURS).contains(&i64::from(row.retention_hours)) {
+        problems.push(format!(
+            "retention_hours must be between 1 and {MAX_RETENTION_HOURS} (got {})",
+            row.retention_hours
+        ));
+    }
     if !BALANCE_METHODS.contains(&row.balance_method.as_str()) {
         problems.push(format!(
             "balance_method must be one of {} (got {:?})",
@@ -211,6 +290,7 @@ pub fn check_limits(config: &MonitorConfig) -> Result<(), String> {
         wide(config.poll_interval_ms),
         wide(config.timeout_ms),
         i64::from(config.max_monitors_per_server),
+        i64::from(config.unreachable_after),
     ))
 }
 
@@ -220,6 +300,7 @@ fn limit_problems(
     poll_interval_ms: i64,
     timeout_ms: i64,
     max_monitors: i64,
+    unreachable_after: i64,
 ) -> Vec<String> {
     let mut problems = Vec::new();
     for (name, value) in [("alert_threshold", alert), ("critical_threshold", critical)] {
@@ -247,6 +328,11 @@ fn limit_problems(
             "max_monitors_per_server must be between 1 and {MAX_MONITORS_PER_SERVER} (got {max_monitors})"
         ));
     }
+    if !(1..=MAX_UNREACHABLE_AFTER).contains(&unreachable_after) {
+        problems.push(format!(
+            "unreachable_after must be between 1 and {MAX_UNREACHABLE_AFTER} (got {unreachable_after})"
+        ));
+    }
     problems
 }
 
@@ -272,6 +358,8 @@ mod tests {
             critical_threshold: 90,
             balance_method: "round_robin".into(),
             updated_at: chrono::NaiveDateTime::default(),
+            unreachable_after: 3,
+            retention_hours: 168,
         }
     }
 
@@ -309,6 +397,8 @@ mod tests {
             timeout_ms: Some(-5),
             max_monitors_per_server: Some(0),
             balance_method: Some("random".into()),
+            unreachable_after: Some(0),
+            retention_hours: Some(0),
             ..Default::default()
         };
         let err = check_config(&merge_config(defaults(), &changes)).unwrap_err();
@@ -317,6 +407,8 @@ mod tests {
             "timeout_ms",
             "max_monitors_per_server",
             "balance_method",
+            "unreachable_after",
+            "retention_hours",
         ] {
             assert!(err.contains(field), "{field} missing from {err}");
         }
@@ -339,7 +431,7 @@ mod tests {
         let err = "snmp".parse::<DeviceKind>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown device kind \"snmp\": expected one of http"
+            "unknown device kind \"snmp\": expected one of agent, prometheus, http, tcp"
         );
     }
 }

@@ -28,13 +28,17 @@
 //! never on an actor's or an HTTP worker's event loop.
 
 pub mod actors;
+pub mod agent;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod exposition;
+pub mod health;
 pub mod http;
 pub mod probe;
 pub mod remote;
+pub mod series;
 pub mod startup;
 pub mod telemetry;
 pub mod wire;

@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use vigil::config::{self, FileSettings, Flags, MonitorServerSettings, ServeSettings};
+use vigil::config::{
+    self, AgentSettings, FileSettings, Flags, MonitorServerSettings, ServeSettings,
+};
 use vigil::error::StartupError;
-use vigil::{db, probe, startup, telemetry};
+use vigil::{agent, db, probe, startup, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -59,6 +61,19 @@ enum Command {
         #[arg(long, env = "VIGIL_ADVERTISE")]
         advertise: Option<String>,
     },
+    /// This host's metrics (CPU, memory, network, disks, sensors) as JSON at
+    /// /metrics.json and Prometheus text at /metrics; needs no database
+    Agent {
+        /// Address to listen on, HOST:PORT (port 0 picks a free one) [default: 0.0.0.0:9109]
+        #[arg(long, env = "VIGIL_LISTEN")]
+        listen: Option<String>,
+        /// Milliseconds between two samples, at least 200 [default: 1000]
+        #[arg(long, env = "VIGIL_AGENT_INTERVAL_MS")]
+        interval_ms: Option<u64>,
+        /// Settings file (TOML); ./vigil.toml is read when present and this is not given
+        #[arg(long, env = "VIGIL_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 /// Exit code for settings, database and bind errors.
@@ -66,30 +81,42 @@ const EXIT_STARTUP: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (common, flags) = match cli.command {
+    let (config, flags) = match cli.command {
         Command::Serve {
             ref common,
             monitor_servers,
         } => (
-            common,
+            common.config.as_deref(),
             Flags {
                 monitor_servers,
                 ..flags(common)
             },
         ),
-        Command::Coordinator { ref common } => (common, flags(common)),
+        Command::Coordinator { ref common } => (common.config.as_deref(), flags(common)),
         Command::MonitorServer {
             ref common,
             ref advertise,
         } => (
-            common,
+            common.config.as_deref(),
             Flags {
                 advertise: advertise.clone(),
                 ..flags(common)
             },
         ),
+        Command::Agent {
+            ref listen,
+            interval_ms,
+            ref config,
+        } => (
+            config.as_deref(),
+            Flags {
+                listen: listen.clone(),
+                interval_ms,
+                ..Flags::default()
+            },
+        ),
     };
-    let file = match settings_file(common.config.as_deref()) {
+    let file = match settings_file(config) {
         Ok(file) => file,
         Err(error) => return fail(&error),
     };
@@ -107,6 +134,10 @@ fn main() -> ExitCode {
         },
         Command::MonitorServer { .. } => match MonitorServerSettings::resolve(&flags, &file) {
             Ok(settings) => runtime.block_on(run_monitor_server(settings)),
+            Err(error) => Err(error),
+        },
+        Command::Agent { .. } => match AgentSettings::resolve(&flags, &file) {
+            Ok(settings) => runtime.block_on(run_agent(settings)),
             Err(error) => Err(error),
         },
     };
@@ -165,6 +196,16 @@ async fn run_monitor_server(settings: MonitorServerSettings) -> Result<(), Start
     tokio::select! {
         () = startup::shutdown_signal() => handle.stop(true).await,
         ended = node.run_until_stopped() => ended.map_err(StartupError::Server)?,
+    }
+    Ok(())
+}
+
+async fn run_agent(settings: AgentSettings) -> Result<(), StartupError> {
+    let agent = agent::Agent::build(settings.listen, settings.interval)?;
+    let handle = agent.handle();
+    tokio::select! {
+        () = startup::shutdown_signal() => handle.stop(true).await,
+        ended = agent.run_until_stopped() => ended.map_err(StartupError::Server)?,
     }
     Ok(())
 }

@@ -1,11 +1,13 @@
 //! `DeviceMonitor`: one actor per monitored device. It polls its device every
-//! `poll_interval_ms` with `timeout_ms`, keeps the last result and the health state,
-//! and takes device and config changes while running.
+//! `poll_interval_ms` with `timeout_ms`, judges its health (`crate::health`), hands
+//! every sample and every change of state to the node's `MetricsWriter`, and takes
+//! device and config changes while running.
 //!
 //! A probe that panics makes the monitor stop; its supervisor (`MonitorServerActor`)
 //! sees it go and starts a fresh one.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,14 +18,50 @@ use futures_util::FutureExt;
 use super::messages::{UpdateConfig, UpdateDevice};
 use super::monitor_server::{MonitorExited, MonitorServerActor};
 use super::registry::{ActorStats, Tracked};
+use super::writer::{MetricsWriter, Sample, StateChanged};
 use crate::domain::{DeviceSpec, HealthState, MonitorConfig, MonitorStatus, PollResult};
+use crate::exposition::Histogram;
+use crate::health::HealthTracker;
 use crate::probe::{Probe, ProbeFactory};
+use crate::series;
 
 /// The kind under which monitors appear in the actor registry.
 pub const KIND: &str = "DeviceMonitor";
 
 /// Extra time a probe gets past its own timeout before the monitor stops waiting.
 const PROBE_GRACE: Duration = Duration::from_millis(500);
+
+/// Upper bounds of the poll-latency histogram, in seconds.
+static LATENCY_BOUNDS: [f64; 11] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// What the monitors of one node have done, for `GET /metrics`.
+#[derive(Debug)]
+pub struct PollStats {
+    pub polls: AtomicU64,
+    pub failures: AtomicU64,
+    /// Seconds per poll.
+    pub latency: Histogram,
+}
+
+impl Default for PollStats {
+    fn default() -> Self {
+        PollStats {
+            polls: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            latency: Histogram::new(&LATENCY_BOUNDS),
+        }
+    }
+}
+
+/// Where a monitor's results go besides its own status: the node's writer (absent in
+/// tests that do not store) and the node's poll counters.
+#[derive(Clone, Default)]
+pub struct Reporting {
+    pub writer: Option<Addr<MetricsWriter>>,
+    pub polls: Arc<PollStats>,
+}
 
 /// What a monitor is started with; the supervisor keeps it to restart the monitor.
 #[derive(Debug, Clone)]
@@ -65,7 +103,8 @@ pub struct DeviceMonitor {
     probes: ProbeFactory,
     /// Built in `started`, on the monitor's own thread (probes may be `!Send`).
     probe: Option<Box<dyn Probe>>,
-    state: HealthState,
+    health: HealthTracker,
+    reporting: Reporting,
     last_result: Option<PollResult>,
     polls: u64,
     failures: u64,
@@ -83,12 +122,14 @@ impl DeviceMonitor {
         probes: ProbeFactory,
         stats: Arc<ActorStats>,
         supervisor: Option<Tracked<MonitorServerActor>>,
+        reporting: Reporting,
     ) -> Self {
         DeviceMonitor {
             spec,
             probes,
             probe: None,
-            state: HealthState::Pending,
+            health: HealthTracker::default(),
+            reporting,
             last_result: None,
             polls: 0,
             failures: 0,
@@ -102,7 +143,7 @@ impl DeviceMonitor {
 
     fn status(&self) -> MonitorStatus {
         self.spec.status(
-            self.state,
+            self.health.state(),
             self.last_result.clone(),
             self.polls,
             self.failures,
@@ -116,25 +157,53 @@ impl DeviceMonitor {
         self.next_poll = Some(ctx.notify_later(Poll, delay));
     }
 
-    fn record(&mut self, result: PollResult) {
+    /// Takes one poll's result: counts it, judges the device's health with the config
+    /// as it is now, and hands the sample (and any change of state) to the writer.
+    fn record(&mut self, mut result: PollResult) {
         self.polls += 1;
+        let stats = &self.reporting.polls;
+        stats.polls.fetch_add(1, Ordering::Relaxed);
+        stats.latency.observe(result.latency_ms / 1000.0);
         if !result.up {
             self.failures += 1;
+            stats.failures.fetch_add(1, Ordering::Relaxed);
         }
-        let state = if result.up {
-            HealthState::Normal
-        } else {
-            HealthState::Unreachable
-        };
-        if state != self.state {
+        result
+            .metrics
+            .insert(series::UP.into(), if result.up { 1.0 } else { 0.0 });
+        if result.latency_ms.is_finite() {
+            result
+                .metrics
+                .insert(series::LATENCY_SECONDS.into(), result.latency_ms / 1000.0);
+        }
+        let device = &self.spec.device;
+        if let Some(change) = self.health.observe(&result, &self.spec.config) {
             tracing::info!(
-                device.id = self.spec.device.id,
-                from = ?self.state,
-                to = ?state,
-                reason = result.error.as_deref().unwrap_or("answered"),
+                device.id = device.id,
+                from = change.from.as_str(),
+                to = change.to.as_str(),
+                reason = %change.reason,
                 "device state changed"
             );
-            self.state = state;
+            if let Some(writer) = &self.reporting.writer {
+                writer.do_send(StateChanged {
+                    device_id: device.id,
+                    company_id: device.company_id,
+                    epoch: self.spec.epoch,
+                    from: change.from,
+                    to: change.to,
+                    at: result.at,
+                    reason: change.reason,
+                });
+            }
+        }
+        if let Some(writer) = &self.reporting.writer {
+            writer.do_send(Sample {
+                device_id: device.id,
+                epoch: self.spec.epoch,
+                at: result.at,
+                metrics: result.metrics.clone(),
+            });
         }
         self.last_result = Some(result);
     }
@@ -201,13 +270,10 @@ impl Handler<Poll> for DeviceMonitor {
             let result = match outcome {
                 Ok(Ok(result)) => result,
                 Ok(Err(panic)) => return act.fail(ctx, panic.as_ref()),
-                Err(_elapsed) => PollResult {
-                    at: Utc::now(),
-                    up: false,
-                    latency_ms: crate::probe::millis(started),
-                    status_code: None,
-                    error: Some(format!("no answer within {} ms", timeout.as_millis())),
-                },
+                Err(_elapsed) => PollResult::failed(
+                    crate::probe::millis(started),
+                    format!("no answer within {} ms", timeout.as_millis()),
+                ),
             };
             if version == act.device_version {
                 act.record(result);

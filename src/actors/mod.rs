@@ -4,4 +4,6 @@ pub mod device_monitor;
 pub mod messages;
 pub mod monitor_server;
 pub mod registry;
+pub mod retention;
 pub mod scheduler;
+pub mod writer;

@@ -15,7 +15,7 @@ use actix::prelude::*;
 use chrono::Utc;
 use futures_util::future::join_all;
 
-use super::device_monitor::{self, DeviceMonitor, GetStatus, MonitorSpec, StopPolling};
+use super::device_monitor::{self, DeviceMonitor, GetStatus, MonitorSpec, Reporting, StopPolling};
 use super::messages::{UpdateConfig, UpdateDevice};
 use super::registry::{ActorRegistry, ActorStats, Tracked};
 use crate::domain::{DeviceSpec, HealthState, MonitorConfig, MonitorStatus};
@@ -37,6 +37,7 @@ pub struct MonitorServerActor {
     config: MonitorConfig,
     monitors: HashMap<i64, Child>,
     probes: ProbeFactory,
+    reporting: Reporting,
     registry: ActorRegistry,
     stats: Arc<ActorStats>,
     /// This actor's own tracked address, handed to each monitor to report its exit.
@@ -85,11 +86,19 @@ impl MonitorServerActor {
             config,
             monitors: HashMap::new(),
             probes,
+            reporting: Reporting::default(),
             registry,
             stats,
             myself: None,
             next_generation: 0,
         }
+    }
+
+    /// Sends the monitors' samples and state changes to `reporting`'s writer and counts
+    /// their polls there (by default nothing is stored).
+    pub fn with_reporting(mut self, reporting: Reporting) -> Self {
+        self.reporting = reporting;
+        self
     }
 
     /// Starts the actor on the current arbiter and returns its tracked address.
@@ -113,6 +122,7 @@ impl MonitorServerActor {
             Arc::clone(&self.probes),
             Arc::clone(&child.stats),
             self.myself.clone(),
+            self.reporting.clone(),
         );
         child.monitor = Some(Tracked::new(monitor.start(), Arc::clone(&child.stats)));
         child.incarnation_started = Instant::now();

@@ -68,6 +68,7 @@ impl Probe for ScriptedProbe {
                 latency_ms: 1.0,
                 status_code: Some(if up { 200 } else { 503 }),
                 error: (!up).then(|| "answered HTTP 503".to_string()),
+                metrics: Default::default(),
             }
         }
         .boxed_local()
@@ -91,6 +92,7 @@ fn config(max: u32, poll_interval_ms: u64) -> MonitorConfig {
         alert_threshold: 70,
         critical_threshold: 90,
         max_monitors_per_server: max,
+        unreachable_after: 1,
     }
 }
 
@@ -101,6 +103,7 @@ fn device(id: i64) -> DeviceSpec {
         name: format!("device-{id}"),
         address: format!("http://device-{id}.test/"),
         kind: DeviceKind::Http,
+        expected_status: None,
     }
 }
 

@@ -110,3 +110,11 @@ pub fn monitored_in_company(conn: &mut DbConn, company_id: i64) -> QueryResult<i
         .count()
         .get_result(conn)
 }
+
+/// How many devices are assigned to a monitor server now.
+pub fn count_monitored(conn: &mut DbConn) -> QueryResult<i64> {
+    assignments::table
+        .filter(assignments::server_id.is_not_null())
+        .count()
+        .get_result(conn)
+}

@@ -46,7 +46,7 @@ pub enum Deletion {
     Monitored(i64),
 }
 
-/// Deletes a company and its devices, unless one of them is monitored; checked and
+/// Deletes a company with its devices, their samples and events, unless one of them is monitored; checked and
 /// deleted in one write transaction so a start cannot slip in between.
 pub fn delete_unless_monitored(conn: &mut DbConn, id: i64) -> QueryResult<Deletion> {
     write_transaction(conn, |conn| {
@@ -57,6 +57,11 @@ pub fn delete_unless_monitored(conn: &mut DbConn, id: i64) -> QueryResult<Deleti
         if monitored > 0 {
             return Ok(Deletion::Monitored(monitored));
         }
+        let device_ids = super::devices::ids_of_company(conn, id)?;
+        for device_id in device_ids {
+            super::samples::delete_of_device(conn, device_id)?;
+        }
+        super::events::delete_of_company(conn, id)?;
         diesel::delete(companies::table.find(id)).execute(conn)?;
         Ok(Deletion::Deleted)
     })

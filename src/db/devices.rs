@@ -89,7 +89,29 @@ pub fn update(conn: &mut DbConn, id: i64, changes: &DeviceChanges) -> QueryResul
         .optional()
 }
 
-/// Deletes a device (its assignment goes with it); false when there was none.
+/// Deletes a device with its samples and events (its assignment goes by cascade);
+/// false when there was none.
 pub fn delete(conn: &mut DbConn, id: i64) -> QueryResult<bool> {
-    Ok(diesel::delete(devices::table.find(id)).execute(conn)? > 0)
+    super::write_transaction(conn, |conn| {
+        super::samples::delete_of_device(conn, id)?;
+        super::events::delete_of_device(conn, id)?;
+        Ok(diesel::delete(devices::table.find(id)).execute(conn)? > 0)
+    })
+}
+
+/// `(device id, device name, company name)` of the devices among `ids`.
+pub fn names_of(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<(i64, String, String)>> {
+    use super::schema::companies;
+    super::in_chunks(ids, |chunk| {
+        devices::table
+            .inner_join(companies::table)
+            .filter(devices::id.eq_any(chunk))
+            .select((devices::id, devices::name, companies::name))
+            .load(conn)
+    })
+}
+
+/// How many devices exist.
+pub fn count(conn: &mut DbConn) -> QueryResult<i64> {
+    devices::table.count().get_result(conn)
 }

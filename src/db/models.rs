@@ -4,7 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{assignments, companies, config, devices, monitor_servers};
+use super::schema::{assignments, companies, config, devices, events, monitor_servers, samples};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = companies)]
@@ -31,6 +31,7 @@ pub struct Device {
     pub enabled: bool,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub expected_status: Option<i32>,
 }
 
 #[derive(Debug, Insertable)]
@@ -41,6 +42,7 @@ pub struct NewDevice<'a> {
     pub address: &'a str,
     pub kind: &'a str,
     pub enabled: bool,
+    pub expected_status: Option<i32>,
 }
 
 /// A partial update of a device; `None` leaves the column as it is.
@@ -51,6 +53,8 @@ pub struct DeviceChanges {
     pub address: Option<String>,
     pub kind: Option<String>,
     pub enabled: Option<bool>,
+    /// `Some(None)` clears the expected status.
+    pub expected_status: Option<Option<i32>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
@@ -81,6 +85,8 @@ pub struct ConfigRow {
     pub critical_threshold: i32,
     pub balance_method: String,
     pub updated_at: NaiveDateTime,
+    pub unreachable_after: i32,
+    pub retention_hours: i32,
 }
 
 /// A partial update of the config row; the rotating index is not part of it.
@@ -93,6 +99,8 @@ pub struct ConfigChanges {
     pub alert_threshold: Option<i32>,
     pub critical_threshold: Option<i32>,
     pub balance_method: Option<String>,
+    pub unreachable_after: Option<i32>,
+    pub retention_hours: Option<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
@@ -103,4 +111,40 @@ pub struct Assignment {
     pub server_id: Option<i64>,
     pub epoch: i64,
     pub updated_at: NaiveDateTime,
+}
+
+/// One series of one poll, as the metrics writer inserts it.
+#[derive(Debug, Clone, PartialEq, Insertable)]
+#[diesel(table_name = samples)]
+pub struct NewSample {
+    pub device_id: i64,
+    pub epoch: i64,
+    pub at_ms: i64,
+    pub metric: String,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = events)]
+pub struct Event {
+    pub id: i64,
+    pub device_id: i64,
+    pub company_id: i64,
+    pub epoch: i64,
+    pub from_state: String,
+    pub to_state: String,
+    pub at: NaiveDateTime,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Insertable)]
+#[diesel(table_name = events)]
+pub struct NewEvent {
+    pub device_id: i64,
+    pub company_id: i64,
+    pub epoch: i64,
+    pub from_state: String,
+    pub to_state: String,
+    pub at: NaiveDateTime,
+    pub reason: String,
 }

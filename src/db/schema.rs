@@ -28,6 +28,8 @@ diesel::table! {
         critical_threshold -> Int4,
         balance_method -> Text,
         updated_at -> Timestamp,
+        unreachable_after -> Int4,
+        retention_hours -> Int4,
     }
 }
 
@@ -41,6 +43,20 @@ diesel::table! {
         enabled -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        expected_status -> Nullable<Int4>,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> Int8,
+        device_id -> Int8,
+        company_id -> Int8,
+        epoch -> Int8,
+        from_state -> Text,
+        to_state -> Text,
+        at -> Timestamp,
+        reason -> Text,
     }
 }
 
@@ -53,6 +69,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    samples (id) {
+        id -> Int8,
+        device_id -> Int8,
+        epoch -> Int8,
+        at_ms -> Int8,
+        metric -> Text,
+        value -> Float8,
+    }
+}
+
 diesel::joinable!(assignments -> devices (device_id));
 diesel::joinable!(assignments -> monitor_servers (server_id));
 diesel::joinable!(devices -> companies (company_id));
@@ -62,5 +89,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     companies,
     config,
     devices,
+    events,
     monitor_servers,
+    samples,
 );

@@ -5,6 +5,7 @@ pub mod coordinator;
 pub mod debug;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod monitor_server;
 
 use actix_web::HttpResponse;

@@ -1,19 +1,25 @@
 //! A monitor server's own API, called by coordinators: start, stop and change monitors,
 //! apply config, report info. Each handler sends one message to the `MonitorServerActor`.
 
+use std::sync::Arc;
+
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
 use super::extract::resource;
+use super::metrics::DeviceReading;
+use crate::actors::device_monitor::PollStats;
 use crate::actors::messages::{UpdateConfig, UpdateDevice};
 use crate::actors::monitor_server::{
     GetInfo, GetMonitorStatus, ListMonitors, MonitorServerActor, StartMonitor, StartRefused,
     StopMonitor,
 };
 use crate::actors::registry::Tracked;
+use crate::actors::writer::WriterStats;
 use crate::domain::{self, DeviceSpec, MonitorConfig};
+use crate::exposition::Exposition;
 use crate::wire::{ConfigApplied, MonitorAck, StartMonitorRequest};
 
 /// Most device ids one `GET /monitors?ids=` takes.
@@ -22,6 +28,8 @@ const MAX_IDS: usize = 10_000;
 pub struct MonitorServerState {
     pub server_id: i64,
     pub actor: Tracked<MonitorServerActor>,
+    pub polls: Arc<PollStats>,
+    pub writer: Arc<WriterStats>,
 }
 
 fn check_config(config: &MonitorConfig) -> Result<(), ApiError> {
@@ -164,6 +172,39 @@ async fn info(state: web::Data<MonitorServerState>) -> Result<HttpResponse, ApiE
     Ok(HttpResponse::Ok().json(state.actor.send(GetInfo).await?))
 }
 
+/// `GET /metrics`: this server's monitors and writer, and the latest result of each of
+/// its monitors (labelled `device`, `device_id`, `company_id`: a monitor server knows
+/// companies by id; the coordinator's `/metrics` names them).
+async fn metrics(state: web::Data<MonitorServerState>) -> Result<HttpResponse, ApiError> {
+    let info = state.actor.send(GetInfo).await?;
+    let statuses = state.actor.send(ListMonitors { device_ids: None }).await?;
+    let mut out = Exposition::new();
+    super::metrics::write_runtime(
+        &mut out,
+        state.server_id,
+        info.running_monitors,
+        info.max_monitors,
+        &state.polls,
+        &state.writer,
+    );
+    let devices: Vec<DeviceReading> = statuses
+        .into_iter()
+        .filter_map(|status| {
+            let result = status.last_result?;
+            Some(DeviceReading {
+                labels: vec![
+                    ("device", status.device.name),
+                    ("device_id", status.device.id.to_string()),
+                    ("company_id", status.device.company_id.to_string()),
+                ],
+                metrics: result.metrics,
+            })
+        })
+        .collect();
+    super::metrics::write_devices(&mut out, &devices);
+    Ok(super::metrics::respond(out.finish()))
+}
+
 async fn healthz(state: web::Data<MonitorServerState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok", "server_id": state.server_id }))
 }
@@ -183,6 +224,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/config").route(web::put().to(config)))
     .service(resource("/info").route(web::get().to(info)))
+    .service(resource("/metrics").route(web::get().to(metrics)))
     .service(
         resource("/healthz")
             .route(web::get().to(healthz))

@@ -1,5 +1,9 @@
-//! The `http` probe: GET the device's address; up on a 2xx answer, with the latency
-//! to the response head. The body is drained (bounded) so the connection is reused.
+//! The `http` probe: GET the device's address; up on a 2xx answer (or on the device's
+//! expected status), with the latency to the response head. The body is drained
+//! (bounded) so the connection is reused.
+//!
+//! This file also holds the HTTP client every HTTP-speaking probe shares, and
+//! [`fetch`], the bounded GET the `agent` and `prometheus` probes read documents with.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -9,7 +13,8 @@ use futures_util::future::LocalBoxFuture;
 use futures_util::FutureExt;
 
 use super::{millis, Probe};
-use crate::domain::{DeviceSpec, PollResult};
+use crate::domain::{DeviceSpec, Metrics, PollResult};
+use crate::series::HTTP_STATUS_CODE;
 
 /// At most this much of an answer is read; devices are not trusted to be brief.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -34,10 +39,67 @@ thread_local! {
 
 impl HttpProbe {
     pub(super) fn new() -> Self {
-        HttpProbe {
-            client: CLIENT.with(awc::Client::clone),
-        }
+        HttpProbe { client: client() }
     }
+}
+
+/// This thread's HTTP client.
+pub(super) fn client() -> awc::Client {
+    CLIENT.with(awc::Client::clone)
+}
+
+/// A document a device answered with.
+pub(super) struct Fetched {
+    pub status: u16,
+    pub body: actix_web::web::Bytes,
+    /// Time to the response head.
+    pub latency_ms: f64,
+}
+
+/// GETs `url` and reads the body, all within `timeout`; a body over `max_bytes`, a
+/// non-2xx answer or no answer is an error in words.
+pub(super) fn fetch(
+    client: &awc::Client,
+    url: &str,
+    timeout: Duration,
+    max_bytes: usize,
+) -> LocalBoxFuture<'static, Result<Fetched, (f64, String)>> {
+    let request = client.get(url).timeout(timeout);
+    async move {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| (millis(started), describe(&e, timeout)))?;
+        let latency_ms = millis(started);
+        let status = response.status();
+        if !status.is_success() {
+            return Err((latency_ms, format!("answered HTTP {status}")));
+        }
+        let body = match tokio::time::timeout_at(deadline, response.body().limit(max_bytes)).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(awc::error::PayloadError::Overflow)) => {
+                return Err((latency_ms, format!("answered more than {max_bytes} bytes")))
+            }
+            Ok(Err(e)) => return Err((latency_ms, format!("could not read the answer: {e}"))),
+            Err(_) => {
+                return Err((
+                    latency_ms,
+                    format!(
+                        "did not finish its answer within {} ms",
+                        timeout.as_millis()
+                    ),
+                ))
+            }
+        };
+        Ok(Fetched {
+            status: status.as_u16(),
+            body,
+            latency_ms,
+        })
+    }
+    .boxed_local()
 }
 
 /// Server certificates are checked against the Mozilla root set (webpki-roots), loaded
@@ -67,6 +129,7 @@ fn build_tls_config() -> Arc<rustls::ClientConfig> {
 impl Probe for HttpProbe {
     fn poll(&self, device: &DeviceSpec, timeout: Duration) -> LocalBoxFuture<'static, PollResult> {
         let request = self.client.get(&device.address).timeout(timeout);
+        let expected = device.expected_status;
         async move {
             let started = Instant::now();
             let deadline = tokio::time::Instant::now() + timeout;
@@ -78,28 +141,36 @@ impl Probe for HttpProbe {
                     let _ =
                         tokio::time::timeout_at(deadline, response.body().limit(MAX_BODY_BYTES))
                             .await;
+                    let up = match expected {
+                        Some(expected) => status.as_u16() == expected,
+                        None => status.is_success(),
+                    };
+                    let error = match expected {
+                        _ if up => None,
+                        Some(expected) => {
+                            Some(format!("answered HTTP {status}, expected {expected}"))
+                        }
+                        None => Some(format!("answered HTTP {status}")),
+                    };
+                    let mut metrics = Metrics::new();
+                    metrics.insert(HTTP_STATUS_CODE.into(), f64::from(status.as_u16()));
                     PollResult {
                         at: Utc::now(),
-                        up: status.is_success(),
+                        up,
                         latency_ms,
                         status_code: Some(status.as_u16()),
-                        error: (!status.is_success()).then(|| format!("answered HTTP {status}")),
+                        error,
+                        metrics,
                     }
                 }
-                Err(error) => PollResult {
-                    at: Utc::now(),
-                    up: false,
-                    latency_ms: millis(started),
-                    status_code: None,
-                    error: Some(describe(&error, timeout)),
-                },
+                Err(error) => PollResult::failed(millis(started), describe(&error, timeout)),
             }
         }
         .boxed_local()
     }
 }
 
-fn describe(error: &awc::error::SendRequestError, timeout: Duration) -> String {
+pub(super) fn describe(error: &awc::error::SendRequestError, timeout: Duration) -> String {
     match error {
         awc::error::SendRequestError::Timeout => {
             format!("no answer within {} ms", timeout.as_millis())
@@ -108,13 +179,14 @@ fn describe(error: &awc::error::SendRequestError, timeout: Duration) -> String {
     }
 }
 
-/// An `http` device's address is an absolute `http://` or `https://` URL with a host.
+/// An `http` (or `agent`, `prometheus`) device's address is an absolute `http://` or
+/// `https://` URL with a host.
 pub fn validate_address(address: &str) -> Result<(), String> {
     let url =
         url::Url::parse(address).map_err(|e| format!("address {address:?} is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
-            "address {address:?} must start with http:// or https:// for an http device"
+            "address {address:?} must start with http:// or https://"
         ));
     }
     if url.host_str().is_none_or(str::is_empty) {

@@ -1,9 +1,15 @@
-//! How a device is polled: one probe per device kind behind the [`Probe`] trait.
+//! How a device is polled: one probe per device kind behind the [`Probe`] trait, one
+//! file per kind.
 //!
 //! A probe runs on its monitor's thread (awc is `!Send`), so probes are built there,
-//! by a [`ProbeFactory`] the monitor server hands to each monitor.
+//! by a [`ProbeFactory`] the monitor server hands to each monitor. A probe may keep
+//! state between the polls of its monitor (the `prometheus` probe turns counters into
+//! rates that way).
 
+mod agent;
 mod http;
+mod prometheus;
+mod tcp;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +18,9 @@ use futures_util::future::LocalBoxFuture;
 
 use crate::domain::{DeviceKind, DeviceSpec, PollResult};
 
-pub use self::http::validate_address as validate_http_address;
+pub use self::prometheus::{
+    parse_exposition, ExpositionSample, ParsedExposition, SampleKind, MAX_RAW_SERIES, NODE_SERIES,
+};
 
 /// Polls a device once. The returned future must finish within `timeout`.
 pub trait Probe {
@@ -27,19 +35,28 @@ pub type ProbeFactory = Arc<dyn Fn() -> Box<dyn Probe> + Send + Sync>;
 pub fn standard() -> ProbeFactory {
     Arc::new(|| {
         Box::new(KindProbe {
+            agent: agent::AgentProbe::new(),
+            prometheus: prometheus::PrometheusProbe::new(),
             http: http::HttpProbe::new(),
+            tcp: tcp::TcpProbe,
         })
     })
 }
 
 struct KindProbe {
+    agent: agent::AgentProbe,
+    prometheus: prometheus::PrometheusProbe,
     http: http::HttpProbe,
+    tcp: tcp::TcpProbe,
 }
 
 impl Probe for KindProbe {
     fn poll(&self, device: &DeviceSpec, timeout: Duration) -> LocalBoxFuture<'static, PollResult> {
         match device.kind {
+            DeviceKind::Agent => self.agent.poll(device, timeout),
+            DeviceKind::Prometheus => self.prometheus.poll(device, timeout),
             DeviceKind::Http => self.http.poll(device, timeout),
+            DeviceKind::Tcp => self.tcp.poll(device, timeout),
         }
     }
 }
@@ -47,11 +64,55 @@ impl Probe for KindProbe {
 /// Checks that `address` is something a probe of `kind` can poll; the error says why not.
 pub fn validate_address(kind: DeviceKind, address: &str) -> Result<(), String> {
     match kind {
-        DeviceKind::Http => validate_http_address(address),
+        DeviceKind::Agent | DeviceKind::Prometheus | DeviceKind::Http => {
+            http::validate_address(address)
+        }
+        DeviceKind::Tcp => tcp::validate_address(address),
+    }
+}
+
+/// The URL a document is read from: the address itself, or `default_path` when the
+/// address names only a host (`http://host:9109` → `http://host:9109/metrics.json`).
+fn document_url(address: &str, default_path: &str) -> String {
+    match url::Url::parse(address) {
+        Ok(mut url) if url.path() == "/" && url.query().is_none() => {
+            url.set_path(default_path);
+            url.to_string()
+        }
+        _ => address.to_string(),
     }
 }
 
 /// Milliseconds since `started`, to the microsecond: how probes report latency.
 pub fn millis(started: Instant) -> f64 {
     (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_host_gets_the_kinds_document_path() {
+        assert_eq!(
+            document_url("http://h:9109", "/metrics.json"),
+            "http://h:9109/metrics.json"
+        );
+        assert_eq!(
+            document_url("http://h:9109/", "/metrics"),
+            "http://h:9109/metrics"
+        );
+        assert_eq!(
+            document_url("http://h:9100/other", "/metrics"),
+            "http://h:9100/other"
+        );
+    }
+
+    #[test]
+    fn addresses_are_checked_per_kind() {
+        assert!(validate_address(DeviceKind::Agent, "http://h:9109").is_ok());
+        assert!(validate_address(DeviceKind::Prometheus, "h:9100").is_err());
+        assert!(validate_address(DeviceKind::Tcp, "h:22").is_ok());
+        assert!(validate_address(DeviceKind::Tcp, "http://h:22").is_err());
+    }
 }

@@ -1,4 +1,5 @@
-//! The coordinator node: REST API, `SchedulerActor`, actor registry.
+//! The coordinator node: REST API, `SchedulerActor`, retention of old samples, actor
+//! registry.
 
 use std::net::SocketAddr;
 
@@ -6,7 +7,10 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
 use super::bind;
+use actix::{Actor, Addr};
+
 use crate::actors::registry::{ActorRegistry, Tracked};
+use crate::actors::retention::{Retention, PRUNE_EVERY};
 use crate::actors::scheduler::SchedulerActor;
 use crate::db::Db;
 use crate::error::StartupError;
@@ -18,6 +22,7 @@ pub struct Coordinator {
     address: SocketAddr,
     server: Server,
     scheduler: Tracked<SchedulerActor>,
+    retention: Addr<Retention>,
     registry: ActorRegistry,
 }
 
@@ -27,6 +32,7 @@ impl Coordinator {
         let (listener, address) = bind(listen)?;
         let registry = ActorRegistry::new();
         let scheduler = SchedulerActor::new(db.clone(), &registry).launch();
+        let retention = Retention::new(db.clone(), PRUNE_EVERY).start();
         let state = web::Data::new(AppState {
             db,
             scheduler: scheduler.clone(),
@@ -50,6 +56,7 @@ impl Coordinator {
             address,
             server,
             scheduler,
+            retention,
             registry,
         })
     }
@@ -68,6 +75,11 @@ impl Coordinator {
 
     pub fn scheduler(&self) -> Tracked<SchedulerActor> {
         self.scheduler.clone()
+    }
+
+    /// The task that deletes samples past retention.
+    pub fn retention(&self) -> Addr<Retention> {
+        self.retention.clone()
     }
 
     pub fn registry(&self) -> &ActorRegistry {

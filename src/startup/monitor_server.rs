@@ -7,8 +7,14 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
 use super::bind;
+use std::sync::Arc;
+
+use actix::{Actor, Addr};
+
+use crate::actors::device_monitor::{PollStats, Reporting};
 use crate::actors::monitor_server::MonitorServerActor;
 use crate::actors::registry::{ActorRegistry, Tracked};
+use crate::actors::writer::{Flush, MetricsWriter, WriterSettings};
 use crate::config::advertised_address;
 use crate::db::{self, Db};
 use crate::domain::MonitorConfig;
@@ -25,6 +31,7 @@ pub struct MonitorServerNode {
     address: SocketAddr,
     server: Server,
     actor: Tracked<MonitorServerActor>,
+    writer: Addr<MetricsWriter>,
     registry: ActorRegistry,
 }
 
@@ -36,6 +43,17 @@ impl MonitorServerNode {
         listen: SocketAddr,
         advertise: Option<&str>,
         probes: ProbeFactory,
+    ) -> Result<Self, StartupError> {
+        Self::build_with_writer(db, listen, advertise, probes, WriterSettings::default()).await
+    }
+
+    /// [`MonitorServerNode::build`] with the metrics writer batching as `writer` says.
+    pub async fn build_with_writer(
+        db: Db,
+        listen: SocketAddr,
+        advertise: Option<&str>,
+        probes: ProbeFactory,
+        writer: WriterSettings,
     ) -> Result<Self, StartupError> {
         let (listener, address) = bind(listen)?;
         let (host, port) = advertised_address(advertise, address)?;
@@ -50,16 +68,26 @@ impl MonitorServerNode {
             .await?;
         let server_id = row.id;
         let registry = ActorRegistry::new();
+        let writer = MetricsWriter::new(db.clone(), writer);
+        let writer_stats = writer.stats();
+        let writer = writer.start();
+        let polls = Arc::new(PollStats::default());
         let actor = MonitorServerActor::new(
             server_id,
             MonitorConfig::from(&config),
             probes,
             registry.clone(),
         )
+        .with_reporting(Reporting {
+            writer: Some(writer.clone()),
+            polls: Arc::clone(&polls),
+        })
         .launch();
         let state = web::Data::new(MonitorServerState {
             server_id,
             actor: actor.clone(),
+            polls,
+            writer: writer_stats,
         });
         let registry_data = web::Data::new(registry.clone());
         let server = HttpServer::new(move || {
@@ -81,6 +109,7 @@ impl MonitorServerNode {
             address,
             server,
             actor,
+            writer,
             registry,
         })
     }
@@ -105,7 +134,19 @@ impl MonitorServerNode {
         &self.registry
     }
 
+    /// Serves until the server is stopped, then writes what the metrics writer still
+    /// holds.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        match self.writer.send(Flush).await {
+            Ok(Ok(())) => tracing::info!(server.id = self.server_id, "metrics written"),
+            Ok(Err(error)) => tracing::warn!(
+                server.id = self.server_id,
+                %error,
+                "metrics still buffered at shutdown could not be written"
+            ),
+            Err(_) => {}
+        }
+        served
     }
 }

@@ -1,20 +1,26 @@
 //! `vigil serve`: everything on one machine in one process. A coordinator on `--listen`,
 //! N monitor servers on 127.0.0.1 at the ports after it (8081, 8082 for the default
-//! 8080, so a restart finds them under the same rows), and this host registered as a
-//! device of company "local" and monitored.
+//! 8080, so a restart finds them under the same rows), an agent on the port after those
+//! (8083), and this host registered as an `agent` device of company "local" and
+//! monitored.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use futures_util::future::select_all;
 
 use super::{shutdown_signal, Coordinator, MonitorServerNode};
 use crate::actors::scheduler::StartDevices;
+use crate::agent::Agent;
 use crate::config::ServeSettings;
 use crate::db::models::{DeviceChanges, NewDevice};
 use crate::db::{self, Db, DbError};
 use crate::domain::DeviceKind;
 use crate::error::StartupError;
 use crate::probe;
+
+/// How often the in-process agent samples this host.
+const AGENT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The company `vigil serve` registers this host under.
 pub const LOCAL_COMPANY: &str = "local";
@@ -24,33 +30,43 @@ pub async fn serve(settings: ServeSettings) -> Result<(), StartupError> {
     let db = Db::open(settings.node.db.clone(), settings.node.db_pool_size).await?;
     tracing::info!(db = %db.url(), "database ready");
     let coordinator = Coordinator::build(db.clone(), listen)?;
-    let mut nodes = Vec::new();
-    for index in 1..=settings.monitor_servers {
+    // The ports after --listen: one per monitor server, then the agent's.
+    let after = |index: u16| -> Result<SocketAddr, StartupError> {
         let port = match listen.port() {
             0 => 0,
             base => base.checked_add(index).ok_or_else(|| {
                 StartupError::Settings(format!(
-                    "--listen port {base} leaves no room for {} monitor server ports after it",
+                    "--listen port {base} leaves no room for {} monitor server ports and the agent's after it",
                     settings.monitor_servers
                 ))
             })?,
         };
-        let address = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
-        nodes.push(MonitorServerNode::build(db.clone(), address, None, probe::standard()).await?);
+        Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+    };
+    let mut nodes = Vec::new();
+    for index in 1..=settings.monitor_servers {
+        nodes.push(
+            MonitorServerNode::build(db.clone(), after(index)?, None, probe::standard()).await?,
+        );
     }
+    let agent = Agent::build(after(settings.monitor_servers + 1)?, AGENT_INTERVAL)?;
+    let agent_address = agent.address();
 
     let scheduler = coordinator.scheduler();
     let public = reachable(coordinator.address());
-    let mut handles = vec![coordinator.handle()];
+    let mut handles = vec![coordinator.handle(), agent.handle()];
     handles.extend(nodes.iter().map(MonitorServerNode::handle));
-    let mut servers = vec![actix_rt::spawn(coordinator.run_until_stopped())];
+    let mut servers = vec![
+        actix_rt::spawn(coordinator.run_until_stopped()),
+        actix_rt::spawn(agent.run_until_stopped()),
+    ];
     servers.extend(
         nodes
             .into_iter()
             .map(|node| actix_rt::spawn(node.run_until_stopped())),
     );
 
-    match ensure_local_device(&db, public).await {
+    match ensure_local_device(&db, agent_address).await {
         Ok(None) => tracing::info!("this host's device is disabled; not monitoring it"),
         Ok(Some(device_id)) => match scheduler
             .send(StartDevices {
@@ -68,7 +84,9 @@ pub async fn serve(settings: ServeSettings) -> Result<(), StartupError> {
         },
         Err(error) => tracing::error!(%error, "could not register this host as a device"),
     }
-    tracing::info!("Vigil is serving http://{public} (devices: http://{public}/api/v1/devices)");
+    tracing::info!(
+        "Vigil is serving http://{public} (devices: http://{public}/api/v1/devices, this host's metrics: http://{public}/api/v1/devices/{{id}}/metrics)"
+    );
 
     tokio::select! {
         () = shutdown_signal() => {}
@@ -90,29 +108,32 @@ fn reachable(bound: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Registers company "local" and this host (by host name) as an `http` device watching
-/// the coordinator's own `/healthz`, or points the existing record at the current
-/// address. Returns the device, or `None` when someone disabled it: that choice stands.
-pub async fn ensure_local_device(db: &Db, coordinator: SocketAddr) -> Result<Option<i64>, DbError> {
+/// Registers company "local" and this host (by host name) as an `agent` device read from
+/// the in-process agent, or points the existing record at the agent's current address
+/// (an install from before the agent existed watched the coordinator's `/healthz` as an
+/// `http` device). Returns the device, or `None` when someone disabled it: that choice
+/// stands.
+pub async fn ensure_local_device(db: &Db, agent: SocketAddr) -> Result<Option<i64>, DbError> {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let host = if host.trim().is_empty() {
         "localhost".to_string()
     } else {
         host
     };
-    let address = format!("http://{coordinator}/healthz");
+    let address = format!("http://{agent}/metrics.json");
     db.run(move |conn| {
         let company = match db::companies::find_by_name(conn, LOCAL_COMPANY)? {
             Some(company) => company,
             None => db::companies::create(conn, LOCAL_COMPANY)?,
         };
-        let kind = DeviceKind::Http.as_str();
+        let kind = DeviceKind::Agent.as_str();
         let device = match db::devices::find_by_name(conn, company.id, &host)? {
             Some(device) if device.address == address && device.kind == kind => device,
             Some(device) => {
                 let changes = DeviceChanges {
                     address: Some(address.clone()),
                     kind: Some(kind.to_string()),
+                    expected_status: Some(None),
                     ..Default::default()
                 };
                 db::devices::update(conn, device.id, &changes)?.unwrap_or(device)
@@ -124,6 +145,7 @@ pub async fn ensure_local_device(db: &Db, coordinator: SocketAddr) -> Result<Opt
                     address: &address,
                     kind,
                     enabled: true,
+                    expected_status: None,
                 };
                 db::devices::create(conn, &new)?
             }

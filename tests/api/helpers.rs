@@ -8,10 +8,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use actix::Addr;
 use actix_web::dev::ServerHandle;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::{json, Value};
+use vigil::actors::retention::Retention;
+use vigil::actors::writer::WriterSettings;
 use vigil::db::models::ConfigChanges;
 use vigil::db::scratch::ScratchDb;
 use vigil::db::{self, Db};
@@ -87,21 +90,27 @@ macro_rules! on_both_backends {
 }
 
 /// Fake devices: `GET /d/{name}` answers 200, `GET /status/{code}` answers that code,
-/// `GET /slow/{ms}` answers 200 after that many milliseconds; every request is counted
-/// by path.
+/// `GET /slow/{ms}` answers 200 after that many milliseconds, `GET /agent/{name}`
+/// answers an agent report whose CPU usage the test sets with [`Fleet::set_cpu`]
+/// (memory and disk at 10%); every request is counted by path.
 pub struct Fleet {
     pub address: SocketAddr,
     hits: Arc<Mutex<HashMap<String, u64>>>,
+    cpu: Arc<Mutex<HashMap<String, f64>>>,
 }
 
 impl Fleet {
     pub fn spawn() -> Fleet {
         let hits: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+        let cpu: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
         let counted = web::Data::new(Arc::clone(&hits));
+        let cpu_data = web::Data::new(Arc::clone(&cpu));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(counted.clone())
+                .app_data(cpu_data.clone())
                 .route("/d/{name}", web::get().to(ok))
+                .route("/agent/{name}", web::get().to(agent))
                 .route("/status/{code}", web::get().to(status))
                 .route("/slow/{ms}", web::get().to(slow))
         })
@@ -111,7 +120,12 @@ impl Fleet {
         .unwrap();
         let address = server.addrs()[0];
         actix_rt::spawn(server.run());
-        Fleet { address, hits }
+        Fleet { address, hits, cpu }
+    }
+
+    /// Sets the CPU usage `GET /agent/{name}` reports.
+    pub fn set_cpu(&self, name: &str, percent: f64) {
+        self.cpu.lock().unwrap().insert(name.to_string(), percent);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -138,6 +152,70 @@ async fn ok(req: actix_web::HttpRequest, hits: Hits) -> HttpResponse {
     HttpResponse::Ok().body("up")
 }
 
+async fn agent(
+    req: actix_web::HttpRequest,
+    name: web::Path<String>,
+    hits: Hits,
+    cpu: web::Data<Arc<Mutex<HashMap<String, f64>>>>,
+) -> HttpResponse {
+    count(&req, &hits);
+    let usage = cpu
+        .lock()
+        .unwrap()
+        .get(name.as_str())
+        .copied()
+        .unwrap_or(0.0);
+    HttpResponse::Ok().json(agent_report(&name, usage))
+}
+
+/// An agent report of a host named `name` with this CPU usage and 10% memory and disk.
+pub fn agent_report(name: &str, cpu_percent: f64) -> vigil::agent::AgentReport {
+    use vigil::agent::*;
+    let memory = Memory {
+        used_bytes: 1 << 30,
+        total_bytes: 10 << 30,
+        usage_percent: 10.0,
+    };
+    AgentReport {
+        hostname: name.to_string(),
+        agent_version: "test".into(),
+        collected_at: chrono::Utc::now(),
+        interval_ms: 1000,
+        uptime_seconds: 100,
+        load_average: LoadAverage {
+            one: 0.5,
+            five: 0.25,
+            fifteen: 0.125,
+        },
+        cpu: Cpu {
+            usage_percent: cpu_percent,
+            cores: vec![CpuCore {
+                name: "cpu0".into(),
+                usage_percent: cpu_percent,
+                frequency_mhz: 2000,
+            }],
+        },
+        memory,
+        swap: memory,
+        networks: vec![Network {
+            interface: "eth0".into(),
+            receive_bytes_per_second: 1000.0,
+            transmit_bytes_per_second: 500.0,
+            receive_bytes_total: 10_000,
+            transmit_bytes_total: 5_000,
+        }],
+        disks: vec![Disk {
+            mount: "/".into(),
+            device: "/dev/test".into(),
+            file_system: "ext4".into(),
+            used_bytes: 1 << 30,
+            total_bytes: 10 << 30,
+            usage_percent: 10.0,
+        }],
+        temperatures: Vec::new(),
+    }
+}
+
 async fn slow(req: actix_web::HttpRequest, ms: web::Path<u64>, hits: Hits) -> HttpResponse {
     count(&req, &hits);
     actix_rt::time::sleep(Duration::from_millis(*ms)).await;
@@ -160,6 +238,7 @@ pub struct TestCluster {
     pub db: Db,
     pub coordinator: SocketAddr,
     coordinator_handle: ServerHandle,
+    pub retention: Addr<Retention>,
     pub servers: Vec<TestServer>,
     pub fleet: Fleet,
     pub http: awc::Client,
@@ -197,13 +276,17 @@ impl TestCluster {
         .await
         .unwrap();
         let coordinator = Coordinator::build(db.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
-        let (coordinator_address, coordinator_handle) =
-            (coordinator.address(), coordinator.handle());
+        let (coordinator_address, coordinator_handle, retention) = (
+            coordinator.address(),
+            coordinator.handle(),
+            coordinator.retention(),
+        );
         actix_rt::spawn(coordinator.run_until_stopped());
         let mut cluster = TestCluster {
             db,
             coordinator: coordinator_address,
             coordinator_handle,
+            retention,
             servers: Vec::new(),
             fleet: Fleet::spawn(),
             http: awc::Client::builder()
@@ -219,11 +302,17 @@ impl TestCluster {
 
     /// Starts one more monitor server on port 0.
     pub async fn add_server(&mut self) -> &TestServer {
-        let node = MonitorServerNode::build(
+        self.add_server_with_writer(WriterSettings::default()).await
+    }
+
+    /// Starts one more monitor server on port 0 whose writer batches as `writer` says.
+    pub async fn add_server_with_writer(&mut self, writer: WriterSettings) -> &TestServer {
+        let node = MonitorServerNode::build_with_writer(
             self.db.clone(),
             "127.0.0.1:0".parse().unwrap(),
             None,
             probe::standard(),
+            writer,
         )
         .await
         .unwrap();
@@ -249,6 +338,7 @@ impl TestCluster {
             Coordinator::build(self.db.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
         self.coordinator = coordinator.address();
         self.coordinator_handle = coordinator.handle();
+        self.retention = coordinator.retention();
         actix_rt::spawn(coordinator.run_until_stopped());
     }
 
@@ -275,6 +365,17 @@ impl TestCluster {
             request = request.insert_header(("content-type", content_type));
         }
         read(request.send_body(body).await.unwrap()).await
+    }
+
+    /// GETs a text answer (an exposition) from the coordinator; fails on a non-200.
+    pub async fn get_text(&self, path: &str) -> String {
+        text_of(&self.http, &self.url(path)).await
+    }
+
+    /// GETs a text answer from monitor server `index`; fails on a non-200.
+    pub async fn server_text(&self, index: usize, path: &str) -> String {
+        let url = format!("http://{}{path}", self.servers[index].address);
+        text_of(&self.http, &url).await
     }
 
     pub async fn get(&self, path: &str) -> Answer {
@@ -406,6 +507,13 @@ pub async fn call(client: &awc::Client, method: Method, url: &str, body: Option<
 
 /// Asserts an error answer: `status`, and a body that is exactly
 /// `{"error": "<one sentence>", "code": code}`, nothing more.
+async fn text_of(client: &awc::Client, url: &str) -> String {
+    let mut response = client.get(url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "GET {url}");
+    let body = response.body().limit(16 << 20).await.unwrap();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
 #[track_caller]
 pub fn assert_error(answer: &Answer, status: StatusCode, code: &str) {
     assert_eq!(answer.status, status, "{answer:?}");
@@ -460,4 +568,41 @@ where
         assert!(Instant::now() < deadline, "gave up waiting: {what}");
         actix_rt::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Feeds an exposition to `promtool check metrics` (names, units, `_total` on counters,
+/// HELP on every family) when Prometheus's tools are installed; `None` when they are not
+/// (the skip is reported on stderr).
+pub fn promtool_accepts(text: &str) -> Option<()> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(_) => {
+            let _ = std::io::stderr().write_all(
+                b"skipped promtool check: promtool (Debian package prometheus) is not installed\n",
+            );
+            return None;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool refused the exposition:\n{}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(())
 }

@@ -8,9 +8,13 @@
 )]
 
 mod helpers;
+mod history;
 
+mod agent;
 mod bad_input;
+mod metrics_store;
 mod monitor_server_api;
+mod node_exporter;
 mod probes;
 mod processes;
 mod scheduling;

@@ -15,6 +15,7 @@ fn config(max_monitors: u32) -> Value {
         "alert_threshold": 70,
         "critical_threshold": 90,
         "max_monitors_per_server": max_monitors,
+        "unreachable_after": 3,
     })
 }
 

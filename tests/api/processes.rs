@@ -32,6 +32,7 @@ const INHERITED_SETTINGS: &[&str] = &[
     "VIGIL_CONFIG",
     "VIGIL_MONITOR_SERVERS",
     "VIGIL_ADVERTISE",
+    "VIGIL_AGENT_INTERVAL_MS",
 ];
 
 /// A running `vigil` child whose stderr is read line by line on a thread. Dropping it
@@ -272,7 +273,8 @@ async fn serve_monitors_this_host_and_stops_cleanly_on_sigterm() {
     assert_eq!(local.len(), 1, "{companies:?}");
     let local = local[0]["id"].clone();
 
-    let this_host = eventually("this host is monitored and normal", || async {
+    // Judged from this host's real readings: any state but pending or unreachable.
+    let this_host = eventually("this host is monitored and judged", || async {
         let devices = call(&http, Method::GET, &format!("{base}/api/v1/devices"), None).await;
         assert_eq!(devices.status, StatusCode::OK, "{devices:?}");
         let hosts: Vec<Value> = devices
@@ -284,12 +286,54 @@ async fn serve_monitors_this_host_and_stops_cleanly_on_sigterm() {
             .cloned()
             .collect();
         assert_eq!(hosts.len(), 1, "{devices:?}");
-        (hosts[0]["monitoring"]["state"] == "normal").then(|| hosts[0].clone())
+        let state = hosts[0]["monitoring"]["state"].as_str()?;
+        ["normal", "alert", "critical"]
+            .contains(&state)
+            .then(|| hosts[0].clone())
     })
     .await;
-    assert_eq!(this_host["kind"], "http");
-    assert_eq!(this_host["address"], format!("{base}/healthz"));
-    assert_eq!(this_host["monitoring"]["last_result"]["status_code"], 200);
+    assert_eq!(this_host["kind"], "agent");
+    let agent = this_host["address"].as_str().unwrap();
+    assert!(
+        agent.starts_with("http://127.0.0.1:") && agent.ends_with("/metrics.json"),
+        "{this_host}"
+    );
+    let metrics = &this_host["monitoring"]["last_result"]["metrics"];
+    for series in [
+        "cpu_usage_percent",
+        "memory_usage_percent",
+        "memory_total_bytes",
+    ] {
+        assert!(
+            metrics[series].is_number(),
+            "{series} missing from {metrics}"
+        );
+    }
+
+    // The first README promise: this host's history within seconds.
+    let id = this_host["id"].as_i64().unwrap();
+    let history = eventually("this host's history is stored", || async {
+        let history = call(
+            &http,
+            Method::GET,
+            &format!("{base}/api/v1/devices/{id}/metrics?minutes=5"),
+            None,
+        )
+        .await;
+        let names: Vec<String> = history.body["series"]
+            .as_array()?
+            .iter()
+            .filter_map(|s| s["name"].as_str().map(String::from))
+            .collect();
+        let has = |name: &str| names.iter().any(|n| n == name);
+        (has("cpu_usage_percent")
+            && has("memory_usage_percent")
+            && has("network_receive_bytes_per_second")
+            && has("disk_usage_percent"))
+        .then_some(history.body)
+    })
+    .await;
+    assert!(history["bucket_ms"].as_i64().unwrap() >= 1, "{history}");
 
     serve.signal("TERM");
     let status = serve.exit_within(SHUTDOWN_BOUND).await;
@@ -515,4 +559,59 @@ async fn a_restarted_monitor_server_keeps_its_id_and_a_new_address_gets_a_new_on
         "a restart under the same address keeps the id"
     );
     assert_ne!(ids[1], ids[2], "another address is another server");
+}
+
+#[actix_rt::test]
+async fn the_vigil_agent_process_serves_this_hosts_metrics_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = Process::spawn_with_env(
+        &["agent", "--listen", "127.0.0.1:0"],
+        dir.path(),
+        Some("info"),
+        &[("VIGIL_AGENT_INTERVAL_MS", "200")],
+    );
+    let line = agent.line_containing("agent is serving http://").await;
+    let (_, rest) = line.split_once("agent is serving http://").unwrap();
+    let address = rest.split_whitespace().next().unwrap().to_string();
+    let http = awc::Client::default();
+    let url = format!("http://{address}/metrics.json");
+    let report: vigil::agent::AgentReport =
+        eventually("the agent process has a sample", || async {
+            let answer = call(&http, Method::GET, &url, None).await;
+            (answer.status == StatusCode::OK).then(|| serde_json::from_value(answer.body).unwrap())
+        })
+        .await;
+    assert_eq!(report.hostname, sysinfo::System::host_name().unwrap());
+    assert_eq!(
+        report.interval_ms, 200,
+        "VIGIL_AGENT_INTERVAL_MS was not read"
+    );
+    assert!(report.memory.total_bytes > 0);
+
+    agent.signal("TERM");
+    let status = agent.exit_within(SHUTDOWN_BOUND).await;
+    assert!(
+        status.success(),
+        "exit {status}:\n{}",
+        agent.seen.join("\n")
+    );
+}
+
+#[actix_rt::test]
+async fn bad_agent_settings_exit_with_code_2_and_one_line_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (
+            &["agent", "--interval-ms", "5"][..],
+            "--interval-ms must be from 200",
+        ),
+        (&["agent", "--listen", "nonsense"][..], "--listen"),
+    ] {
+        let mut agent = Process::spawn(args, dir.path(), None);
+        let status = agent.exit_within(GIVE_UP).await;
+        assert_eq!(status.code(), Some(2), "{args:?}: {:?}", agent.seen);
+        assert_eq!(agent.seen.len(), 1, "{args:?}: {:?}", agent.seen);
+        assert!(agent.seen[0].starts_with("vigil: "), "{:?}", agent.seen);
+        assert!(agent.seen[0].contains(says), "{args:?}: {:?}", agent.seen);
+    }
 }

@@ -104,6 +104,7 @@ async fn ownership_epochs_only_grow(backend: Backend) {
                 address: "http://d.test/",
                 kind: "http",
                 enabled: true,
+                expected_status: None,
             },
         )?;
         let one = db::monitor_servers::register(conn, "10.0.0.1", 9000)?;

@@ -25,6 +25,7 @@ pub struct NewDeviceBody {
     name: String,
     address: String,
     kind: String,
+    expected_status: Option<i64>,
     enabled: Option<bool>,
 }
 
@@ -34,7 +35,19 @@ pub struct DevicePatch {
     name: Option<String>,
     address: Option<String>,
     kind: Option<String>,
+    /// Absent: unchanged; `null`: cleared.
+    #[serde(default, deserialize_with = "present")]
+    expected_status: Option<Option<i64>>,
     enabled: Option<bool>,
+}
+
+/// A field that was given, even as `null`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 impl DevicePatch {
@@ -45,6 +58,7 @@ impl DevicePatch {
                 name: None,
                 address: None,
                 kind: None,
+                expected_status: None,
                 enabled: None,
             }
         )
@@ -81,6 +95,24 @@ fn address(kind: DeviceKind, value: &str) -> Result<String, ApiError> {
     Ok(value.to_string())
 }
 
+/// An expected status: an HTTP status code, and only for `http` devices.
+fn expected_status(kind: DeviceKind, value: Option<i64>) -> Result<Option<i32>, ApiError> {
+    let Some(value) = value else { return Ok(None) };
+    if kind != DeviceKind::Http {
+        return Err(ApiError::bad_request(
+            "invalid_expected_status",
+            format!("expected_status applies only to http devices, not to {kind} devices"),
+        ));
+    }
+    match i32::try_from(value) {
+        Ok(status) if (100..=599).contains(&status) => Ok(Some(status)),
+        _ => Err(ApiError::bad_request(
+            "invalid_expected_status",
+            format!("expected_status must be an HTTP status from 100 to 599 (got {value})"),
+        )),
+    }
+}
+
 fn duplicate_name(name: &str) -> ApiError {
     ApiError::conflict(
         "device_exists",
@@ -114,6 +146,7 @@ pub async fn create(
     let name = input::name("name", &body.name)?;
     let kind = kind(&body.kind)?;
     let address = address(kind, &body.address)?;
+    let expected_status = expected_status(kind, body.expected_status)?;
     let company_id = body.company_id;
     let enabled = body.enabled.unwrap_or(true);
     let stored_name = name.clone();
@@ -129,6 +162,7 @@ pub async fn create(
                 address: &address,
                 kind: kind.as_str(),
                 enabled,
+                expected_status,
             };
             db::devices::create(conn, &new).map(Some)
         })
@@ -246,7 +280,7 @@ pub async fn update(
     if patch.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_body",
-            "give at least one of name, address, kind or enabled to change",
+            "give at least one of name, address, kind, expected_status or enabled to change",
         ));
     }
     let current = existing(&state.db, id).await?;
@@ -267,6 +301,12 @@ pub async fn update(
             (None, None) => None,
         },
         kind: patch.kind.as_ref().map(|_| new_kind.as_str().to_string()),
+        // A device that stops being http loses its expected status.
+        expected_status: match patch.expected_status {
+            Some(value) => Some(expected_status(new_kind, value)?),
+            None if new_kind != DeviceKind::Http && current.expected_status.is_some() => Some(None),
+            None => None,
+        },
         enabled: patch.enabled,
     };
     let duplicate = changes.name.clone().unwrap_or_default();

@@ -3,6 +3,9 @@
 
 mod companies;
 mod devices;
+mod events;
+mod exposition;
+mod history;
 mod input;
 mod monitor_servers;
 mod settings;
@@ -45,6 +48,8 @@ async fn index() -> HttpResponse {
             "companies": "/api/v1/companies",
             "monitor_servers": "/api/v1/monitor-servers",
             "config": "/api/v1/config",
+            "events": "/api/v1/events",
+            "metrics": "/metrics",
             "actors": "/debug/actors",
             "health": "/healthz",
         }
@@ -60,6 +65,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::head().to(crate::http::healthz)),
         )
         .service(resource("/debug/actors").route(web::get().to(crate::http::debug::actors)))
+        .service(resource("/metrics").route(web::get().to(exposition::metrics)))
         .service(
             web::scope("/api/v1")
                 .service(
@@ -87,6 +93,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 )
                 .service(resource("/devices/{id}/start").route(web::post().to(devices::start)))
                 .service(resource("/devices/{id}/stop").route(web::post().to(devices::stop)))
+                .service(resource("/devices/{id}/metrics").route(web::get().to(history::history)))
+                .service(
+                    resource("/devices/{id}/metrics/latest").route(web::get().to(history::latest)),
+                )
+                .service(resource("/events").route(web::get().to(events::list)))
                 .service(
                     resource("/config")
                         .route(web::get().to(settings::get))

@@ -23,6 +23,8 @@ pub struct ConfigPatch {
     alert_threshold: Option<i64>,
     critical_threshold: Option<i64>,
     balance_method: Option<String>,
+    unreachable_after: Option<i64>,
+    retention_hours: Option<i64>,
 }
 
 impl ConfigPatch {
@@ -36,6 +38,8 @@ impl ConfigPatch {
                 alert_threshold: None,
                 critical_threshold: None,
                 balance_method: None,
+                unreachable_after: None,
+                retention_hours: None,
             }
         )
     }
@@ -101,6 +105,8 @@ pub async fn update(
         alert_threshold: narrow("alert_threshold", patch.alert_threshold)?,
         critical_threshold: narrow("critical_threshold", patch.critical_threshold)?,
         balance_method: patch.balance_method,
+        unreachable_after: narrow("unreachable_after", patch.unreachable_after)?,
+        retention_hours: narrow("retention_hours", patch.retention_hours)?,
     };
     let report = state.scheduler.send(ApplyConfig { changes }).await??;
     Ok(HttpResponse::Ok().json(ConfigApplied {

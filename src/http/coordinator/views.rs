@@ -57,6 +57,8 @@ pub struct DeviceView {
     pub name: String,
     pub address: String,
     pub kind: String,
+    /// For `http` devices: the status that counts as up (any 2xx when `null`).
+    pub expected_status: Option<i32>,
     pub enabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -72,6 +74,7 @@ impl DeviceView {
             name: d.name,
             address: d.address,
             kind: d.kind,
+            expected_status: d.expected_status,
             enabled: d.enabled,
             created_at: utc(d.created_at),
             updated_at: utc(d.updated_at),
@@ -198,6 +201,8 @@ pub struct ConfigView {
     pub alert_threshold: i32,
     pub critical_threshold: i32,
     pub balance_method: String,
+    pub unreachable_after: i32,
+    pub retention_hours: i32,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -211,6 +216,8 @@ impl From<ConfigRow> for ConfigView {
             alert_threshold: row.alert_threshold,
             critical_threshold: row.critical_threshold,
             balance_method: row.balance_method,
+            unreachable_after: row.unreachable_after,
+            retention_hours: row.retention_hours,
             updated_at: utc(row.updated_at),
         }
     }

@@ -1,0 +1,362 @@
+//! `MetricsWriter`: takes the samples and state changes of every monitor of a node and
+//! writes them in batches, one transaction per batch, off the event loop.
+//!
+//! A batch goes when `batch_samples` samples are waiting or every `flush_every`,
+//! whichever comes first; one batch is in flight at a time. When a write fails (the
+//! database is down, say) the batch goes back to the front of the buffer and is tried
+//! again with a growing delay. The buffer is bounded: past `max_buffered_samples` the
+//! oldest samples are dropped and counted, so a long outage costs history, never the
+//! process.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
+
+use crate::db::models::{NewEvent, NewSample};
+use crate::db::{self, Db};
+use crate::domain::{HealthState, Metrics};
+use crate::exposition::Histogram;
+
+/// How the writer batches and how much it holds while the database is away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterSettings {
+    /// Samples (polls) per batch at most; a full batch is written at once.
+    pub batch_samples: usize,
+    /// A partial batch waits at most this long.
+    pub flush_every: Duration,
+    /// Samples held while writes fail; the oldest go first beyond it.
+    pub max_buffered_samples: usize,
+    /// State changes held while writes fail; the oldest go first beyond it.
+    pub max_buffered_events: usize,
+}
+
+impl Default for WriterSettings {
+    fn default() -> Self {
+        WriterSettings {
+            batch_samples: 500,
+            flush_every: Duration::from_secs(1),
+            max_buffered_samples: 100_000,
+            max_buffered_events: 10_000,
+        }
+    }
+}
+
+/// The first retry delay after a failed write; it doubles up to `MAX_RETRY_DELAY`.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+/// Upper bounds of the batch-size histogram, in samples.
+static BATCH_SIZE_BOUNDS: [f64; 8] = [1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0];
+
+/// What the writer has done, for `GET /metrics`.
+#[derive(Debug)]
+pub struct WriterStats {
+    pub batches: AtomicU64,
+    pub samples_written: AtomicU64,
+    pub rows_written: AtomicU64,
+    pub events_written: AtomicU64,
+    pub failed_writes: AtomicU64,
+    pub dropped_samples: AtomicU64,
+    pub dropped_events: AtomicU64,
+    /// Samples waiting now.
+    pub buffered_samples: AtomicU64,
+    /// Age of the oldest sample of the last batch when it was written, in milliseconds.
+    pub lag_ms: AtomicU64,
+    pub batch_sizes: Histogram,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        WriterStats {
+            batches: AtomicU64::new(0),
+            samples_written: AtomicU64::new(0),
+            rows_written: AtomicU64::new(0),
+            events_written: AtomicU64::new(0),
+            failed_writes: AtomicU64::new(0),
+            dropped_samples: AtomicU64::new(0),
+            dropped_events: AtomicU64::new(0),
+            buffered_samples: AtomicU64::new(0),
+            lag_ms: AtomicU64::new(0),
+            batch_sizes: Histogram::new(&BATCH_SIZE_BOUNDS),
+        }
+    }
+}
+
+/// What one poll read, to be stored.
+#[derive(Debug, Clone, PartialEq, Message)]
+#[rtype(result = "()")]
+pub struct Sample {
+    pub device_id: i64,
+    /// The epoch of the assignment the monitor runs under.
+    pub epoch: i64,
+    pub at: DateTime<Utc>,
+    pub metrics: Metrics,
+}
+
+/// A device's health changed.
+#[derive(Debug, Clone, PartialEq, Message)]
+#[rtype(result = "()")]
+pub struct StateChanged {
+    pub device_id: i64,
+    pub company_id: i64,
+    pub epoch: i64,
+    pub from: HealthState,
+    pub to: HealthState,
+    pub at: DateTime<Utc>,
+    pub reason: String,
+}
+
+/// Write everything buffered now; answers once the buffer is empty, or with the error
+/// of the write that failed.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Flush;
+
+pub struct MetricsWriter {
+    db: Db,
+    settings: WriterSettings,
+    samples: VecDeque<Sample>,
+    events: VecDeque<NewEvent>,
+    in_flight: bool,
+    retry_delay: Duration,
+    retry_at: Option<Instant>,
+    /// Callers of `Flush` waiting for an empty buffer.
+    waiting: Vec<oneshot::Sender<Result<(), String>>>,
+    /// A drop was logged since the last successful write.
+    drop_logged: bool,
+    stats: Arc<WriterStats>,
+}
+
+impl MetricsWriter {
+    pub fn new(db: Db, settings: WriterSettings) -> Self {
+        MetricsWriter {
+            db,
+            settings,
+            samples: VecDeque::new(),
+            events: VecDeque::new(),
+            in_flight: false,
+            retry_delay: FIRST_RETRY_DELAY,
+            retry_at: None,
+            waiting: Vec::new(),
+            drop_logged: false,
+            stats: Arc::new(WriterStats::default()),
+        }
+    }
+
+    pub fn stats(&self) -> Arc<WriterStats> {
+        Arc::clone(&self.stats)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.samples.is_empty() && self.events.is_empty()
+    }
+
+    fn buffered_changed(&self) {
+        self.stats
+            .buffered_samples
+            .store(self.samples.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Keeps the buffers within their bounds, dropping the oldest.
+    fn enforce_bounds(&mut self) {
+        let mut dropped_samples = 0;
+        while self.samples.len() > self.settings.max_buffered_samples {
+            self.samples.pop_front();
+            dropped_samples += 1;
+        }
+        let mut dropped_events = 0;
+        while self.events.len() > self.settings.max_buffered_events {
+            self.events.pop_front();
+            dropped_events += 1;
+        }
+        if dropped_samples + dropped_events > 0 {
+            self.stats
+                .dropped_samples
+                .fetch_add(dropped_samples, Ordering::Relaxed);
+            self.stats
+                .dropped_events
+                .fetch_add(dropped_events, Ordering::Relaxed);
+            if !self.drop_logged {
+                self.drop_logged = true;
+                tracing::warn!(
+                    buffered = self.samples.len(),
+                    "metrics buffer full while writes fail: dropping the oldest samples"
+                );
+            }
+        }
+    }
+
+    fn answer_waiting(&mut self, outcome: Result<(), String>) {
+        for waiter in self.waiting.drain(..) {
+            let _ = waiter.send(outcome.clone());
+        }
+    }
+
+    /// Sends the next batch to the database unless one is out or a retry is not due.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight {
+            return;
+        }
+        if self.is_empty() {
+            self.answer_waiting(Ok(()));
+            return;
+        }
+        if self.retry_at.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        let take = self.samples.len().min(self.settings.batch_samples.max(1));
+        let samples: Vec<Sample> = self.samples.drain(..take).collect();
+        let events: Vec<NewEvent> = self.events.drain(..).collect();
+        self.buffered_changed();
+        let rows: Vec<NewSample> = samples.iter().flat_map(rows_of).collect();
+        let event_rows = events.clone();
+        let row_count = rows.len();
+        self.in_flight = true;
+        let db = self.db.clone();
+        let write = async move {
+            db.run(move |conn| {
+                db::write_transaction(conn, |conn| {
+                    db::samples::insert(conn, &rows)?;
+                    db::events::insert(conn, &event_rows)?;
+                    Ok(())
+                })
+            })
+            .await
+        };
+        ctx.spawn(write.into_actor(self).map(move |outcome, act, ctx| {
+            act.in_flight = false;
+            match outcome {
+                Ok(()) => act.written(&samples, events.len(), row_count),
+                Err(error) => {
+                    act.failed(samples, events, &error.to_string());
+                    act.answer_waiting(Err(error.to_string()));
+                    return;
+                }
+            }
+            if act.samples.len() >= act.settings.batch_samples || !act.waiting.is_empty() {
+                act.flush(ctx);
+            }
+        }));
+    }
+
+    fn written(&mut self, samples: &[Sample], events: usize, rows: usize) {
+        let stats = &self.stats;
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats
+            .samples_written
+            .fetch_add(samples.len() as u64, Ordering::Relaxed);
+        stats.rows_written.fetch_add(rows as u64, Ordering::Relaxed);
+        stats
+            .events_written
+            .fetch_add(events as u64, Ordering::Relaxed);
+        stats.batch_sizes.observe(samples.len() as f64);
+        if let Some(oldest) = samples.iter().map(|s| s.at).min() {
+            let lag = (Utc::now() - oldest).num_milliseconds().max(0);
+            stats.lag_ms.store(lag as u64, Ordering::Relaxed);
+        }
+        if self.retry_at.take().is_some() {
+            tracing::info!("metrics writes succeed again");
+        }
+        self.retry_delay = FIRST_RETRY_DELAY;
+        self.drop_logged = false;
+        tracing::debug!(
+            samples = samples.len(),
+            events,
+            rows,
+            "metrics batch written"
+        );
+    }
+
+    /// Puts a failed batch back in front of what came since, and waits before retrying.
+    fn failed(&mut self, samples: Vec<Sample>, events: Vec<NewEvent>, error: &str) {
+        self.stats.failed_writes.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            samples = samples.len(),
+            events = events.len(),
+            retry_in_ms = self.retry_delay.as_millis() as u64,
+            %error,
+            "metrics batch not written; keeping it to retry"
+        );
+        for sample in samples.into_iter().rev() {
+            self.samples.push_front(sample);
+        }
+        for event in events.into_iter().rev() {
+            self.events.push_front(event);
+        }
+        self.enforce_bounds();
+        self.buffered_changed();
+        self.retry_at = Some(Instant::now() + self.retry_delay);
+        self.retry_delay = (self.retry_delay * 2).min(MAX_RETRY_DELAY);
+    }
+}
+
+/// The rows of one sample: one per series.
+fn rows_of(sample: &Sample) -> impl Iterator<Item = NewSample> + '_ {
+    let at_ms = sample.at.timestamp_millis();
+    sample.metrics.iter().map(move |(metric, value)| NewSample {
+        device_id: sample.device_id,
+        epoch: sample.epoch,
+        at_ms,
+        metric: metric.clone(),
+        value: *value,
+    })
+}
+
+impl Actor for MetricsWriter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.settings.flush_every, |act, ctx| act.flush(ctx));
+    }
+}
+
+impl Handler<Sample> for MetricsWriter {
+    type Result = ();
+
+    fn handle(&mut self, sample: Sample, ctx: &mut Context<Self>) {
+        self.samples.push_back(sample);
+        self.enforce_bounds();
+        self.buffered_changed();
+        if self.samples.len() >= self.settings.batch_samples {
+            self.flush(ctx);
+        }
+    }
+}
+
+impl Handler<StateChanged> for MetricsWriter {
+    type Result = ();
+
+    fn handle(&mut self, change: StateChanged, _ctx: &mut Context<Self>) {
+        self.events.push_back(NewEvent {
+            device_id: change.device_id,
+            company_id: change.company_id,
+            epoch: change.epoch,
+            from_state: change.from.as_str().to_string(),
+            to_state: change.to.as_str().to_string(),
+            at: change.at.naive_utc(),
+            reason: change.reason,
+        });
+        self.enforce_bounds();
+    }
+}
+
+impl Handler<Flush> for MetricsWriter {
+    type Result = ResponseFuture<Result<(), String>>;
+
+    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.waiting.push(tx);
+        // A flush asked for is not held back by a pending retry delay.
+        self.retry_at = None;
+        self.flush(ctx);
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Err("the metrics writer stopped".into()))
+        })
+    }
+}

@@ -1,0 +1,23 @@
+//! The host agent (`vigil agent`): samples this machine in the background and serves
+//! the latest sample as JSON (`/metrics.json`) and in the Prometheus text format
+//! (`/metrics`).
+//!
+//! - [`collect`]: the sampling thread ([`Collector`]) and the reader of its latest
+//!   sample ([`Latest`]).
+//! - `report`: the JSON document, [`AgentReport`]; `exposition`: the same report as
+//!   Prometheus text ([`AgentReport::to_exposition`]).
+//! - `server`: the HTTP server ([`Agent`]), built from a bound listener.
+
+pub mod collect;
+mod exposition;
+mod report;
+mod server;
+
+pub use self::collect::{
+    CollectError, Collector, Latest, NoSample, DEFAULT_INTERVAL, MIN_INTERVAL,
+};
+pub use self::exposition::PREFIX as EXPOSITION_PREFIX;
+pub use self::report::{
+    percent, AgentReport, Cpu, CpuCore, Disk, LoadAverage, Memory, Network, Temperature,
+};
+pub use self::server::{routes, Agent};

@@ -1,0 +1,77 @@
+//! Queries on `events`: every change of a device's health.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::models::{Event, NewEvent};
+use super::schema::events;
+use super::DbConn;
+
+pub fn insert(conn: &mut DbConn, rows: &[NewEvent]) -> QueryResult<usize> {
+    let mut inserted = 0;
+    for chunk in rows.chunks(1000) {
+        inserted += match conn {
+            DbConn::Pg(c) => diesel::insert_into(events::table)
+                .values(chunk)
+                .execute(c)?,
+            DbConn::Sqlite(c) => diesel::insert_into(events::table)
+                .values(chunk)
+                .execute(c)?,
+        };
+    }
+    Ok(inserted)
+}
+
+/// Which events to list.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub device_id: Option<i64>,
+    pub company_id: Option<i64>,
+    /// Only events at or after this time.
+    pub since: Option<NaiveDateTime>,
+}
+
+/// Events matching `filter`, newest first, one page at a time.
+pub fn list(
+    conn: &mut DbConn,
+    filter: &EventFilter,
+    limit: i64,
+    offset: i64,
+) -> QueryResult<Vec<Event>> {
+    let mut query = events::table
+        .select(Event::as_select())
+        .order((events::at.desc(), events::id.desc()))
+        .limit(limit)
+        .offset(offset)
+        .into_boxed();
+    if let Some(device_id) = filter.device_id {
+        query = query.filter(events::device_id.eq(device_id));
+    }
+    if let Some(company_id) = filter.company_id {
+        query = query.filter(events::company_id.eq(company_id));
+    }
+    if let Some(since) = filter.since {
+        query = query.filter(events::at.ge(since));
+    }
+    query.load(conn)
+}
+
+/// Deletes every event of a device (when the device is deleted).
+pub fn delete_of_device(conn: &mut DbConn, device_id: i64) -> QueryResult<usize> {
+    diesel::delete(events::table.filter(events::device_id.eq(device_id))).execute(conn)
+}
+
+/// Deletes every event of a company's devices (when the company is deleted).
+pub fn delete_of_company(conn: &mut DbConn, company_id: i64) -> QueryResult<usize> {
+    diesel::delete(events::table.filter(events::company_id.eq(company_id))).execute(conn)
+}
+
+/// The device's most recent event: its current state as last recorded.
+pub fn latest_of_device(conn: &mut DbConn, device_id: i64) -> QueryResult<Option<Event>> {
+    events::table
+        .filter(events::device_id.eq(device_id))
+        .order((events::at.desc(), events::id.desc()))
+        .select(Event::as_select())
+        .first(conn)
+        .optional()
+}

@@ -1,0 +1,172 @@
+//! Queries on `samples`: batch inserts from the metrics writer, history downsampled
+//! into buckets, the latest reading of a device, and retention.
+//!
+//! Times are `at_ms`, milliseconds since the Unix epoch, so both backends bucket them
+//! with the same integer arithmetic. Grouping by a computed bucket is beyond diesel's
+//! query builder, so those two queries are SQL, written once per backend's placeholder
+//! style.
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Double, Text};
+
+use super::models::NewSample;
+use super::schema::samples;
+use super::DbConn;
+
+/// Rows per INSERT statement: 5 parameters each, well under SQLite's 32766.
+const ROWS_PER_INSERT: usize = 1000;
+
+/// Inserts `rows`, several statements if need be (call inside a transaction to make
+/// them one write).
+pub fn insert(conn: &mut DbConn, rows: &[NewSample]) -> QueryResult<usize> {
+    let mut inserted = 0;
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        // Multi-row inserts do not compile through the MultiConnection enum.
+        inserted += match conn {
+            DbConn::Pg(c) => diesel::insert_into(samples::table)
+                .values(chunk)
+                .execute(c)?,
+            DbConn::Sqlite(c) => diesel::insert_into(samples::table)
+                .values(chunk)
+                .execute(c)?,
+        };
+    }
+    Ok(inserted)
+}
+
+/// One bucket of one series.
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct Bucket {
+    #[diesel(sql_type = Text)]
+    pub metric: String,
+    /// Index of the bucket from the start of the range.
+    #[diesel(sql_type = BigInt)]
+    pub bucket: i64,
+    #[diesel(sql_type = Double)]
+    pub min: f64,
+    #[diesel(sql_type = Double)]
+    pub avg: f64,
+    #[diesel(sql_type = Double)]
+    pub max: f64,
+    #[diesel(sql_type = BigInt)]
+    pub count: i64,
+}
+
+const HISTORY_PG: &str = "SELECT metric, (at_ms - $1) / $2 AS bucket, \
+     min(value) AS min, avg(value) AS avg, max(value) AS max, count(*) AS count \
+     FROM samples WHERE device_id = $3 AND at_ms >= $1 AND at_ms < $4 \
+     GROUP BY metric, bucket ORDER BY metric, bucket";
+
+const HISTORY_SQLITE: &str = "SELECT metric, (at_ms - ?1) / ?2 AS bucket, \
+     min(value) AS min, avg(value) AS avg, max(value) AS max, count(*) AS count \
+     FROM samples WHERE device_id = ?3 AND at_ms >= ?1 AND at_ms < ?4 \
+     GROUP BY metric, bucket ORDER BY metric, bucket";
+
+/// The device's samples in `[from_ms, to_ms)`, grouped per series into buckets of
+/// `width_ms` counted from `from_ms`, ordered by series and bucket.
+pub fn history(
+    conn: &mut DbConn,
+    device_id: i64,
+    from_ms: i64,
+    to_ms: i64,
+    width_ms: i64,
+) -> QueryResult<Vec<Bucket>> {
+    let width_ms = width_ms.max(1);
+    match conn {
+        DbConn::Pg(c) => diesel::sql_query(HISTORY_PG)
+            .bind::<BigInt, _>(from_ms)
+            .bind::<BigInt, _>(width_ms)
+            .bind::<BigInt, _>(device_id)
+            .bind::<BigInt, _>(to_ms)
+            .load(c),
+        DbConn::Sqlite(c) => diesel::sql_query(HISTORY_SQLITE)
+            .bind::<BigInt, _>(from_ms)
+            .bind::<BigInt, _>(width_ms)
+            .bind::<BigInt, _>(device_id)
+            .bind::<BigInt, _>(to_ms)
+            .load(c),
+    }
+}
+
+/// One stored reading.
+#[derive(Debug, Clone, PartialEq, Queryable, QueryableByName)]
+pub struct Reading {
+    #[diesel(sql_type = BigInt)]
+    pub device_id: i64,
+    #[diesel(sql_type = BigInt)]
+    pub at_ms: i64,
+    #[diesel(sql_type = Text)]
+    pub metric: String,
+    #[diesel(sql_type = Double)]
+    pub value: f64,
+}
+
+/// The device's most recent poll: every series written at its latest `at_ms`.
+pub fn latest(conn: &mut DbConn, device_id: i64) -> QueryResult<Vec<Reading>> {
+    let newest: Option<i64> = samples::table
+        .filter(samples::device_id.eq(device_id))
+        .select(diesel::dsl::max(samples::at_ms))
+        .first(conn)?;
+    let Some(newest) = newest else {
+        return Ok(Vec::new());
+    };
+    samples::table
+        .filter(samples::device_id.eq(device_id))
+        .filter(samples::at_ms.eq(newest))
+        .order(samples::metric)
+        .select((
+            samples::device_id,
+            samples::at_ms,
+            samples::metric,
+            samples::value,
+        ))
+        .load(conn)
+}
+
+const LATEST_ALL_PG: &str = "SELECT s.device_id, s.at_ms, s.metric, s.value FROM samples s \
+     JOIN (SELECT device_id, max(at_ms) AS at_ms FROM samples WHERE at_ms >= $1 \
+           GROUP BY device_id) l ON s.device_id = l.device_id AND s.at_ms = l.at_ms \
+     ORDER BY s.device_id, s.metric";
+
+const LATEST_ALL_SQLITE: &str = "SELECT s.device_id, s.at_ms, s.metric, s.value FROM samples s \
+     JOIN (SELECT device_id, max(at_ms) AS at_ms FROM samples WHERE at_ms >= ?1 \
+           GROUP BY device_id) l ON s.device_id = l.device_id AND s.at_ms = l.at_ms \
+     ORDER BY s.device_id, s.metric";
+
+/// The latest poll of every device that wrote one since `since_ms`, ordered by device
+/// and series.
+pub fn latest_of_all(conn: &mut DbConn, since_ms: i64) -> QueryResult<Vec<Reading>> {
+    match conn {
+        DbConn::Pg(c) => diesel::sql_query(LATEST_ALL_PG)
+            .bind::<BigInt, _>(since_ms)
+            .load(c),
+        DbConn::Sqlite(c) => diesel::sql_query(LATEST_ALL_SQLITE)
+            .bind::<BigInt, _>(since_ms)
+            .load(c),
+    }
+}
+
+/// Deletes up to `limit` samples older than `before_ms`; returns how many went. Callers
+/// repeat until it returns less than `limit`, so no one statement holds locks for long.
+pub fn delete_older_than(conn: &mut DbConn, before_ms: i64, limit: i64) -> QueryResult<usize> {
+    let oldest = samples::table
+        .filter(samples::at_ms.lt(before_ms))
+        .select(samples::id)
+        .order(samples::id)
+        .limit(limit);
+    let ids: Vec<i64> = oldest.load(conn)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(samples::table.filter(samples::id.eq_any(&ids))).execute(conn)
+}
+
+/// Deletes every sample of a device (when the device is deleted).
+pub fn delete_of_device(conn: &mut DbConn, device_id: i64) -> QueryResult<usize> {
+    diesel::delete(samples::table.filter(samples::device_id.eq(device_id))).execute(conn)
+}
+
+/// How many samples are stored (for tests and benchmarks).
+pub fn count(conn: &mut DbConn) -> QueryResult<i64> {
+    samples::table.count().get_result(conn)
+}

@@ -1,0 +1,236 @@
+//! Writing the Prometheus text exposition format (version 0.0.4), as the agent, the
+//! monitor servers and the coordinator serve it at `GET /metrics`.
+//!
+//! The format wants every sample of a metric family together, under one `# HELP` and
+//! one `# TYPE` line; callers open a family with [`Exposition::family`] and write all of
+//! its samples before the next.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::series::write_labels;
+
+/// The `Content-Type` of a text exposition.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The type of a metric family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+    Untyped,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+            Kind::Untyped => "untyped",
+        }
+    }
+}
+
+/// A text exposition being written.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    pub fn new() -> Self {
+        Exposition::default()
+    }
+
+    /// Opens the family `name`: its help text and type.
+    pub fn family(&mut self, name: &str, kind: Kind, help: &str) {
+        let _ = write!(self.out, "# HELP {name} ");
+        for c in help.chars() {
+            match c {
+                '\\' => self.out.push_str("\\\\"),
+                '\n' => self.out.push_str("\\n"),
+                c => self.out.push(c),
+            }
+        }
+        let _ = writeln!(self.out, "\n# TYPE {name} {}", kind.as_str());
+    }
+
+    /// One sample of the open family.
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            write_labels(&mut self.out, labels.iter().copied());
+            self.out.push('}');
+        }
+        self.value(value);
+    }
+
+    /// A whole histogram family's samples: cumulative `_bucket`s, `_sum` and `_count`.
+    pub fn histogram(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        histogram: &HistogramSnapshot,
+    ) {
+        let bucket_name = format!("{name}_bucket");
+        let mut cumulative = 0;
+        for (bound, count) in histogram.bounds.iter().zip(&histogram.counts) {
+            cumulative += count;
+            let le = format_value(*bound);
+            let mut with_le = labels.to_vec();
+            with_le.push(("le", &le));
+            self.sample(&bucket_name, &with_le, cumulative as f64);
+        }
+        let mut with_le = labels.to_vec();
+        with_le.push(("le", "+Inf"));
+        self.sample(&bucket_name, &with_le, histogram.count as f64);
+        self.sample(&format!("{name}_sum"), labels, histogram.sum);
+        self.sample(&format!("{name}_count"), labels, histogram.count as f64);
+    }
+
+    fn value(&mut self, value: f64) {
+        self.out.push(' ');
+        self.out.push_str(&format_value(value));
+        self.out.push('\n');
+    }
+
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
+/// A value as the format spells it: `NaN`, `+Inf`, `-Inf` or a decimal number.
+pub fn format_value(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value == f64::INFINITY {
+        "+Inf".into()
+    } else if value == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        value.to_string()
+    }
+}
+
+/// A histogram as read at one moment: per-bucket (not cumulative) counts for each
+/// upper bound, plus the total count and sum.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    pub bounds: Vec<f64>,
+    pub counts: Vec<u64>,
+    pub count: u64,
+    pub sum: f64,
+}
+
+/// A histogram filled from many threads: fixed upper bounds, atomic counts.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    count: AtomicU64,
+    /// The sum, in millionths, so it fits an atomic integer.
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, value: f64) {
+        if let Some(i) = self.bounds.iter().position(|bound| value <= *bound) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let micros = (value.max(0.0) * 1e6).round();
+        self.sum_micros.fetch_add(micros as u64, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            bounds: self.bounds.to_vec(),
+            counts: self
+                .counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+            count: self.count.load(Ordering::Relaxed),
+            sum: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_samples_and_histograms_are_written_in_the_text_format() {
+        let mut e = Exposition::new();
+        e.family(
+            "vigil_polls_total",
+            Kind::Counter,
+            "Polls done.\nAll of them.",
+        );
+        e.sample("vigil_polls_total", &[("server", "1")], 3.0);
+        e.sample(
+            "vigil_polls_total",
+            &[("server", "2"), ("kind", "http")],
+            4.5,
+        );
+        e.family("vigil_poll_seconds", Kind::Histogram, "Poll latency.");
+        e.histogram(
+            "vigil_poll_seconds",
+            &[],
+            &HistogramSnapshot {
+                bounds: vec![0.1, 1.0],
+                counts: vec![2, 1],
+                count: 4,
+                sum: 3.25,
+            },
+        );
+        e.family("g", Kind::Gauge, "odd values");
+        e.sample("g", &[("v", "a\"b")], f64::NAN);
+        e.sample("g", &[], f64::INFINITY);
+        let text = e.finish();
+        assert_eq!(
+            text,
+            "# HELP vigil_polls_total Polls done.\\nAll of them.\n\
+             # TYPE vigil_polls_total counter\n\
+             vigil_polls_total{server=\"1\"} 3\n\
+             vigil_polls_total{server=\"2\",kind=\"http\"} 4.5\n\
+             # HELP vigil_poll_seconds Poll latency.\n\
+             # TYPE vigil_poll_seconds histogram\n\
+             vigil_poll_seconds_bucket{le=\"0.1\"} 2\n\
+             vigil_poll_seconds_bucket{le=\"1\"} 3\n\
+             vigil_poll_seconds_bucket{le=\"+Inf\"} 4\n\
+             vigil_poll_seconds_sum 3.25\n\
+             vigil_poll_seconds_count 4\n\
+             # HELP g odd values\n\
+             # TYPE g gauge\n\
+             g{v=\"a\\\"b\"} NaN\n\
+             g +Inf\n"
+        );
+    }
+
+    #[test]
+    fn a_histogram_counts_into_the_first_bucket_that_holds_the_value() {
+        static BOUNDS: [f64; 3] = [0.01, 0.1, 1.0];
+        let h = Histogram::new(&BOUNDS);
+        for v in [0.005, 0.01, 0.05, 0.5, 5.0] {
+            h.observe(v);
+        }
+        let s = h.snapshot();
+        assert_eq!(s.counts, vec![2, 1, 1]);
+        assert_eq!(s.count, 5);
+        assert!((s.sum - 5.565).abs() < 1e-9, "{}", s.sum);
+    }
+}

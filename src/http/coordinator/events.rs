@@ -1,0 +1,88 @@
+//! `GET /api/v1/events`: every change of a device's health, newest first, filtered by
+//! device, company and time.
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::input;
+use super::views::utc;
+use super::AppState;
+use crate::db;
+use crate::db::events::EventFilter;
+use crate::db::models::Event;
+use crate::http::error::ApiError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    device_id: Option<i64>,
+    company_id: Option<i64>,
+    /// RFC 3339; only events at or after it.
+    since: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    pub id: i64,
+    pub device_id: i64,
+    pub company_id: i64,
+    pub from: String,
+    pub to: String,
+    pub at: DateTime<Utc>,
+    pub reason: String,
+    /// The assignment epoch of the monitor that saw the change.
+    pub epoch: i64,
+}
+
+impl From<Event> for EventView {
+    fn from(e: Event) -> Self {
+        EventView {
+            id: e.id,
+            device_id: e.device_id,
+            company_id: e.company_id,
+            from: e.from_state,
+            to: e.to_state,
+            at: utc(e.at),
+            reason: e.reason,
+            epoch: e.epoch,
+        }
+    }
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    query: web::Query<EventsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let (limit, offset) = input::page(query.limit, query.offset)?;
+    let since = query
+        .since
+        .as_deref()
+        .map(|value| {
+            DateTime::parse_from_rfc3339(value)
+                .map(|at| at.with_timezone(&Utc).naive_utc())
+                .map_err(|e| {
+                    ApiError::bad_request(
+                        "invalid_query",
+                        format!(
+                            "since must be an RFC 3339 time such as 2026-11-23T10:00:00Z (got {value:?}: {e})"
+                        ),
+                    )
+                })
+        })
+        .transpose()?;
+    let filter = EventFilter {
+        device_id: query.device_id,
+        company_id: query.company_id,
+        since,
+    };
+    let events = state
+        .db
+        .run(move |conn| db::events::list(conn, &filter, limit, offset))
+        .await?;
+    let views: Vec<EventView> = events.into_iter().map(EventView::from).collect();
+    Ok(HttpResponse::Ok().json(views))
+}

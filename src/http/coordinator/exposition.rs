@@ -1,0 +1,95 @@
+//! The coordinator's `GET /metrics`: how many devices, monitored devices and monitor
+//! servers there are, and the latest stored reading of every device, labelled with the
+//! device's and its company's names, for a Prometheus to scrape or federate.
+
+use std::collections::BTreeMap;
+
+use actix_web::{web, HttpResponse};
+use chrono::Utc;
+
+use super::AppState;
+use crate::db::{self, DbConn};
+use crate::domain::MonitorConfig;
+use crate::exposition::{Exposition, Kind};
+use crate::http::error::ApiError;
+use crate::http::metrics::{respond, write_devices, DeviceReading};
+
+/// A reading older than this many poll intervals (and at least `MIN_FRESH_MS`) is
+/// stale: the device is no longer polled, and its last value is not current.
+const FRESH_POLLS: i64 = 3;
+const MIN_FRESH_MS: i64 = 10 * 60 * 1000;
+
+struct Scrape {
+    devices: i64,
+    monitored: i64,
+    servers: usize,
+    readings: Vec<DeviceReading>,
+}
+
+fn collect(conn: &mut DbConn) -> diesel::QueryResult<Scrape> {
+    let config = MonitorConfig::from(&db::config::get(conn)?);
+    let interval_ms = i64::try_from(config.poll_interval_ms).unwrap_or(i64::MAX);
+    let fresh_ms = interval_ms.saturating_mul(FRESH_POLLS).max(MIN_FRESH_MS);
+    let since_ms = Utc::now().timestamp_millis().saturating_sub(fresh_ms);
+    let readings = db::samples::latest_of_all(conn, since_ms)?;
+    let mut by_device: BTreeMap<i64, BTreeMap<String, f64>> = BTreeMap::new();
+    for r in readings {
+        by_device
+            .entry(r.device_id)
+            .or_default()
+            .insert(r.metric, r.value);
+    }
+    let ids: Vec<i64> = by_device.keys().copied().collect();
+    let names: BTreeMap<i64, (String, String)> = db::devices::names_of(conn, &ids)?
+        .into_iter()
+        .map(|(id, device, company)| (id, (device, company)))
+        .collect();
+    let readings = by_device
+        .into_iter()
+        .filter_map(|(id, metrics)| {
+            // A device deleted since its last sample has no names and is left out.
+            let (device, company) = names.get(&id)?.clone();
+            Some(DeviceReading {
+                labels: vec![
+                    ("device", device),
+                    ("company", company),
+                    ("device_id", id.to_string()),
+                ],
+                metrics,
+            })
+        })
+        .collect();
+    Ok(Scrape {
+        devices: db::devices::count(conn)?,
+        monitored: db::assignments::count_monitored(conn)?,
+        servers: db::monitor_servers::list(conn)?.len(),
+        readings,
+    })
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let scrape = state.db.run(collect).await?;
+    let mut out = Exposition::new();
+    for (name, help, value) in [
+        (
+            "vigil_devices",
+            "Devices registered.",
+            scrape.devices as f64,
+        ),
+        (
+            "vigil_devices_monitored",
+            "Devices assigned to a monitor server.",
+            scrape.monitored as f64,
+        ),
+        (
+            "vigil_monitor_servers",
+            "Monitor servers registered.",
+            scrape.servers as f64,
+        ),
+    ] {
+        out.family(name, Kind::Gauge, help);
+        out.sample(name, &[], value);
+    }
+    write_devices(&mut out, &scrape.readings);
+    Ok(respond(out.finish()))
+}

@@ -1,0 +1,253 @@
+//! The `MetricsWriter` driven directly, on a real database: samples go in batches of at
+//! most `batch_samples`, a partial batch within `flush_every`, nothing is lost while
+//! the database is away as long as the buffer holds, and the oldest go first when it
+//! does not; a node that stops writes what its writer still held.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use actix::Actor;
+use chrono::{TimeZone, Utc};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use serde_json::json;
+use vigil::actors::writer::{Flush, MetricsWriter, Sample, StateChanged, WriterSettings};
+use vigil::db::schema::samples;
+use vigil::db::{self, Db};
+use vigil::domain::{HealthState, Metrics};
+
+use crate::helpers::{eventually, scratch, Backend, TestCluster};
+
+crate::on_both_backends!(
+    samples_are_written_in_batches_of_at_most_batch_samples,
+    samples_wait_while_the_database_is_away_and_the_oldest_go_when_the_buffer_is_full,
+    state_changes_are_written_as_events,
+    a_stopped_monitor_server_writes_what_its_writer_held,
+);
+
+fn sample(device_id: i64, second: i64) -> Sample {
+    let metrics: Metrics = [
+        ("cpu_usage_percent".to_string(), second as f64),
+        ("memory_usage_percent".to_string(), 50.0),
+        (r#"disk_usage_percent{mount="/"}"#.to_string(), 10.0),
+    ]
+    .into_iter()
+    .collect();
+    Sample {
+        device_id,
+        epoch: 1,
+        at: Utc.timestamp_opt(1_800_000_000 + second, 0).unwrap(),
+        metrics,
+    }
+}
+
+async fn rows(db: &Db) -> i64 {
+    db.run(db::samples::count).await.unwrap()
+}
+
+/// The distinct poll times stored, in seconds after the first test sample.
+async fn stored_seconds(db: &Db) -> Vec<i64> {
+    let mut at: Vec<i64> = db
+        .run(|conn| {
+            samples::table
+                .select(samples::at_ms)
+                .distinct()
+                .load::<i64>(conn)
+        })
+        .await
+        .unwrap();
+    at.sort_unstable();
+    at.into_iter().map(|ms| ms / 1000 - 1_800_000_000).collect()
+}
+
+async fn open(backend: Backend) -> (Db, vigil::db::scratch::ScratchDb) {
+    let scratch = scratch(backend);
+    let db = Db::open(scratch.url().clone(), 4).await.unwrap();
+    (db, scratch)
+}
+
+async fn samples_are_written_in_batches_of_at_most_batch_samples(backend: Backend) {
+    let (db, _scratch) = open(backend).await;
+    let writer = MetricsWriter::new(
+        db.clone(),
+        WriterSettings {
+            batch_samples: 50,
+            flush_every: Duration::from_secs(3600),
+            ..WriterSettings::default()
+        },
+    );
+    let stats = writer.stats();
+    let writer = writer.start();
+    for second in 0..120 {
+        writer.do_send(sample(1, second));
+    }
+    writer.send(Flush).await.unwrap().unwrap();
+    assert_eq!(rows(&db).await, 360, "three series per sample");
+    assert_eq!(stored_seconds(&db).await, (0..120).collect::<Vec<_>>());
+    let batches = stats.batches.load(Ordering::Relaxed);
+    assert!(
+        batches >= 3,
+        "120 samples in batches of 50 took {batches} batches"
+    );
+    let sizes = stats.batch_sizes.snapshot();
+    // Bounds are 1, 10, 50, 100, …: nothing above 50.
+    assert_eq!(sizes.bounds[2], 50.0);
+    assert_eq!(sizes.counts[3..].iter().sum::<u64>(), 0, "{sizes:?}");
+    assert_eq!(sizes.count, batches);
+    assert_eq!(stats.samples_written.load(Ordering::Relaxed), 120);
+    assert_eq!(stats.rows_written.load(Ordering::Relaxed), 360);
+}
+
+#[actix_rt::test]
+async fn a_partial_batch_is_written_within_the_flush_interval() {
+    let (db, _scratch) = open(Backend::Sqlite).await;
+    let writer = MetricsWriter::new(
+        db.clone(),
+        WriterSettings {
+            batch_samples: 1000,
+            flush_every: Duration::from_millis(100),
+            ..WriterSettings::default()
+        },
+    )
+    .start();
+    writer.do_send(sample(1, 0));
+    writer.do_send(sample(1, 1));
+    eventually("two samples written without a flush being asked", || {
+        let db = db.clone();
+        async move { (rows(&db).await == 6).then_some(()) }
+    })
+    .await;
+}
+
+async fn rename(db: &Db, from: &'static str, to: &'static str) {
+    db.run(move |conn| conn.batch_execute(&format!("ALTER TABLE {from} RENAME TO {to}")))
+        .await
+        .unwrap();
+}
+
+async fn samples_wait_while_the_database_is_away_and_the_oldest_go_when_the_buffer_is_full(
+    backend: Backend,
+) {
+    let (db, _scratch) = open(backend).await;
+    let writer = MetricsWriter::new(
+        db.clone(),
+        WriterSettings {
+            batch_samples: 5,
+            flush_every: Duration::from_millis(50),
+            max_buffered_samples: 10,
+            max_buffered_events: 10,
+        },
+    );
+    let stats = writer.stats();
+    let writer = writer.start();
+    // The table is away: every write fails, as with a database that is down.
+    rename(&db, "samples", "samples_away").await;
+    for second in 0..25 {
+        writer.do_send(sample(1, second));
+    }
+    eventually("a write fails", || {
+        let failed = stats.failed_writes.load(Ordering::Relaxed);
+        async move { (failed >= 1).then_some(()) }
+    })
+    .await;
+    let flushed = writer.send(Flush).await.unwrap();
+    assert!(
+        flushed.is_err(),
+        "a flush while the table is away reports the failure"
+    );
+    assert_eq!(stats.dropped_samples.load(Ordering::Relaxed), 15);
+    assert_eq!(stats.buffered_samples.load(Ordering::Relaxed), 10);
+    rename(&db, "samples_away", "samples").await;
+    eventually(
+        "the held samples are written once the table is back",
+        || {
+            let db = db.clone();
+            async move { (rows(&db).await == 30).then_some(()) }
+        },
+    )
+    .await;
+    assert_eq!(
+        stored_seconds(&db).await,
+        (15..25).collect::<Vec<_>>(),
+        "the newest ten were kept"
+    );
+    assert_eq!(stats.dropped_samples.load(Ordering::Relaxed), 15);
+    assert_eq!(stats.buffered_samples.load(Ordering::Relaxed), 0);
+}
+
+async fn state_changes_are_written_as_events(backend: Backend) {
+    let (db, _scratch) = open(backend).await;
+    let writer = MetricsWriter::new(db.clone(), WriterSettings::default()).start();
+    let at = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+    writer.do_send(StateChanged {
+        device_id: 7,
+        company_id: 3,
+        epoch: 2,
+        from: HealthState::Normal,
+        to: HealthState::Critical,
+        at,
+        reason: "cpu_usage_percent is 95.0, above the critical threshold 90".into(),
+    });
+    writer.send(Flush).await.unwrap().unwrap();
+    let events = db
+        .run(|conn| {
+            db::events::list(
+                conn,
+                &db::events::EventFilter {
+                    device_id: Some(7),
+                    ..Default::default()
+                },
+                10,
+                0,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!((e.company_id, e.epoch), (3, 2));
+    assert_eq!(
+        (e.from_state.as_str(), e.to_state.as_str()),
+        ("normal", "critical")
+    );
+    assert_eq!(e.at.and_utc(), at);
+    assert!(e.reason.contains("above the critical threshold"));
+}
+
+async fn a_stopped_monitor_server_writes_what_its_writer_held(backend: Backend) {
+    let mut cluster = TestCluster::spawn(backend, 0).await;
+    // A writer that writes only when asked to: nothing is stored while the server runs.
+    cluster
+        .add_server_with_writer(WriterSettings {
+            batch_samples: 100_000,
+            flush_every: Duration::from_secs(3600),
+            ..WriterSettings::default()
+        })
+        .await;
+    let company = cluster.company("acme").await;
+    let device = cluster
+        .device_at(company, "web", &cluster.fleet.url("/d/web"))
+        .await;
+    cluster.start_device(device).await;
+    eventually("a few polls", || async {
+        let answer = cluster.get(&format!("/api/v1/devices/{device}")).await;
+        (answer.body["monitoring"]["polls"].as_u64()? >= 3).then_some(())
+    })
+    .await;
+    assert_eq!(cluster.db.run(db::samples::count).await.unwrap(), 0);
+    // The server's run ends by flushing its writer.
+    cluster.stop_server(0).await;
+    eventually("samples stored after the stop", || async {
+        let stored = cluster.db.run(db::samples::count).await.unwrap();
+        (stored >= 3 * 2).then_some(())
+    })
+    .await;
+    let answer = cluster
+        .get(&format!("/api/v1/devices/{device}/metrics/latest"))
+        .await;
+    assert_eq!(answer.body["metrics"]["up"], json!(1.0), "{answer:?}");
+    assert!(
+        answer.body["metrics"]["latency_seconds"].as_f64().is_some(),
+        "{answer:?}"
+    );
+}
