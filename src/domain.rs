@@ -74,6 +74,9 @@ pub struct DeviceSpec {
     pub id: i64,
     pub company_id: i64,
     pub name: String,
+    /// The company's name, for labels (empty when the sender did not say).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub company: String,
     pub address: String,
     pub kind: DeviceKind,
     /// For `http` devices: the status that means up (any 2xx when absent).
@@ -81,14 +84,14 @@ pub struct DeviceSpec {
     pub expected_status: Option<u16>,
 }
 
-impl TryFrom<&Device> for DeviceSpec {
-    type Error = UnknownKind;
-
-    fn try_from(device: &Device) -> Result<Self, Self::Error> {
+impl DeviceSpec {
+    /// The spec of a stored device of the company named `company`.
+    pub fn of(device: &Device, company: &str) -> Result<Self, UnknownKind> {
         Ok(DeviceSpec {
             id: device.id,
             company_id: device.company_id,
             name: device.name.clone(),
+            company: company.to_string(),
             address: device.address.clone(),
             kind: device.kind.parse()?,
             expected_status: device

@@ -125,12 +125,14 @@ pub struct HistogramSnapshot {
     pub sum: f64,
 }
 
-/// A histogram filled from many threads: fixed upper bounds, atomic counts.
+/// A histogram filled from many threads: fixed upper bounds, atomic counts. The total
+/// is the sum of the buckets (one more catches what is above every bound), so a
+/// snapshot taken while others observe stays cumulative.
 #[derive(Debug)]
 pub struct Histogram {
     bounds: &'static [f64],
+    /// One per bound, then the overflow.
     counts: Vec<AtomicU64>,
-    count: AtomicU64,
     /// The sum, in millionths, so it fits an atomic integer.
     sum_micros: AtomicU64,
 }
@@ -139,30 +141,34 @@ impl Histogram {
     pub fn new(bounds: &'static [f64]) -> Self {
         Histogram {
             bounds,
-            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
             sum_micros: AtomicU64::new(0),
         }
     }
 
     pub fn observe(&self, value: f64) {
-        if let Some(i) = self.bounds.iter().position(|bound| value <= *bound) {
-            self.counts[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
+        let i = self
+            .bounds
+            .iter()
+            .position(|bound| value <= *bound)
+            .unwrap_or(self.bounds.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
         let micros = (value.max(0.0) * 1e6).round();
         self.sum_micros.fetch_add(micros as u64, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut counts: Vec<u64> = self
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let count = counts.iter().sum();
+        counts.truncate(self.bounds.len());
         HistogramSnapshot {
             bounds: self.bounds.to_vec(),
-            counts: self
-                .counts
-                .iter()
-                .map(|c| c.load(Ordering::Relaxed))
-                .collect(),
-            count: self.count.load(Ordering::Relaxed),
+            counts,
+            count,
             sum: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
         }
     }

@@ -193,11 +193,22 @@ async fn run_monitor_server(settings: MonitorServerSettings) -> Result<(), Start
     )
     .await?;
     let handle = node.handle();
-    tokio::select! {
-        () = startup::shutdown_signal() => handle.stop(true).await,
-        ended = node.run_until_stopped() => ended.map_err(StartupError::Server)?,
+    // Its own task, so the server keeps being driven while it stops; awaited to its end
+    // either way, since it ends by writing what the metrics writer still holds.
+    let mut running = actix_rt::spawn(node.run_until_stopped());
+    let ended = tokio::select! {
+        () = startup::shutdown_signal() => {
+            handle.stop(true).await;
+            running.await
+        }
+        ended = &mut running => ended,
+    };
+    match ended {
+        Ok(served) => served.map_err(StartupError::Server),
+        Err(join) => Err(StartupError::Server(std::io::Error::other(
+            join.to_string(),
+        ))),
     }
-    Ok(())
 }
 
 async fn run_agent(settings: AgentSettings) -> Result<(), StartupError> {

@@ -139,6 +139,12 @@ pub fn sanitize_name(name: &str) -> String {
     out
 }
 
+/// A label name with every character Prometheus does not allow there (a colon
+/// included) replaced by `_`.
+pub fn sanitize_label_name(name: &str) -> String {
+    sanitize_name(name).replace(':', "_")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +187,6 @@ mod tests {
         assert_eq!(sanitize_name("node.load-1"), "node_load_1");
         assert_eq!(sanitize_name("1x"), "_1x");
         assert_eq!(sanitize_name(""), "_");
+        assert_eq!(sanitize_label_name("a:b"), "a_b");
     }
 }

@@ -101,6 +101,7 @@ fn device(id: i64) -> DeviceSpec {
         id,
         company_id: 1,
         name: format!("device-{id}"),
+        company: "acme".into(),
         address: format!("http://device-{id}.test/"),
         kind: DeviceKind::Http,
         expected_status: None,

@@ -1,5 +1,6 @@
-//! `Retention`: deletes samples older than `config.retention_hours`, at start and then
-//! every few minutes, a bounded chunk per statement so no delete holds locks for long.
+//! `Retention`: deletes samples and events older than `config.retention_hours`, at start
+//! and then every few minutes, a bounded chunk per statement so no delete holds locks
+//! for long.
 
 use std::time::Duration;
 
@@ -29,24 +30,45 @@ impl Retention {
     }
 }
 
-/// Deletes what is past retention now; answers how many samples went.
+/// Deletes what is past retention now; answers what went.
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Result<usize, String>")]
+#[rtype(result = "Result<Pruned, String>")]
 pub struct Prune;
 
-/// Deletes samples older than the configured retention, chunk by chunk.
-fn prune(conn: &mut db::DbConn) -> diesel::QueryResult<(usize, i32)> {
-    let hours = db::config::get(conn)?.retention_hours.max(1);
-    let cutoff_ms = Utc::now().timestamp_millis() - i64::from(hours) * 3_600_000;
+/// What one prune deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub samples: usize,
+    pub events: usize,
+}
+
+/// Runs `delete` (a chunk at a time) until a chunk comes back short.
+fn in_chunks(
+    what: &str,
+    mut delete: impl FnMut() -> diesel::QueryResult<usize>,
+) -> diesel::QueryResult<usize> {
     let mut deleted = 0;
     loop {
-        let n = db::samples::delete_older_than(conn, cutoff_ms, CHUNK)?;
+        let n = delete()?;
         deleted += n;
         if n < CHUNK as usize {
-            return Ok((deleted, hours));
+            return Ok(deleted);
         }
-        tracing::info!(deleted, "retention: deleting old samples");
+        tracing::info!(deleted, "retention: deleting old {what}");
     }
+}
+
+/// Deletes samples and events older than the configured retention.
+fn prune(conn: &mut db::DbConn) -> diesel::QueryResult<(Pruned, i32)> {
+    let hours = db::config::get(conn)?.retention_hours.max(1);
+    let cutoff = Utc::now() - chrono::Duration::hours(i64::from(hours));
+    let samples = in_chunks("samples", || {
+        db::samples::delete_older_than(conn, cutoff.timestamp_millis(), CHUNK)
+    })?;
+    let events = in_chunks("events", || {
+        db::events::delete_older_than(conn, cutoff.naive_utc(), CHUNK)
+    })?;
+    Ok((Pruned { samples, events }, hours))
 }
 
 impl Actor for Retention {
@@ -59,11 +81,11 @@ impl Actor for Retention {
 }
 
 impl Handler<Prune> for Retention {
-    type Result = ResponseActFuture<Self, Result<usize, String>>;
+    type Result = ResponseActFuture<Self, Result<Pruned, String>>;
 
     fn handle(&mut self, _: Prune, _ctx: &mut Context<Self>) -> Self::Result {
         if self.running {
-            return Box::pin(fut::ready(Ok(0)));
+            return Box::pin(fut::ready(Ok(Pruned::default())));
         }
         self.running = true;
         let db = self.db.clone();
@@ -73,15 +95,16 @@ impl Handler<Prune> for Retention {
                 .map(|outcome, act, _ctx| {
                     act.running = false;
                     match outcome {
-                        Ok((deleted, hours)) => {
-                            if deleted > 0 {
+                        Ok((pruned, hours)) => {
+                            if pruned != Pruned::default() {
                                 tracing::info!(
-                                    deleted,
+                                    samples = pruned.samples,
+                                    events = pruned.events,
                                     retention_hours = hours,
-                                    "retention: old samples deleted"
+                                    "retention: old samples and events deleted"
                                 );
                             }
-                            Ok(deleted)
+                            Ok(pruned)
                         }
                         Err(error) => {
                             tracing::warn!(%error, "retention: could not delete old samples");

@@ -4,9 +4,13 @@
 //! A batch goes when `batch_samples` samples are waiting or every `flush_every`,
 //! whichever comes first; one batch is in flight at a time. When a write fails (the
 //! database is down, say) the batch goes back to the front of the buffer and is tried
-//! again with a growing delay. The buffer is bounded: past `max_buffered_samples` the
-//! oldest samples are dropped and counted, so a long outage costs history, never the
-//! process.
+//! again with a growing delay. The buffer is bounded in rows (one per series per poll,
+//! which is what memory grows with): past `max_buffered_rows` the oldest samples are
+//! dropped and counted, so a long outage costs history, never the process.
+//!
+//! What a device reported is untrusted: non-finite values are left out and control
+//! characters (which PostgreSQL refuses in text) are replaced, so no reading can make
+//! a batch fail for good and hold up every write behind it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,8 +33,9 @@ pub struct WriterSettings {
     pub batch_samples: usize,
     /// A partial batch waits at most this long.
     pub flush_every: Duration,
-    /// Samples held while writes fail; the oldest go first beyond it.
-    pub max_buffered_samples: usize,
+    /// Rows (series readings) held while writes fail; the oldest samples go first
+    /// beyond it.
+    pub max_buffered_rows: usize,
     /// State changes held while writes fail; the oldest go first beyond it.
     pub max_buffered_events: usize,
 }
@@ -40,7 +45,7 @@ impl Default for WriterSettings {
         WriterSettings {
             batch_samples: 500,
             flush_every: Duration::from_secs(1),
-            max_buffered_samples: 100_000,
+            max_buffered_rows: 1_000_000,
             max_buffered_events: 10_000,
         }
     }
@@ -65,6 +70,8 @@ pub struct WriterStats {
     pub dropped_events: AtomicU64,
     /// Samples waiting now.
     pub buffered_samples: AtomicU64,
+    /// Rows those samples make.
+    pub buffered_rows: AtomicU64,
     /// Age of the oldest sample of the last batch when it was written, in milliseconds.
     pub lag_ms: AtomicU64,
     pub batch_sizes: Histogram,
@@ -81,6 +88,7 @@ impl Default for WriterStats {
             dropped_samples: AtomicU64::new(0),
             dropped_events: AtomicU64::new(0),
             buffered_samples: AtomicU64::new(0),
+            buffered_rows: AtomicU64::new(0),
             lag_ms: AtomicU64::new(0),
             batch_sizes: Histogram::new(&BATCH_SIZE_BOUNDS),
         }
@@ -121,6 +129,8 @@ pub struct MetricsWriter {
     db: Db,
     settings: WriterSettings,
     samples: VecDeque<Sample>,
+    /// Series readings in `samples`.
+    rows: usize,
     events: VecDeque<NewEvent>,
     in_flight: bool,
     retry_delay: Duration,
@@ -138,6 +148,7 @@ impl MetricsWriter {
             db,
             settings,
             samples: VecDeque::new(),
+            rows: 0,
             events: VecDeque::new(),
             in_flight: false,
             retry_delay: FIRST_RETRY_DELAY,
@@ -160,13 +171,19 @@ impl MetricsWriter {
         self.stats
             .buffered_samples
             .store(self.samples.len() as u64, Ordering::Relaxed);
+        self.stats
+            .buffered_rows
+            .store(self.rows as u64, Ordering::Relaxed);
     }
 
     /// Keeps the buffers within their bounds, dropping the oldest.
     fn enforce_bounds(&mut self) {
         let mut dropped_samples = 0;
-        while self.samples.len() > self.settings.max_buffered_samples {
-            self.samples.pop_front();
+        while self.rows > self.settings.max_buffered_rows {
+            let Some(oldest) = self.samples.pop_front() else {
+                break;
+            };
+            self.rows -= oldest.metrics.len();
             dropped_samples += 1;
         }
         let mut dropped_events = 0;
@@ -211,6 +228,7 @@ impl MetricsWriter {
         }
         let take = self.samples.len().min(self.settings.batch_samples.max(1));
         let samples: Vec<Sample> = self.samples.drain(..take).collect();
+        self.rows -= samples.iter().map(|s| s.metrics.len()).sum::<usize>();
         let events: Vec<NewEvent> = self.events.drain(..).collect();
         self.buffered_changed();
         let rows: Vec<NewSample> = samples.iter().flat_map(rows_of).collect();
@@ -283,6 +301,7 @@ impl MetricsWriter {
             "metrics batch not written; keeping it to retry"
         );
         for sample in samples.into_iter().rev() {
+            self.rows += sample.metrics.len();
             self.samples.push_front(sample);
         }
         for event in events.into_iter().rev() {
@@ -295,16 +314,31 @@ impl MetricsWriter {
     }
 }
 
-/// The rows of one sample: one per series.
+/// The rows of one sample: one per series with a finite value.
 fn rows_of(sample: &Sample) -> impl Iterator<Item = NewSample> + '_ {
     let at_ms = sample.at.timestamp_millis();
-    sample.metrics.iter().map(move |(metric, value)| NewSample {
-        device_id: sample.device_id,
-        epoch: sample.epoch,
-        at_ms,
-        metric: metric.clone(),
-        value: *value,
-    })
+    sample
+        .metrics
+        .iter()
+        .filter(|(_, value)| value.is_finite())
+        .map(move |(metric, value)| NewSample {
+            device_id: sample.device_id,
+            epoch: sample.epoch,
+            at_ms,
+            metric: printable(metric),
+            value: *value,
+        })
+}
+
+/// `text` with every control character replaced by `?`.
+fn printable(text: &str) -> String {
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect()
+    } else {
+        text.to_string()
+    }
 }
 
 impl Actor for MetricsWriter {
@@ -319,6 +353,7 @@ impl Handler<Sample> for MetricsWriter {
     type Result = ();
 
     fn handle(&mut self, sample: Sample, ctx: &mut Context<Self>) {
+        self.rows += sample.metrics.len();
         self.samples.push_back(sample);
         self.enforce_bounds();
         self.buffered_changed();
@@ -339,7 +374,7 @@ impl Handler<StateChanged> for MetricsWriter {
             from_state: change.from.as_str().to_string(),
             to_state: change.to.as_str().to_string(),
             at: change.at.naive_utc(),
-            reason: change.reason,
+            reason: printable(&change.reason),
         });
         self.enforce_bounds();
     }
@@ -358,5 +393,35 @@ impl Handler<Flush> for MetricsWriter {
             rx.await
                 .unwrap_or_else(|_| Err("the metrics writer stopped".into()))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn readings_that_would_fail_a_write_are_cleaned_or_left_out() {
+        let sample = Sample {
+            device_id: 1,
+            epoch: 2,
+            at: Utc.timestamp_millis_opt(1_800_000_000_123).unwrap(),
+            metrics: [
+                ("up".to_string(), 1.0),
+                ("nan".to_string(), f64::NAN),
+                ("inf".to_string(), f64::INFINITY),
+                ("rx{interface=\"eth\u{0}\n\"}".to_string(), 5.0),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let rows: Vec<NewSample> = rows_of(&sample).collect();
+        let names: Vec<&str> = rows.iter().map(|r| r.metric.as_str()).collect();
+        assert_eq!(names, vec!["rx{interface=\"eth??\"}", "up"]);
+        assert!(rows
+            .iter()
+            .all(|r| r.at_ms == 1_800_000_000_123 && r.epoch == 2));
+        assert_eq!(printable("fine"), "fine");
     }
 }

@@ -29,6 +29,20 @@ pub fn get(conn: &mut DbConn, id: i64) -> QueryResult<Option<Company>> {
         .optional()
 }
 
+/// `company id → name` of the companies among `ids`.
+pub fn names_of(
+    conn: &mut DbConn,
+    ids: &[i64],
+) -> QueryResult<std::collections::HashMap<i64, String>> {
+    let found: Vec<(i64, String)> = super::in_chunks(ids, |chunk| {
+        companies::table
+            .filter(companies::id.eq_any(chunk))
+            .select((companies::id, companies::name))
+            .load(conn)
+    })?;
+    Ok(found.into_iter().collect())
+}
+
 pub fn find_by_name(conn: &mut DbConn, name: &str) -> QueryResult<Option<Company>> {
     companies::table
         .filter(companies::name.eq(name))

@@ -75,3 +75,21 @@ pub fn latest_of_device(conn: &mut DbConn, device_id: i64) -> QueryResult<Option
         .first(conn)
         .optional()
 }
+
+/// Deletes up to `limit` events older than `before`; returns how many went.
+pub fn delete_older_than(
+    conn: &mut DbConn,
+    before: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<usize> {
+    let ids: Vec<i64> = events::table
+        .filter(events::at.lt(before))
+        .select(events::id)
+        .order(events::id)
+        .limit(limit)
+        .load(conn)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(events::table.filter(events::id.eq_any(&ids))).execute(conn)
+}

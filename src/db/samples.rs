@@ -52,39 +52,66 @@ pub struct Bucket {
     pub count: i64,
 }
 
-const HISTORY_PG: &str = "SELECT metric, (at_ms - $1) / $2 AS bucket, \
-     min(value) AS min, avg(value) AS avg, max(value) AS max, count(*) AS count \
-     FROM samples WHERE device_id = $3 AND at_ms >= $1 AND at_ms < $4 \
-     GROUP BY metric, bucket ORDER BY metric, bucket";
-
-const HISTORY_SQLITE: &str = "SELECT metric, (at_ms - ?1) / ?2 AS bucket, \
-     min(value) AS min, avg(value) AS avg, max(value) AS max, count(*) AS count \
-     FROM samples WHERE device_id = ?3 AND at_ms >= ?1 AND at_ms < ?4 \
-     GROUP BY metric, bucket ORDER BY metric, bucket";
+/// The history query for one backend: `$n` (PostgreSQL) or `?n` (SQLite) placeholders,
+/// 1 = from, 2 = width, 3 = device, 4 = to, 5 = limit, then two per filtered name (the
+/// exact series, and a LIKE pattern for every series of a bare name).
+fn history_sql(mark: char, names: usize) -> String {
+    let p = |n: usize| format!("{mark}{n}");
+    let mut sql = format!(
+        "SELECT metric, (at_ms - {from}) / {width} AS bucket, \
+         min(value) AS min, avg(value) AS avg, max(value) AS max, count(*) AS count \
+         FROM samples WHERE device_id = {device} AND at_ms >= {from} AND at_ms < {to}",
+        from = p(1),
+        width = p(2),
+        device = p(3),
+        to = p(4),
+    );
+    if names > 0 {
+        let alternatives: Vec<String> = (0..names)
+            .map(|i| format!("metric = {} OR metric LIKE {}", p(6 + 2 * i), p(7 + 2 * i)))
+            .collect();
+        sql.push_str(&format!(" AND ({})", alternatives.join(" OR ")));
+    }
+    sql.push_str(&format!(
+        " GROUP BY metric, bucket ORDER BY metric, bucket LIMIT {}",
+        p(5)
+    ));
+    sql
+}
 
 /// The device's samples in `[from_ms, to_ms)`, grouped per series into buckets of
-/// `width_ms` counted from `from_ms`, ordered by series and bucket.
+/// `width_ms` counted from `from_ms`, ordered by series and bucket, at most `limit`
+/// buckets. With `names`, only series of those names (exact series, or every series
+/// of a bare metric name; the LIKE may let through a few more, callers filter exactly).
 pub fn history(
     conn: &mut DbConn,
     device_id: i64,
-    from_ms: i64,
-    to_ms: i64,
-    width_ms: i64,
+    range: (i64, i64, i64),
+    names: &[String],
+    limit: i64,
 ) -> QueryResult<Vec<Bucket>> {
+    let (from_ms, to_ms, width_ms) = range;
     let width_ms = width_ms.max(1);
+    macro_rules! run {
+        ($conn:expr, $backend:ty, $mark:expr) => {{
+            let mut query = diesel::sql_query(history_sql($mark, names.len()))
+                .into_boxed::<$backend>()
+                .bind::<BigInt, _>(from_ms)
+                .bind::<BigInt, _>(width_ms)
+                .bind::<BigInt, _>(device_id)
+                .bind::<BigInt, _>(to_ms)
+                .bind::<BigInt, _>(limit);
+            for name in names {
+                query = query
+                    .bind::<Text, _>(name.clone())
+                    .bind::<Text, _>(format!("{name}{{%"));
+            }
+            query.load($conn)
+        }};
+    }
     match conn {
-        DbConn::Pg(c) => diesel::sql_query(HISTORY_PG)
-            .bind::<BigInt, _>(from_ms)
-            .bind::<BigInt, _>(width_ms)
-            .bind::<BigInt, _>(device_id)
-            .bind::<BigInt, _>(to_ms)
-            .load(c),
-        DbConn::Sqlite(c) => diesel::sql_query(HISTORY_SQLITE)
-            .bind::<BigInt, _>(from_ms)
-            .bind::<BigInt, _>(width_ms)
-            .bind::<BigInt, _>(device_id)
-            .bind::<BigInt, _>(to_ms)
-            .load(c),
+        DbConn::Pg(c) => run!(c, diesel::pg::Pg, '$'),
+        DbConn::Sqlite(c) => run!(c, diesel::sqlite::Sqlite, '?'),
     }
 }
 

@@ -119,6 +119,12 @@ pub fn write_runtime(
         load(&writer.buffered_samples),
     );
     family(
+        "vigil_writer_buffered_rows",
+        Kind::Gauge,
+        "Series readings those samples hold (the buffer is bounded by these).",
+        load(&writer.buffered_rows),
+    );
+    family(
         "vigil_writer_lag_seconds",
         Kind::Gauge,
         "Age of the oldest sample of the last batch when it was written.",
@@ -170,16 +176,14 @@ pub fn write_devices(out: &mut Exposition, devices: &[DeviceReading]) {
         );
         for (i, written, value) in samples {
             let ours = &devices[i].labels;
-            let own: Vec<(String, String)> = series::parse_labels(written)
-                .into_iter()
-                .map(|(k, v)| {
-                    if ours.iter().any(|(o, _)| *o == k) {
-                        (format!("exported_{k}"), v)
-                    } else {
-                        (series::sanitize_name(&k), v)
-                    }
-                })
-                .collect();
+            let mut own: Vec<(String, String)> = Vec::new();
+            for (key, value) in series::parse_labels(written) {
+                let mut key = series::sanitize_label_name(&key);
+                while ours.iter().any(|(o, _)| *o == key) || own.iter().any(|(o, _)| *o == key) {
+                    key = format!("exported_{key}");
+                }
+                own.push((key, value));
+            }
             let labels: Vec<(&str, &str)> = ours
                 .iter()
                 .map(|(k, v)| (*k, v.as_str()))
@@ -201,6 +205,10 @@ mod tests {
             metrics: [
                 (r#"disk_usage_percent{mount="/"}"#.to_string(), 41.5),
                 (r#"node_network_up{device="eth0"}"#.to_string(), 1.0),
+                (
+                    r#"odd{device="a",exported_device="b",x:y="c"}"#.to_string(),
+                    2.0,
+                ),
                 ("cpu_usage_percent".to_string(), 3.0),
             ]
             .into_iter()
@@ -216,5 +224,11 @@ mod tests {
             "vigil_device_node_network_up{device=\"web \\\"1\\\"\",company=\"acme\",exported_device=\"eth0\"} 1\n"
         ), "{text}");
         assert!(text.contains("# TYPE vigil_device_cpu_usage_percent gauge\n"));
+        assert!(
+            text.contains(
+                "vigil_device_odd{device=\"web \\\"1\\\"\",company=\"acme\",exported_device=\"a\",exported_exported_device=\"b\",x_y=\"c\"} 2\n"
+            ),
+            "{text}"
+        );
     }
 }

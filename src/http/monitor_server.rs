@@ -173,8 +173,7 @@ async fn info(state: web::Data<MonitorServerState>) -> Result<HttpResponse, ApiE
 }
 
 /// `GET /metrics`: this server's monitors and writer, and the latest result of each of
-/// its monitors (labelled `device`, `device_id`, `company_id`: a monitor server knows
-/// companies by id; the coordinator's `/metrics` names them).
+/// its monitors, labelled as the coordinator labels them.
 async fn metrics(state: web::Data<MonitorServerState>) -> Result<HttpResponse, ApiError> {
     let info = state.actor.send(GetInfo).await?;
     let statuses = state.actor.send(ListMonitors { device_ids: None }).await?;
@@ -194,8 +193,8 @@ async fn metrics(state: web::Data<MonitorServerState>) -> Result<HttpResponse, A
             Some(DeviceReading {
                 labels: vec![
                     ("device", status.device.name),
+                    ("company", status.device.company),
                     ("device_id", status.device.id.to_string()),
-                    ("company_id", status.device.company_id.to_string()),
                 ],
                 metrics: result.metrics,
             })

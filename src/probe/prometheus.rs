@@ -1219,6 +1219,7 @@ rpc_duration_seconds_count 2693
             id: 1,
             company_id: 1,
             name: "node".into(),
+            company: "acme".into(),
             address,
             kind: crate::domain::DeviceKind::Prometheus,
             expected_status: None,

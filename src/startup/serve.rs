@@ -21,6 +21,10 @@ use crate::probe;
 
 /// How often the in-process agent samples this host.
 const AGENT_INTERVAL: Duration = Duration::from_secs(1);
+/// How long each server may take to finish (and write its metrics) after a stop.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+/// How long to wait for the agent's first sample before monitoring this host.
+const FIRST_SAMPLE_WAIT: Duration = Duration::from_secs(3);
 
 /// The company `vigil serve` registers this host under.
 pub const LOCAL_COMPANY: &str = "local";
@@ -51,6 +55,7 @@ pub async fn serve(settings: ServeSettings) -> Result<(), StartupError> {
     }
     let agent = Agent::build(after(settings.monitor_servers + 1)?, AGENT_INTERVAL)?;
     let agent_address = agent.address();
+    let first_sample = agent.latest();
 
     let scheduler = coordinator.scheduler();
     let public = reachable(coordinator.address());
@@ -66,6 +71,16 @@ pub async fn serve(settings: ServeSettings) -> Result<(), StartupError> {
             .map(|node| actix_rt::spawn(node.run_until_stopped())),
     );
 
+    // The first poll of this host should find a sample, not the agent's 503.
+    let waited = tokio::time::timeout(FIRST_SAMPLE_WAIT, async {
+        while first_sample.get().is_err() {
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    if waited.is_err() {
+        tracing::warn!("the agent has no sample yet; monitoring this host anyway");
+    }
     match ensure_local_device(&db, agent_address).await {
         Ok(None) => tracing::info!("this host's device is disabled; not monitoring it"),
         Ok(Some(device_id)) => match scheduler
@@ -88,14 +103,27 @@ pub async fn serve(settings: ServeSettings) -> Result<(), StartupError> {
         "Vigil is serving http://{public} (devices: http://{public}/api/v1/devices, this host's metrics: http://{public}/api/v1/devices/{{id}}/metrics)"
     );
 
-    tokio::select! {
-        () = shutdown_signal() => {}
-        (ended, index, _) = select_all(servers) => {
+    let ended = tokio::select! {
+        () = shutdown_signal() => None,
+        (ended, index, _) = select_all(servers.iter_mut()) => {
             tracing::error!(server = index, outcome = ?ended, "an HTTP server stopped on its own; shutting down");
+            Some(index)
         }
-    }
+    };
     for handle in handles {
         handle.stop(true).await;
+    }
+    // Each monitor server's run ends by writing what its metrics writer still holds.
+    for (index, server) in servers.into_iter().enumerate() {
+        if Some(index) == ended {
+            continue;
+        }
+        if tokio::time::timeout(SHUTDOWN_WAIT, server).await.is_err() {
+            tracing::warn!(
+                server = index,
+                "a server did not finish shutting down in time"
+            );
+        }
     }
     Ok(())
 }

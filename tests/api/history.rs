@@ -5,8 +5,8 @@
 use actix_web::http::StatusCode;
 use chrono::{Duration, TimeZone, Utc};
 use serde_json::{json, Value};
-use vigil::actors::retention::Prune;
-use vigil::db::models::NewSample;
+use vigil::actors::retention::{Prune, Pruned};
+use vigil::db::models::{NewEvent, NewSample};
 use vigil::db::{self, Db};
 
 use crate::helpers::{assert_error, eventually, promtool_accepts, Backend, TestCluster};
@@ -149,7 +149,7 @@ async fn history_is_downsampled_into_buckets_with_min_avg_max(backend: Backend) 
             .get(&format!("/api/v1/devices/{device}/metrics?{bad}"))
             .await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad}: {answer:?}");
-        assert!(answer.body["error"].is_string(), "{bad}: {answer:?}");
+        assert_eq!(answer.body["code"], "invalid_query", "{bad}: {answer:?}");
     }
 }
 
@@ -165,8 +165,36 @@ async fn retention_deletes_only_samples_past_retention_hours(backend: Backend) {
     let now_ms = Utc::now().timestamp_millis();
     store_ramp(&cluster.db, device, "old", now_ms - 3 * 3_600_000, 30).await;
     store_ramp(&cluster.db, device, "recent", now_ms - 600_000, 30).await;
-    let deleted = cluster.retention.send(Prune).await.unwrap().unwrap();
-    assert_eq!(deleted, 30);
+    let events: Vec<NewEvent> = [3 * 60, 10]
+        .into_iter()
+        .map(|minutes_ago| NewEvent {
+            device_id: device,
+            company_id: company,
+            epoch: 1,
+            from_state: "normal".into(),
+            to_state: "alert".into(),
+            at: (Utc::now() - Duration::minutes(minutes_ago)).naive_utc(),
+            reason: format!("{minutes_ago} minutes ago"),
+        })
+        .collect();
+    cluster
+        .db
+        .run(move |conn| db::events::insert(conn, &events))
+        .await
+        .unwrap();
+    let pruned = cluster.retention.send(Prune).await.unwrap().unwrap();
+    assert_eq!(
+        pruned,
+        Pruned {
+            samples: 30,
+            events: 1
+        }
+    );
+    let left = cluster
+        .get(&format!("/api/v1/events?device_id={device}"))
+        .await;
+    assert_eq!(left.body.as_array().unwrap().len(), 1, "{left:?}");
+    assert_eq!(left.body[0]["reason"], "10 minutes ago");
     let answer = cluster
         .get(&format!("/api/v1/devices/{device}/metrics?minutes=240"))
         .await;
@@ -177,7 +205,10 @@ async fn retention_deletes_only_samples_past_retention_hours(backend: Backend) {
         .map(|s| s["series"].as_str().unwrap())
         .collect();
     assert_eq!(names, vec!["recent"]);
-    assert_eq!(cluster.retention.send(Prune).await.unwrap().unwrap(), 0);
+    assert_eq!(
+        cluster.retention.send(Prune).await.unwrap().unwrap(),
+        Pruned::default()
+    );
 }
 
 /// Waits until the device's latest event went to `state`; returns the events, newest first.
@@ -333,14 +364,31 @@ async fn a_monitor_server_exposes_its_polls_writer_and_devices() {
         .await;
     cluster.start_device(device).await;
     let server = cluster.servers[0].id;
-    let text = eventually("polls counted and written", || async {
+    let text = eventually("polls counted and a batch written", || async {
         let text = cluster.server_text(0, "/metrics").await;
-        let written = text.contains(&format!(
+        let none_written = text.contains(&format!(
             "vigil_writer_batches_total{{server_id=\"{server}\"}} 0\n"
         ));
-        (!written && text.contains("vigil_device_up{")).then_some(text)
+        (!none_written && text.contains("vigil_device_up{")).then_some(text)
     })
     .await;
+    let value = |series: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(series))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let labels = format!("{{server_id=\"{server}\"}}");
+    assert!(value(&format!("vigil_polls_total{labels}")) >= 1.0);
+    assert_eq!(value(&format!("vigil_poll_failures_total{labels}")), 0.0);
+    assert!(value(&format!("vigil_poll_duration_seconds_count{labels}")) >= 1.0);
+    assert!(value(&format!("vigil_writer_samples_written_total{labels}")) >= 1.0);
+    assert!(value(&format!("vigil_writer_batch_samples_count{labels}")) >= 1.0);
+    assert_eq!(
+        value(&format!("vigil_writer_dropped_samples_total{labels}")),
+        0.0
+    );
     for family in [
         "# TYPE vigil_monitors_running gauge",
         "# TYPE vigil_polls_total counter",
@@ -356,7 +404,7 @@ async fn a_monitor_server_exposes_its_polls_writer_and_devices() {
         "vigil_monitors_running{{server_id=\"{server}\"}} 1\n"
     )));
     assert!(text.contains(&format!(
-        "vigil_device_up{{device=\"web\",device_id=\"{device}\",company_id=\"{company}\"}} 1\n"
+        "vigil_device_up{{device=\"web\",company=\"acme\",device_id=\"{device}\"}} 1\n"
     )));
     assert!(text.contains(&format!(
         "vigil_poll_duration_seconds_bucket{{server_id=\"{server}\",le=\"+Inf\"}}"
@@ -443,18 +491,18 @@ async fn device_kinds_and_addresses_are_checked_when_saved() {
             .await;
         assert_error(&answer, StatusCode::BAD_REQUEST, code);
     }
-    for (kind, status) in [
-        ("tcp", json!(200)),
-        ("http", json!(99)),
-        ("http", json!(600)),
+    for (kind, address, status) in [
+        ("tcp", "db:1", json!(200)),
+        ("http", "http://db/", json!(99)),
+        ("http", "http://db/", json!(600)),
     ] {
         let answer = cluster
             .post(
                 "/api/v1/devices",
-                json!({"company_id": company, "name": "d", "address": "db:1", "kind": kind, "expected_status": status}),
+                json!({"company_id": company, "name": "d", "address": address, "kind": kind, "expected_status": status}),
             )
             .await;
-        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{answer:?}");
+        assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_expected_status");
     }
     // Leaving http drops the expected status; null clears it.
     let answer = cluster

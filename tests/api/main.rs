@@ -17,5 +17,6 @@ mod monitor_server_api;
 mod node_exporter;
 mod probes;
 mod processes;
+mod prometheus_server;
 mod scheduling;
 mod schema;

@@ -134,7 +134,8 @@ async fn samples_wait_while_the_database_is_away_and_the_oldest_go_when_the_buff
         WriterSettings {
             batch_samples: 5,
             flush_every: Duration::from_millis(50),
-            max_buffered_samples: 10,
+            // Three rows a sample: ten samples.
+            max_buffered_rows: 30,
             max_buffered_events: 10,
         },
     );
@@ -157,6 +158,7 @@ async fn samples_wait_while_the_database_is_away_and_the_oldest_go_when_the_buff
     );
     assert_eq!(stats.dropped_samples.load(Ordering::Relaxed), 15);
     assert_eq!(stats.buffered_samples.load(Ordering::Relaxed), 10);
+    assert_eq!(stats.buffered_rows.load(Ordering::Relaxed), 30);
     rename(&db, "samples_away", "samples").await;
     eventually(
         "the held samples are written once the table is back",

@@ -293,6 +293,10 @@ async fn serve_monitors_this_host_and_stops_cleanly_on_sigterm() {
     })
     .await;
     assert_eq!(this_host["kind"], "agent");
+    assert_eq!(
+        this_host["monitoring"]["failures"], 0,
+        "serve waits for the agent's first sample: {this_host}"
+    );
     let agent = this_host["address"].as_str().unwrap();
     assert!(
         agent.starts_with("http://127.0.0.1:") && agent.ends_with("/metrics.json"),
@@ -347,6 +351,13 @@ async fn serve_monitors_this_host_and_stops_cleanly_on_sigterm() {
         "{}",
         serve.seen.join("\n")
     );
+    // Both monitor servers wrote what their writers held before the process ended.
+    let flushed = serve
+        .seen
+        .iter()
+        .filter(|l| l.contains("metrics written"))
+        .count();
+    assert_eq!(flushed, 2, "{}", serve.seen.join("\n"));
 }
 
 async fn a_killed_monitor_server_process_shows_down_while_the_other_stays_up(backend: Backend) {

@@ -105,21 +105,28 @@ pub(super) async fn route_device_update(
     let (device, assignment, servers) = db
         .run(move |conn| {
             Ok((
-                db::devices::get(conn, device_id)?,
+                db::devices::get(conn, device_id)?
+                    .map(|device| {
+                        let company = db::companies::get(conn, device.company_id)?
+                            .map(|c| c.name)
+                            .unwrap_or_default();
+                        Ok::<_, diesel::result::Error>((device, company))
+                    })
+                    .transpose()?,
                 db::assignments::get(conn, device_id)?,
                 db::monitor_servers::list(conn)?,
             ))
         })
         .await?;
-    let Some(device) = device else {
+    let Some((device, company)) = device else {
         return Ok(RouteOutcome::NotMonitored);
     };
     if !device.enabled {
         let report = stop_devices(db, client, vec![device_id]).await?;
         return Ok(RouteOutcome::Stopped(report));
     }
-    let spec =
-        DeviceSpec::try_from(&device).map_err(|e| SchedulerError::StoredDevice(device_id, e))?;
+    let spec = DeviceSpec::of(&device, &company)
+        .map_err(|e| SchedulerError::StoredDevice(device_id, e))?;
     let owner = assignment.and_then(|a| a.server_id);
     let snapshot = Snapshot::take(client, servers).await;
     // Every server that runs the device gets the change, the owner first (seed 000 sends

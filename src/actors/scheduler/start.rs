@@ -107,10 +107,15 @@ pub(super) async fn start_devices(
     device_ids: Vec<i64>,
 ) -> Result<StartReport, SchedulerError> {
     let ids = device_ids.clone();
-    let (devices, assignments, servers, config) = db
+    let (devices, companies, assignments, servers, config) = db
         .run(move |conn| {
+            let devices = db::devices::of_ids(conn, &ids)?;
+            let mut company_ids: Vec<i64> = devices.iter().map(|d| d.company_id).collect();
+            company_ids.sort_unstable();
+            company_ids.dedup();
             Ok((
-                db::devices::of_ids(conn, &ids)?,
+                devices,
+                db::companies::names_of(conn, &company_ids)?,
                 db::assignments::of_devices(conn, &ids)?,
                 db::monitor_servers::list(conn)?,
                 db::config::get(conn)?,
@@ -131,12 +136,12 @@ pub(super) async fn start_devices(
     );
     let mut results = Vec::with_capacity(device_ids.len());
     for (done, device_id) in device_ids.into_iter().enumerate() {
+        let device = devices.get(&device_id);
+        let company = device
+            .and_then(|d| companies.get(&d.company_id))
+            .map_or("", String::as_str);
         let result = pass
-            .start(
-                device_id,
-                devices.get(&device_id),
-                assignments.get(&device_id),
-            )
+            .start(device_id, device, company, assignments.get(&device_id))
             .await;
         if result.status == StartStatus::Failed {
             tracing::warn!(
@@ -197,6 +202,7 @@ impl<'a> StartPass<'a> {
         &mut self,
         device_id: i64,
         device: Option<&Device>,
+        company: &str,
         assignment: Option<&Assignment>,
     ) -> StartResult {
         let Some(device) = device else {
@@ -205,7 +211,7 @@ impl<'a> StartPass<'a> {
         if !device.enabled {
             return failed(device_id, format!("device {device_id} is disabled"));
         }
-        let spec = match DeviceSpec::try_from(device) {
+        let spec = match DeviceSpec::of(device, company) {
             Ok(spec) => spec,
             Err(e) => return failed(device_id, e.to_string()),
         };

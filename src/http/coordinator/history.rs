@@ -24,6 +24,8 @@ const MAX_POINTS: i64 = 10_000;
 const DEFAULT_MINUTES: i64 = 15;
 /// Most series one `metric` filter names.
 const MAX_METRIC_FILTERS: usize = 100;
+/// Most points (buckets of all series together) one answer holds.
+const MAX_ANSWER_POINTS: i64 = 200_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -180,10 +182,25 @@ pub async fn history(
         to_ms,
         width_ms,
     } = range;
+    let names = filter.clone().unwrap_or_default();
     let buckets = state
         .db
-        .run(move |conn| db::samples::history(conn, device_id, from_ms, to_ms, width_ms))
+        .run(move |conn| {
+            db::samples::history(
+                conn,
+                device_id,
+                (from_ms, to_ms, width_ms),
+                &names,
+                MAX_ANSWER_POINTS + 1,
+            )
+        })
         .await?;
+    if buckets.len() as i64 > MAX_ANSWER_POINTS {
+        return Err(bad(format!(
+            "the answer would hold more than {MAX_ANSWER_POINTS} points: \
+             name fewer series with metric, ask for fewer points, or a shorter range"
+        )));
+    }
     let mut series: Vec<Series> = Vec::new();
     for bucket in buckets {
         if !wanted(&filter, &bucket.metric) {
