@@ -59,7 +59,7 @@ impl Default for PollStats {
 /// tests that do not store) and the node's poll counters.
 #[derive(Clone, Default)]
 pub struct Reporting {
-    pub writer: Option<Addr<MetricsWriter>>,
+    pub writer: Option<Tracked<MetricsWriter>>,
     pub polls: Arc<PollStats>,
 }
 

@@ -2,12 +2,17 @@
 //! and then every few minutes, a bounded chunk per statement so no delete holds locks
 //! for long.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::Utc;
 
+use super::registry::{ActorRegistry, ActorStats, Tracked};
 use crate::db::{self, Db};
+
+/// The kind under which the retention task appears in the actor registry.
+pub const KIND: &str = "Retention";
 
 /// How often old samples are deleted.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(300);
@@ -18,6 +23,7 @@ pub struct Retention {
     db: Db,
     every: Duration,
     running: bool,
+    registered: Option<Arc<ActorStats>>,
 }
 
 impl Retention {
@@ -26,7 +32,15 @@ impl Retention {
             db,
             every,
             running: false,
+            registered: None,
         }
+    }
+
+    /// Starts the task, listed in `registry`.
+    pub fn launch(mut self, registry: &ActorRegistry) -> Tracked<Retention> {
+        let stats = registry.register(KIND, "coordinator");
+        self.registered = Some(Arc::clone(&stats));
+        Tracked::new(self.start(), stats)
     }
 }
 
@@ -84,6 +98,9 @@ impl Handler<Prune> for Retention {
     type Result = ResponseActFuture<Self, Result<Pruned, String>>;
 
     fn handle(&mut self, _: Prune, _ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(stats) = &self.registered {
+            stats.record::<Prune>();
+        }
         if self.running {
             return Box::pin(fut::ready(Ok(Pruned::default())));
         }

@@ -21,6 +21,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
+use super::registry::{ActorRegistry, ActorStats, Tracked};
 use crate::db::models::{NewEvent, NewSample};
 use crate::db::{self, Db};
 use crate::domain::{HealthState, Metrics};
@@ -50,6 +51,9 @@ impl Default for WriterSettings {
         }
     }
 }
+
+/// The kind under which writers appear in the actor registry.
+pub const KIND: &str = "MetricsWriter";
 
 /// The first retry delay after a failed write; it doubles up to `MAX_RETRY_DELAY`.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
@@ -140,6 +144,10 @@ pub struct MetricsWriter {
     /// A drop was logged since the last successful write.
     drop_logged: bool,
     stats: Arc<WriterStats>,
+    /// The node's monitor server, for logs; set by `launch`.
+    server_id: Option<i64>,
+    /// This actor's entry in the node's registry; set by `launch`.
+    registered: Option<Arc<ActorStats>>,
 }
 
 impl MetricsWriter {
@@ -156,6 +164,22 @@ impl MetricsWriter {
             waiting: Vec::new(),
             drop_logged: false,
             stats: Arc::new(WriterStats::default()),
+            server_id: None,
+            registered: None,
+        }
+    }
+
+    /// Starts the writer of monitor server `server_id`, listed in `registry`.
+    pub fn launch(mut self, registry: &ActorRegistry, server_id: i64) -> Tracked<MetricsWriter> {
+        let stats = registry.register(KIND, server_id.to_string());
+        self.server_id = Some(server_id);
+        self.registered = Some(Arc::clone(&stats));
+        Tracked::new(self.start(), stats)
+    }
+
+    fn record<M>(&self) {
+        if let Some(stats) = &self.registered {
+            stats.record::<M>();
         }
     }
 
@@ -201,6 +225,7 @@ impl MetricsWriter {
             if !self.drop_logged {
                 self.drop_logged = true;
                 tracing::warn!(
+                    server.id = self.server_id,
                     buffered = self.samples.len(),
                     "metrics buffer full while writes fail: dropping the oldest samples"
                 );
@@ -231,17 +256,20 @@ impl MetricsWriter {
         self.rows -= samples.iter().map(|s| s.metrics.len()).sum::<usize>();
         let events: Vec<NewEvent> = self.events.drain(..).collect();
         self.buffered_changed();
-        let rows: Vec<NewSample> = samples.iter().flat_map(rows_of).collect();
-        let event_rows = events.clone();
-        let row_count = rows.len();
+        // Rows are built on the blocking thread, not on the monitors' event loop; the
+        // batch is shared so a failed write can put it back.
+        let batch = Arc::new(samples);
+        let events = Arc::new(events);
+        let (to_write, events_to_write) = (Arc::clone(&batch), Arc::clone(&events));
         self.in_flight = true;
         let db = self.db.clone();
         let write = async move {
             db.run(move |conn| {
+                let rows: Vec<NewSample> = to_write.iter().flat_map(rows_of).collect();
                 db::write_transaction(conn, |conn| {
                     db::samples::insert(conn, &rows)?;
-                    db::events::insert(conn, &event_rows)?;
-                    Ok(())
+                    db::events::insert(conn, &events_to_write)?;
+                    Ok(rows.len())
                 })
             })
             .await
@@ -249,8 +277,10 @@ impl MetricsWriter {
         ctx.spawn(write.into_actor(self).map(move |outcome, act, ctx| {
             act.in_flight = false;
             match outcome {
-                Ok(()) => act.written(&samples, events.len(), row_count),
+                Ok(rows) => act.written(&batch, events.len(), rows),
                 Err(error) => {
+                    let samples = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
+                    let events = Arc::try_unwrap(events).unwrap_or_else(|shared| (*shared).clone());
                     act.failed(samples, events, &error.to_string());
                     act.answer_waiting(Err(error.to_string()));
                     return;
@@ -278,7 +308,7 @@ impl MetricsWriter {
             stats.lag_ms.store(lag as u64, Ordering::Relaxed);
         }
         if self.retry_at.take().is_some() {
-            tracing::info!("metrics writes succeed again");
+            tracing::info!(server.id = self.server_id, "metrics writes succeed again");
         }
         self.retry_delay = FIRST_RETRY_DELAY;
         self.drop_logged = false;
@@ -294,6 +324,7 @@ impl MetricsWriter {
     fn failed(&mut self, samples: Vec<Sample>, events: Vec<NewEvent>, error: &str) {
         self.stats.failed_writes.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
+            server.id = self.server_id,
             samples = samples.len(),
             events = events.len(),
             retry_in_ms = self.retry_delay.as_millis() as u64,
@@ -353,6 +384,7 @@ impl Handler<Sample> for MetricsWriter {
     type Result = ();
 
     fn handle(&mut self, sample: Sample, ctx: &mut Context<Self>) {
+        self.record::<Sample>();
         self.rows += sample.metrics.len();
         self.samples.push_back(sample);
         self.enforce_bounds();
@@ -367,6 +399,7 @@ impl Handler<StateChanged> for MetricsWriter {
     type Result = ();
 
     fn handle(&mut self, change: StateChanged, _ctx: &mut Context<Self>) {
+        self.record::<StateChanged>();
         self.events.push_back(NewEvent {
             device_id: change.device_id,
             company_id: change.company_id,
@@ -384,6 +417,7 @@ impl Handler<Flush> for MetricsWriter {
     type Result = ResponseFuture<Result<(), String>>;
 
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
+        self.record::<Flush>();
         let (tx, rx) = oneshot::channel();
         self.waiting.push(tx);
         // A flush asked for is not held back by a pending retry delay.

@@ -676,6 +676,18 @@ fn busy_percent(idle: f64, total: f64) -> f64 {
     (100.0 * (1.0 - idle / total)).clamp(0.0, 100.0)
 }
 
+/// The exposition in `body`, or why it is not one.
+fn read_exposition(body: &[u8]) -> Result<ParsedExposition, String> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        format!(
+            "answered an exposition that is not UTF-8 text (invalid byte at offset {})",
+            e.valid_up_to()
+        )
+    })?;
+    parse_exposition(text)
+        .map_err(|e| format!("answered something that is not a Prometheus text exposition: {e}"))
+}
+
 pub(super) struct PrometheusProbe {
     client: awc::Client,
     /// The counters of the last successful poll and the URL they came from, to turn
@@ -705,42 +717,50 @@ impl Probe for PrometheusProbe {
                 Err((latency_ms, error)) => return PollResult::failed(latency_ms, error),
             };
             let received = Instant::now();
-            let parsed = std::str::from_utf8(&fetched.body)
-                .map_err(|e| {
-                    format!(
-                        "answered an exposition that is not UTF-8 text (invalid byte at offset {})",
-                        e.valid_up_to()
-                    )
-                })
-                .and_then(|text| {
-                    parse_exposition(text).map_err(|e| {
-                        format!("answered something that is not a Prometheus text exposition: {e}")
-                    })
-                });
-            let parsed = match parsed {
-                Ok(parsed) => parsed,
-                Err(error) => {
+            // Parsing a document of up to 8 MiB is CPU work: off the monitors' thread.
+            // The previous counters go with it and come back either way.
+            let before = previous.borrow_mut().take();
+            let body = fetched.body.clone();
+            let mapping_url = url.clone();
+            let mapped = tokio::task::spawn_blocking(move || match read_exposition(&body) {
+                Ok(parsed) => {
+                    let last = before
+                        .as_ref()
+                        .filter(|(from, _)| *from == mapping_url)
+                        .map(|(_, counters)| counters);
+                    let (metrics, counters) = to_metrics(&parsed, last, received);
+                    Ok((metrics, (mapping_url, counters), parsed.skipped_lines))
+                }
+                Err(error) => Err((error, Box::new(before))),
+            })
+            .await;
+            let (metrics, skipped_lines) = match mapped {
+                Ok(Ok((metrics, counters, skipped_lines))) => {
+                    *previous.borrow_mut() = Some(counters);
+                    (metrics, skipped_lines)
+                }
+                Ok(Err((error, before))) => {
+                    *previous.borrow_mut() = *before;
                     return PollResult {
                         status_code: Some(fetched.status),
                         ..PollResult::failed(fetched.latency_ms, error)
-                    }
+                    };
+                }
+                Err(join) => {
+                    return PollResult::failed(
+                        fetched.latency_ms,
+                        format!("reading the exposition failed: {join}"),
+                    )
                 }
             };
-            if parsed.skipped_lines > 0 {
+            if skipped_lines > 0 {
                 tracing::debug!(
                     device.id = device_id,
                     %url,
-                    skipped_lines = parsed.skipped_lines,
+                    skipped_lines,
                     "skipped exposition lines that could not be read"
                 );
             }
-            let mut previous = previous.borrow_mut();
-            let before = previous
-                .as_ref()
-                .filter(|(from, _)| *from == url)
-                .map(|(_, counters)| counters);
-            let (metrics, counters) = to_metrics(&parsed, before, received);
-            *previous = Some((url, counters));
             PollResult {
                 at: Utc::now(),
                 up: true,

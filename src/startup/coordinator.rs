@@ -7,8 +7,6 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
 use super::bind;
-use actix::{Actor, Addr};
-
 use crate::actors::registry::{ActorRegistry, Tracked};
 use crate::actors::retention::{Retention, PRUNE_EVERY};
 use crate::actors::scheduler::SchedulerActor;
@@ -22,7 +20,7 @@ pub struct Coordinator {
     address: SocketAddr,
     server: Server,
     scheduler: Tracked<SchedulerActor>,
-    retention: Addr<Retention>,
+    retention: Tracked<Retention>,
     registry: ActorRegistry,
 }
 
@@ -32,7 +30,7 @@ impl Coordinator {
         let (listener, address) = bind(listen)?;
         let registry = ActorRegistry::new();
         let scheduler = SchedulerActor::new(db.clone(), &registry).launch();
-        let retention = Retention::new(db.clone(), PRUNE_EVERY).start();
+        let retention = Retention::new(db.clone(), PRUNE_EVERY).launch(&registry);
         let state = web::Data::new(AppState {
             db,
             scheduler: scheduler.clone(),
@@ -78,7 +76,7 @@ impl Coordinator {
     }
 
     /// The task that deletes samples past retention.
-    pub fn retention(&self) -> Addr<Retention> {
+    pub fn retention(&self) -> Tracked<Retention> {
         self.retention.clone()
     }
 

@@ -9,8 +9,6 @@ use actix_web::{web, App, HttpServer};
 use super::bind;
 use std::sync::Arc;
 
-use actix::{Actor, Addr};
-
 use crate::actors::device_monitor::{PollStats, Reporting};
 use crate::actors::monitor_server::MonitorServerActor;
 use crate::actors::registry::{ActorRegistry, Tracked};
@@ -31,7 +29,7 @@ pub struct MonitorServerNode {
     address: SocketAddr,
     server: Server,
     actor: Tracked<MonitorServerActor>,
-    writer: Addr<MetricsWriter>,
+    writer: Tracked<MetricsWriter>,
     registry: ActorRegistry,
 }
 
@@ -70,7 +68,7 @@ impl MonitorServerNode {
         let registry = ActorRegistry::new();
         let writer = MetricsWriter::new(db.clone(), writer);
         let writer_stats = writer.stats();
-        let writer = writer.start();
+        let writer = writer.launch(&registry, server_id);
         let polls = Arc::new(PollStats::default());
         let actor = MonitorServerActor::new(
             server_id,

@@ -8,11 +8,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix::Addr;
 use actix_web::dev::ServerHandle;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::{json, Value};
+use vigil::actors::registry::Tracked;
 use vigil::actors::retention::Retention;
 use vigil::actors::writer::WriterSettings;
 use vigil::db::models::ConfigChanges;
@@ -238,7 +238,7 @@ pub struct TestCluster {
     pub db: Db,
     pub coordinator: SocketAddr,
     coordinator_handle: ServerHandle,
-    pub retention: Addr<Retention>,
+    pub retention: Tracked<Retention>,
     pub servers: Vec<TestServer>,
     pub fleet: Fleet,
     pub http: awc::Client,
