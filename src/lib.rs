@@ -11,14 +11,21 @@
 //!                         UpdateDevice, GetInfo, …                        │ supervises, keyed by device id
 //!                                                                         ▼
 //!                                          DeviceMonitor ── probe::Probe ──▶ the device
+//!                                                │ Sample, StateChanged
+//!                                                ▼
+//!                                          MetricsWriter ── batches ──▶ samples, events
 //! ```
 //!
-//! - [`actors`]: the scheduler (coordinator), the monitor-server supervisor, one
-//!   `DeviceMonitor` per device, and the `ActorRegistry` behind `GET /debug/actors`.
+//! - [`actors`]: the scheduler and the retention task (coordinator), the monitor-server
+//!   supervisor, one `DeviceMonitor` per device, the `MetricsWriter` of each monitor
+//!   server, and the `ActorRegistry` behind `GET /debug/actors`.
+//! - [`health`]: how a device's state follows from its polls and the thresholds.
+//! - [`agent`]: the host exporter (`vigil agent`), and the JSON document it serves.
+//! - [`series`] names readings; [`exposition`] writes the Prometheus text format.
 //! - [`http`]: route tables and thin handlers for both servers; JSON errors.
 //! - [`remote`]: the coordinator's HTTP client for the monitor-server API; [`wire`] its bodies.
 //! - [`db`]: diesel over SQLite or PostgreSQL, embedded migrations, query functions.
-//! - [`probe`]: how a device is polled, one file per kind.
+//! - [`probe`]: how a device is polled, one file per kind (agent, prometheus, http, tcp).
 //! - [`domain`]: the types every layer speaks (device spec, monitor config, health).
 //! - [`startup`]: building each node from a bound listener; `vigil serve`.
 //! - [`config`]: settings from flags, environment and file.

@@ -10,7 +10,8 @@ use super::report::{AgentReport, CpuCore, Disk, Network, Temperature};
 pub const PREFIX: &str = "vigil_agent_";
 
 impl AgentReport {
-    /// The report as a Prometheus text exposition (see [`render`]).
+    /// The report as a Prometheus text exposition, every family with HELP and TYPE;
+    /// families with no sample (no temperature sensors, say) are left out.
     pub fn to_exposition(&self) -> String {
         render(self)
     }
