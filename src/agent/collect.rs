@@ -17,7 +17,7 @@ use sysinfo::{
 use tokio::sync::watch;
 
 use super::report::{
-    percent, AgentReport, Cpu, CpuCore, Disk, LoadAverage, Memory, Network, Temperature,
+    disk_usage, percent, AgentReport, Cpu, CpuCore, Disk, LoadAverage, Memory, Network, Temperature,
 };
 
 /// How often the agent samples unless told otherwise.
@@ -271,14 +271,20 @@ pub fn disks<'a>(listed: impl IntoIterator<Item = &'a sysinfo::Disk>) -> Vec<Dis
         .filter(|disk| seen.insert(disk.mount_point().to_path_buf()))
         .map(|disk| {
             let total = disk.total_space();
-            let used = total.saturating_sub(disk.available_space());
+            let available = disk.available_space();
+            // sysinfo does not tell free blocks (reserved ones included); statvfs does.
+            // Without them, reserved blocks count as used.
+            let free = rustix::fs::statvfs(disk.mount_point())
+                .map(|fs| fs.f_bfree.saturating_mul(fs.f_frsize))
+                .unwrap_or(available);
+            let (used, usage_percent) = disk_usage(total as f64, free as f64, available as f64);
             Disk {
                 mount: disk.mount_point().to_string_lossy().into_owned(),
                 device: disk.name().to_string_lossy().into_owned(),
                 file_system: disk.file_system().to_string_lossy().into_owned(),
-                used_bytes: used,
+                used_bytes: used as u64,
                 total_bytes: total,
-                usage_percent: percent(used, total),
+                usage_percent,
             }
         })
         .collect()

@@ -18,6 +18,6 @@ pub use self::collect::{
 };
 pub use self::exposition::PREFIX as EXPOSITION_PREFIX;
 pub use self::report::{
-    percent, AgentReport, Cpu, CpuCore, Disk, LoadAverage, Memory, Network, Temperature,
+    disk_usage, percent, AgentReport, Cpu, CpuCore, Disk, LoadAverage, Memory, Network, Temperature,
 };
 pub use self::server::{routes, Agent};

@@ -99,6 +99,20 @@ pub fn percent(part: u64, total: u64) -> f64 {
     }
 }
 
+/// Disk usage as `df` counts it: used is `total − free`, and the percentage is of what
+/// users can have (`used + available`), so blocks reserved for root count neither as
+/// used nor as room. Returns (used bytes, percent).
+pub fn disk_usage(total: f64, free: f64, available: f64) -> (f64, f64) {
+    let used = (total - free).max(0.0);
+    let usable = used + available.max(0.0);
+    let percent = if usable > 0.0 {
+        used * 100.0 / usable
+    } else {
+        0.0
+    };
+    (used, percent)
+}
+
 impl AgentReport {
     /// The report as Vigil series (see [`crate::series`]); non-finite values are left out.
     pub fn to_metrics(&self) -> Metrics {
@@ -173,5 +187,21 @@ impl AgentReport {
         put(series::LOAD15.into(), self.load_average.fifteen);
         put(series::UPTIME_SECONDS.into(), self.uptime_seconds as f64);
         m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::disk_usage;
+
+    #[test]
+    fn disk_usage_counts_as_df_does() {
+        // A disk with a large share reserved for root: df says 21%, not 70%.
+        let (used, percent) = disk_usage(270_553_174_016.0, 250_440_073_216.0, 77_459_652_608.0);
+        assert_eq!(used, 20_113_100_800.0);
+        assert!((percent - 20.6).abs() < 0.05, "{percent}");
+        assert_eq!(disk_usage(0.0, 0.0, 0.0), (0.0, 0.0));
+        // Full for users: 100%, though root still has room.
+        assert_eq!(disk_usage(100.0, 5.0, 0.0).1, 100.0);
     }
 }

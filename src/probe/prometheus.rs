@@ -27,6 +27,7 @@ use prometheus_parse::{LineInfo, SampleType};
 
 use super::http::{client, fetch};
 use super::{document_url, Probe};
+use crate::agent::disk_usage;
 use crate::domain::{DeviceSpec, Metrics, PollResult};
 use crate::series::{self, series, write_labels};
 
@@ -51,6 +52,7 @@ pub const NODE_SERIES: &[&str] = &[
     NODE_SWAP_TOTAL,
     NODE_SWAP_FREE,
     NODE_FS_SIZE,
+    NODE_FS_FREE,
     NODE_FS_AVAIL,
     NODE_NET_RECEIVE,
     NODE_NET_TRANSMIT,
@@ -69,6 +71,7 @@ const NODE_MEM_AVAILABLE: &str = "node_memory_MemAvailable_bytes";
 const NODE_SWAP_TOTAL: &str = "node_memory_SwapTotal_bytes";
 const NODE_SWAP_FREE: &str = "node_memory_SwapFree_bytes";
 const NODE_FS_SIZE: &str = "node_filesystem_size_bytes";
+const NODE_FS_FREE: &str = "node_filesystem_free_bytes";
 const NODE_FS_AVAIL: &str = "node_filesystem_avail_bytes";
 const NODE_NET_RECEIVE: &str = "node_network_receive_bytes_total";
 const NODE_NET_TRANSMIT: &str = "node_network_transmit_bytes_total";
@@ -386,6 +389,7 @@ struct Filesystem<'a> {
     labels: &'a [(String, String)],
     mount: &'a str,
     size: Option<f64>,
+    free: Option<f64>,
     avail: Option<f64>,
 }
 
@@ -406,7 +410,7 @@ impl<'a> NodeReadings<'a> {
                         times.idle += value;
                     }
                 }
-                name @ (NODE_FS_SIZE | NODE_FS_AVAIL) => {
+                name @ (NODE_FS_SIZE | NODE_FS_FREE | NODE_FS_AVAIL) => {
                     let Some(mount) = sample.label("mountpoint") else {
                         continue;
                     };
@@ -421,16 +425,17 @@ impl<'a> NodeReadings<'a> {
                                 labels: &sample.labels,
                                 mount,
                                 size: None,
+                                free: None,
                                 avail: None,
                             });
                             readings.filesystems.len() - 1
                         }
                     };
                     let fs = &mut readings.filesystems[index];
-                    if name == NODE_FS_SIZE {
-                        fs.size = Some(value);
-                    } else {
-                        fs.avail = Some(value);
+                    match name {
+                        NODE_FS_SIZE => fs.size = Some(value),
+                        NODE_FS_FREE => fs.free = Some(value),
+                        _ => fs.avail = Some(value),
                     }
                 }
                 name @ (NODE_NET_RECEIVE | NODE_NET_TRANSMIT) => {
@@ -529,9 +534,9 @@ fn to_metrics(
         if size <= 0.0 || !mounts.insert(fs.mount) {
             continue;
         }
-        // As the agent counts it: used is what unprivileged users cannot write any
-        // more, so blocks reserved for root count as used.
-        let used = (size - avail).max(0.0);
+        // As the agent and `df` count it; without free bytes, reserved blocks count
+        // as used.
+        let (used, usage_percent) = disk_usage(size, fs.free.unwrap_or(avail), avail);
         let labels = [("mount", fs.mount)];
         put(&mut metrics, series(series::DISK_USED_BYTES, &labels), used);
         put(
@@ -542,7 +547,7 @@ fn to_metrics(
         put(
             &mut metrics,
             series(series::DISK_USAGE_PERCENT, &labels),
-            percent(used, size),
+            usage_percent,
         );
     }
 
@@ -883,6 +888,21 @@ mod tests {
                     metrics[&series(series::DISK_TOTAL_BYTES, &[("mount", mount)])],
                     size
                 );
+                // As df counts it, from the fixture's free and available bytes.
+                let of = |name: &str| {
+                    lines_of(SCRAPE_1, name)
+                        .find(|l| label_in(l, "mountpoint") == mount)
+                        .map(line_value)
+                        .unwrap()
+                };
+                let free = of("node_filesystem_free_bytes");
+                let available = of("node_filesystem_avail_bytes");
+                let used = size - free;
+                assert_eq!(
+                    metrics[&series(series::DISK_USED_BYTES, &[("mount", mount)])],
+                    used
+                );
+                assert!((percent - used * 100.0 / (used + available)).abs() < 1e-9);
             } else {
                 assert_eq!(percent, None, "{mount} has size 0");
             }

@@ -190,6 +190,22 @@ async fn the_json_report_matches_what_sysinfo_reads() {
     for disk in &report.disks {
         assert!(disk.used_bytes <= disk.total_bytes, "{disk:?}");
         assert_percent(&disk.mount, disk.usage_percent);
+        // As df counts it: used is total minus free (reserved blocks are not used),
+        // the percentage of used plus available. Files come and go meanwhile: 1%.
+        let fs = rustix::fs::statvfs(disk.mount.as_str()).unwrap();
+        let free = fs.f_bfree * fs.f_frsize;
+        let available = fs.f_bavail * fs.f_frsize;
+        let used = disk.total_bytes - free;
+        let drift = disk.used_bytes.abs_diff(used) as f64;
+        assert!(
+            drift <= disk.total_bytes as f64 * 0.01,
+            "{disk:?}: df says {used} used"
+        );
+        let df_percent = used as f64 * 100.0 / (used + available) as f64;
+        assert!(
+            (disk.usage_percent - df_percent).abs() < 1.0,
+            "{disk:?}: df says {df_percent}%"
+        );
         assert!(
             !disk.device.is_empty() && !disk.file_system.is_empty(),
             "{disk:?}"
