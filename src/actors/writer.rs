@@ -6,7 +6,8 @@
 //! database is down, say) the batch goes back to the front of the buffer and is tried
 //! again with a growing delay. The buffer is bounded in rows (one per series per poll,
 //! which is what memory grows with): past `max_buffered_rows` the oldest samples are
-//! dropped and counted, so a long outage costs history, never the process.
+//! dropped and counted, whether writes fail or only fall behind, so a long outage
+//! costs history, never the process.
 //!
 //! What a device reported is untrusted: non-finite values are left out and control
 //! characters (which PostgreSQL refuses in text) are replaced, so no reading can make
@@ -227,7 +228,7 @@ impl MetricsWriter {
                 tracing::warn!(
                     server.id = self.server_id,
                     buffered = self.samples.len(),
-                    "metrics buffer full while writes fail: dropping the oldest samples"
+                    "metrics buffer full (writes failing or falling behind): dropping the oldest samples"
                 );
             }
         }
