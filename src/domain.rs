@@ -246,6 +246,9 @@ pub fn merge_config(mut row: ConfigRow, changes: &ConfigChanges) -> ConfigRow {
         balance_method,
         unreachable_after,
         retention_hours,
+        heartbeat_ms,
+        validate_ms,
+        missed_checks,
     } = changes.clone();
     row.max_monitors_per_server = max_monitors_per_server.unwrap_or(row.max_monitors_per_server);
     row.poll_interval_ms = poll_interval_ms.unwrap_or(row.poll_interval_ms);
@@ -255,6 +258,9 @@ pub fn merge_config(mut row: ConfigRow, changes: &ConfigChanges) -> ConfigRow {
     row.balance_method = balance_method.unwrap_or(row.balance_method);
     row.unreachable_after = unreachable_after.unwrap_or(row.unreachable_after);
     row.retention_hours = retention_hours.unwrap_or(row.retention_hours);
+    row.heartbeat_ms = heartbeat_ms.unwrap_or(row.heartbeat_ms);
+    row.validate_ms = validate_ms.unwrap_or(row.validate_ms);
+    row.missed_checks = missed_checks.unwrap_or(row.missed_checks);
     row
 }
 
@@ -268,6 +274,11 @@ pub fn check_config(row: &ConfigRow) -> Result<(), String> {
         i64::from(row.max_monitors_per_server),
         i64::from(row.unreachable_after),
     );
+    problems.extend(membership_problems(
+        row.heartbeat_ms,
+        row.validate_ms,
+        row.missed_checks,
+    ));
     if !(1..=MAX_RETENTION_HOURS).contains(&i64::from(row.retention_hours)) {
         problems.push(format!(
             "retention_hours must be between 1 and {MAX_RETENTION_HOURS} (got {})",
@@ -339,6 +350,33 @@ fn limit_problems(
     problems
 }
 
+/// Heartbeats between 10 ms and a minute, validations between 50 ms and ten minutes
+/// and longer than a heartbeat (else a live node would look dead), 1–100 misses.
+fn membership_problems(heartbeat_ms: i64, validate_ms: i64, missed_checks: i32) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !(10..=60_000).contains(&heartbeat_ms) {
+        problems.push(format!(
+            "heartbeat_ms must be between 10 and 60000 (got {heartbeat_ms})"
+        ));
+    }
+    if !(50..=600_000).contains(&validate_ms) {
+        problems.push(format!(
+            "validate_ms must be between 50 and 600000 (got {validate_ms})"
+        ));
+    }
+    if validate_ms <= heartbeat_ms {
+        problems.push(format!(
+            "validate_ms ({validate_ms}) must be longer than heartbeat_ms ({heartbeat_ms})"
+        ));
+    }
+    if !(1..=100).contains(&missed_checks) {
+        problems.push(format!(
+            "missed_checks must be between 1 and 100 (got {missed_checks})"
+        ));
+    }
+    problems
+}
+
 fn joined(problems: Vec<String>) -> Result<(), String> {
     if problems.is_empty() {
         Ok(())
@@ -363,6 +401,9 @@ mod tests {
             updated_at: chrono::NaiveDateTime::default(),
             unreachable_after: 3,
             retention_hours: 168,
+            heartbeat_ms: 1000,
+            validate_ms: 3000,
+            missed_checks: 1,
         }
     }
 
@@ -402,6 +443,8 @@ mod tests {
             balance_method: Some("random".into()),
             unreachable_after: Some(0),
             retention_hours: Some(0),
+            heartbeat_ms: Some(5),
+            missed_checks: Some(0),
             ..Default::default()
         };
         let err = check_config(&merge_config(defaults(), &changes)).unwrap_err();
@@ -412,6 +455,8 @@ mod tests {
             "balance_method",
             "unreachable_after",
             "retention_hours",
+            "heartbeat_ms",
+            "missed_checks",
         ] {
             assert!(err.contains(field), "{field} missing from {err}");
         }

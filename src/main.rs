@@ -176,11 +176,7 @@ async fn run_coordinator(settings: config::NodeSettings) -> Result<(), StartupEr
     let db = db::Db::open(settings.db, settings.db_pool_size).await?;
     let coordinator = startup::Coordinator::build(db, settings.listen)?;
     let handle = coordinator.handle();
-    tokio::select! {
-        () = startup::shutdown_signal() => handle.stop(true).await,
-        ended = coordinator.run_until_stopped() => ended.map_err(StartupError::Server)?,
-    }
-    Ok(())
+    until_stopped(handle, coordinator.run_until_stopped()).await
 }
 
 async fn run_monitor_server(settings: MonitorServerSettings) -> Result<(), StartupError> {
@@ -193,9 +189,17 @@ async fn run_monitor_server(settings: MonitorServerSettings) -> Result<(), Start
     )
     .await?;
     let handle = node.handle();
-    // Its own task, so the server keeps being driven while it stops; awaited to its end
-    // either way, since it ends by writing what the metrics writer still holds.
-    let mut running = actix_rt::spawn(node.run_until_stopped());
+    until_stopped(handle, node.run_until_stopped()).await
+}
+
+/// Runs a node until it stops on its own or a signal comes, then stops it and waits for
+/// the rest of its run (a monitor server writes its metrics, every node leaves the
+/// cluster). The run is its own task, so the server keeps being driven as it stops.
+async fn until_stopped(
+    handle: actix_web::dev::ServerHandle,
+    run: impl std::future::Future<Output = std::io::Result<()>> + 'static,
+) -> Result<(), StartupError> {
+    let mut running = actix_rt::spawn(run);
     let ended = tokio::select! {
         () = startup::shutdown_signal() => {
             handle.stop(true).await;
@@ -214,9 +218,5 @@ async fn run_monitor_server(settings: MonitorServerSettings) -> Result<(), Start
 async fn run_agent(settings: AgentSettings) -> Result<(), StartupError> {
     let agent = agent::Agent::build(settings.listen, settings.interval)?;
     let handle = agent.handle();
-    tokio::select! {
-        () = startup::shutdown_signal() => handle.stop(true).await,
-        ended = agent.run_until_stopped() => ended.map_err(StartupError::Server)?,
-    }
-    Ok(())
+    until_stopped(handle, agent.run_until_stopped()).await
 }

@@ -1,6 +1,7 @@
 //! The actors of a node and their messages.
 
 pub mod device_monitor;
+pub mod membership;
 pub mod messages;
 pub mod monitor_server;
 pub mod registry;

@@ -14,6 +14,7 @@ pub mod events;
 mod migrate;
 pub mod models;
 pub mod monitor_servers;
+pub mod nodes;
 mod pool;
 pub mod samples;
 pub mod schema;
@@ -97,6 +98,13 @@ impl Db {
     /// The URL this pool connects to (password redacted when displayed).
     pub fn url(&self) -> &DbUrl {
         &self.url
+    }
+
+    /// A connection of its own, outside the pool (blocking: call it off the event
+    /// loop). Heartbeats use one, so a pool exhausted by API traffic never makes a
+    /// healthy node look dead.
+    pub fn dedicated_connection(&self) -> Result<DbConn, diesel::ConnectionError> {
+        pool::connect(&self.url)
     }
 
     /// Runs `f` with a pooled connection on tokio's blocking pool.

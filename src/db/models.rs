@@ -4,7 +4,9 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{assignments, companies, config, devices, events, monitor_servers, samples};
+use super::schema::{
+    assignments, companies, config, devices, events, monitor_servers, nodes, samples,
+};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = companies)]
@@ -87,6 +89,9 @@ pub struct ConfigRow {
     pub updated_at: NaiveDateTime,
     pub unreachable_after: i32,
     pub retention_hours: i32,
+    pub heartbeat_ms: i64,
+    pub validate_ms: i64,
+    pub missed_checks: i32,
 }
 
 /// A partial update of the config row; the rotating index is not part of it.
@@ -101,6 +106,9 @@ pub struct ConfigChanges {
     pub balance_method: Option<String>,
     pub unreachable_after: Option<i32>,
     pub retention_hours: Option<i32>,
+    pub heartbeat_ms: Option<i64>,
+    pub validate_ms: Option<i64>,
+    pub missed_checks: Option<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
@@ -147,4 +155,27 @@ pub struct NewEvent {
     pub to_state: String,
     pub at: NaiveDateTime,
     pub reason: String,
+}
+
+/// A live process of the cluster.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = nodes)]
+pub struct Node {
+    pub id: i64,
+    pub role: String,
+    pub address: String,
+    /// For a monitor server: its row in `monitor_servers`.
+    pub server_id: Option<i64>,
+    pub counter: i64,
+    pub started_at: NaiveDateTime,
+    /// The database's time of the node's last heartbeat.
+    pub last_beat_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = nodes)]
+pub struct NewNode<'a> {
+    pub role: &'a str,
+    pub address: &'a str,
+    pub server_id: Option<i64>,
 }

@@ -30,6 +30,9 @@ diesel::table! {
         updated_at -> Timestamp,
         unreachable_after -> Int4,
         retention_hours -> Int4,
+        heartbeat_ms -> Int8,
+        validate_ms -> Int8,
+        missed_checks -> Int4,
     }
 }
 
@@ -70,6 +73,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    nodes (id) {
+        id -> Int8,
+        role -> Text,
+        address -> Text,
+        server_id -> Nullable<Int8>,
+        counter -> Int8,
+        started_at -> Timestamp,
+        last_beat_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     samples (id) {
         id -> Int8,
         device_id -> Int8,
@@ -83,6 +98,7 @@ diesel::table! {
 diesel::joinable!(assignments -> devices (device_id));
 diesel::joinable!(assignments -> monitor_servers (server_id));
 diesel::joinable!(devices -> companies (company_id));
+diesel::joinable!(nodes -> monitor_servers (server_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     assignments,
@@ -91,5 +107,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     devices,
     events,
     monitor_servers,
+    nodes,
     samples,
 );

@@ -7,6 +7,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
 use super::bind;
+use crate::actors::membership::{Identity, Leave, Membership, Role};
 use crate::actors::registry::{ActorRegistry, Tracked};
 use crate::actors::retention::{Retention, PRUNE_EVERY};
 use crate::actors::scheduler::SchedulerActor;
@@ -21,6 +22,7 @@ pub struct Coordinator {
     server: Server,
     scheduler: Tracked<SchedulerActor>,
     retention: Tracked<Retention>,
+    membership: Tracked<Membership>,
     registry: ActorRegistry,
 }
 
@@ -31,9 +33,19 @@ impl Coordinator {
         let registry = ActorRegistry::new();
         let scheduler = SchedulerActor::new(db.clone(), &registry).launch();
         let retention = Retention::new(db.clone(), PRUNE_EVERY).launch(&registry);
+        let membership = Membership::launch(
+            db.clone(),
+            Identity {
+                role: Role::Coordinator,
+                address: address.to_string(),
+                server_id: None,
+            },
+            &registry,
+        );
         let state = web::Data::new(AppState {
             db,
             scheduler: scheduler.clone(),
+            membership: membership.clone(),
         });
         let registry_data = web::Data::new(registry.clone());
         let server = HttpServer::new(move || {
@@ -55,6 +67,7 @@ impl Coordinator {
             server,
             scheduler,
             retention,
+            membership,
             registry,
         })
     }
@@ -84,7 +97,15 @@ impl Coordinator {
         &self.registry
     }
 
+    /// This node's membership of the cluster.
+    pub fn membership(&self) -> Tracked<Membership> {
+        self.membership.clone()
+    }
+
+    /// Serves until the server is stopped, then leaves the cluster.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        let _ = self.membership.send(Leave).await;
+        served
     }
 }

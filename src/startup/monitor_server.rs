@@ -10,6 +10,7 @@ use super::bind;
 use std::sync::Arc;
 
 use crate::actors::device_monitor::{PollStats, Reporting};
+use crate::actors::membership::{Identity, Leave, Membership, Role};
 use crate::actors::monitor_server::MonitorServerActor;
 use crate::actors::registry::{ActorRegistry, Tracked};
 use crate::actors::writer::{Flush, MetricsWriter, WriterSettings};
@@ -30,6 +31,7 @@ pub struct MonitorServerNode {
     server: Server,
     actor: Tracked<MonitorServerActor>,
     writer: Tracked<MetricsWriter>,
+    membership: Tracked<Membership>,
     registry: ActorRegistry,
 }
 
@@ -70,6 +72,15 @@ impl MonitorServerNode {
         let writer_stats = writer.stats();
         let writer = writer.launch(&registry, server_id);
         let polls = Arc::new(PollStats::default());
+        let membership = Membership::launch(
+            db.clone(),
+            Identity {
+                role: Role::MonitorServer,
+                address: advertised.clone(),
+                server_id: Some(server_id),
+            },
+            &registry,
+        );
         let actor = MonitorServerActor::new(
             server_id,
             MonitorConfig::from(&config),
@@ -108,6 +119,7 @@ impl MonitorServerNode {
             server,
             actor,
             writer,
+            membership,
             registry,
         })
     }
@@ -145,6 +157,7 @@ impl MonitorServerNode {
             ),
             Err(_) => {}
         }
+        let _ = self.membership.send(Leave).await;
         served
     }
 }

@@ -12,6 +12,7 @@ mod history;
 
 mod agent;
 mod bad_input;
+mod cluster;
 mod metrics_store;
 mod monitor_server_api;
 mod node_exporter;

@@ -626,3 +626,186 @@ async fn bad_agent_settings_exit_with_code_2_and_one_line_on_stderr() {
         assert!(agent.seen[0].contains(says), "{args:?}: {:?}", agent.seen);
     }
 }
+
+/// The cluster as the coordinator at `api` sees it.
+async fn cluster_of(http: &awc::Client, api: &str) -> Value {
+    let answer = call(http, Method::GET, &format!("{api}/cluster"), None).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    answer.body
+}
+
+/// Starts a coordinator process on `db` and returns it with its API base URL.
+async fn coordinator_process(db: &str, dir: &Path) -> (Process, String) {
+    let mut coordinator = Process::spawn(
+        &["coordinator", "--listen", "127.0.0.1:0", "--db", db],
+        dir,
+        Some("info"),
+    );
+    let line = coordinator.line_containing("coordinator listening").await;
+    let api = format!("http://{}/api/v1", field(&line, "address"));
+    (coordinator, api)
+}
+
+/// Heartbeats every 100 ms, a look every 500 ms, one missed look is death.
+async fn fast_membership(http: &awc::Client, api: &str) {
+    let body = json!({"heartbeat_ms": 100, "validate_ms": 500, "missed_checks": 1});
+    let answer = call(http, Method::PUT, &format!("{api}/config"), Some(body)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+}
+
+#[actix_rt::test]
+async fn when_the_master_coordinator_is_killed_the_next_takes_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("vigil.db").display());
+    let http = awc::Client::default();
+    let (mut first, first_api) = coordinator_process(&db, dir.path()).await;
+    fast_membership(&http, &first_api).await;
+    let (_second, second_api) = coordinator_process(&db, dir.path()).await;
+    let (master, second) = eventually("both coordinators live, the first master", || async {
+        let view = cluster_of(&http, &second_api).await;
+        let nodes = view["nodes"].as_array()?.clone();
+        let second = view["this_node"].as_i64()?;
+        (nodes.len() == 2 && nodes.iter().all(|n| n["live"] == true) && view["master"] != second)
+            .then(|| (view["master"].as_i64().unwrap(), second))
+    })
+    .await;
+    assert!(master < second);
+    first.signal("KILL");
+    let _ = first.exit_within(GIVE_UP).await;
+    let view = eventually(
+        "the second coordinator is master, the first gone",
+        || async {
+            let view = cluster_of(&http, &second_api).await;
+            let nodes = view["nodes"].as_array()?.clone();
+            (view["master"] == second && nodes.len() == 1).then_some(view)
+        },
+    )
+    .await;
+    assert_eq!(view["nodes"][0]["id"], second, "{view}");
+}
+
+#[actix_rt::test]
+async fn a_paused_monitor_server_is_removed_and_joins_again_when_it_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("vigil.db").display());
+    let http = awc::Client::default();
+    let (_coordinator, api) = coordinator_process(&db, dir.path()).await;
+    fast_membership(&http, &api).await;
+    let mut server = Process::spawn(
+        &["monitor-server", "--listen", "127.0.0.1:0", "--db", &db],
+        dir.path(),
+        Some("info"),
+    );
+    let line = server.line_containing("monitor server listening").await;
+    let server_id: i64 = field(&line, "server.id").parse().unwrap();
+    let server_node = |view: &Value| -> Option<Value> {
+        view["nodes"]
+            .as_array()?
+            .iter()
+            .find(|n| n["server_id"] == server_id)
+            .cloned()
+    };
+    let before = eventually("the monitor server is a live node", || async {
+        let view = cluster_of(&http, &api).await;
+        server_node(&view).filter(|n| n["live"] == true)
+    })
+    .await;
+
+    server.signal("STOP");
+    eventually("the paused server is removed", || async {
+        let view = cluster_of(&http, &api).await;
+        server_node(&view).is_none().then_some(())
+    })
+    .await;
+    server.signal("CONT");
+    let after = eventually("the server joins again under a new id", || async {
+        let view = cluster_of(&http, &api).await;
+        server_node(&view).filter(|n| n["live"] == true && n["id"] != before["id"])
+    })
+    .await;
+    assert!(
+        after["id"].as_i64() > before["id"].as_i64(),
+        "{before} {after}"
+    );
+    server
+        .line_containing("removed from the cluster as dead; registering again")
+        .await;
+}
+
+/// Where Debian's `faketime` package puts the library that shifts a process's clock.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+#[actix_rt::test]
+async fn monitor_servers_with_skewed_clocks_are_not_removed() {
+    if !Path::new(LIBFAKETIME).exists() {
+        let line = format!(
+            "skipped processes::monitor_servers_with_skewed_clocks_are_not_removed: {LIBFAKETIME} \
+             is not installed; `apt-get install faketime` to run it\n"
+        );
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("vigil.db").display());
+    let http = awc::Client::default();
+    let (_coordinator, api) = coordinator_process(&db, dir.path()).await;
+    fast_membership(&http, &api).await;
+    // One server three hours ahead, one three hours behind.
+    let mut servers = Vec::new();
+    for offset in ["+3h", "-3h"] {
+        let mut server = Process::spawn_with_env(
+            &["monitor-server", "--listen", "127.0.0.1:0", "--db", &db],
+            dir.path(),
+            Some("info"),
+            &[
+                ("LD_PRELOAD", LIBFAKETIME),
+                ("FAKETIME", offset),
+                ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+            ],
+        );
+        let line = server.line_containing("monitor server listening").await;
+        let id: i64 = field(&line, "server.id").parse().unwrap();
+        servers.push((server, id));
+    }
+    let live_servers = |view: &Value| -> Vec<i64> {
+        view["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["live"] == true)
+            .filter_map(|n| n["server_id"].as_i64())
+            .collect()
+    };
+    let nodes = eventually("both skewed servers are live", || async {
+        let view = cluster_of(&http, &api).await;
+        (live_servers(&view).len() == 2).then(|| view["nodes"].clone())
+    })
+    .await;
+    // Ten validation periods later they are the same nodes, still live.
+    actix_rt::time::sleep(Duration::from_millis(10 * 500)).await;
+    let view = cluster_of(&http, &api).await;
+    assert_eq!(live_servers(&view).len(), 2, "{view}");
+    let ids = |nodes: &Value| -> Vec<i64> {
+        nodes
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n["id"].as_i64())
+            .collect()
+    };
+    assert_eq!(
+        ids(&view["nodes"]),
+        ids(&nodes),
+        "no node was removed and rejoined"
+    );
+    for (server, _) in &servers {
+        assert!(
+            !server
+                .seen
+                .iter()
+                .any(|l| l.contains("removed from the cluster")),
+            "{}",
+            server.seen.join("\n")
+        );
+    }
+}

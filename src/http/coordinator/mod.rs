@@ -16,6 +16,7 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::actors::membership::{GetCluster, Membership};
 use crate::actors::registry::Tracked;
 use crate::actors::scheduler::SchedulerActor;
 use crate::db::Db;
@@ -26,6 +27,7 @@ use crate::http::extract::resource;
 pub struct AppState {
     pub db: Db,
     pub scheduler: Tracked<SchedulerActor>,
+    pub membership: Tracked<Membership>,
 }
 
 /// 200 when the operation reached every device asked for, 503 otherwise; same body.
@@ -49,11 +51,18 @@ async fn index() -> HttpResponse {
             "monitor_servers": "/api/v1/monitor-servers",
             "config": "/api/v1/config",
             "events": "/api/v1/events",
+            "cluster": "/api/v1/cluster",
             "metrics": "/metrics",
             "actors": "/debug/actors",
             "health": "/healthz",
         }
     }))
+}
+
+/// `GET /api/v1/cluster`: every node with its role, address, counter and last advance,
+/// and which is master, as this coordinator saw them at its last look.
+async fn cluster(state: web::Data<AppState>) -> Result<HttpResponse, crate::http::error::ApiError> {
+    Ok(HttpResponse::Ok().json(state.membership.send(GetCluster).await?))
 }
 
 /// The coordinator's route table.
@@ -98,6 +107,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     resource("/devices/{id}/metrics/latest").route(web::get().to(history::latest)),
                 )
                 .service(resource("/events").route(web::get().to(events::list)))
+                .service(resource("/cluster").route(web::get().to(cluster)))
                 .service(
                     resource("/config")
                         .route(web::get().to(settings::get))

@@ -25,6 +25,9 @@ pub struct ConfigPatch {
     balance_method: Option<String>,
     unreachable_after: Option<i64>,
     retention_hours: Option<i64>,
+    heartbeat_ms: Option<i64>,
+    validate_ms: Option<i64>,
+    missed_checks: Option<i64>,
 }
 
 impl ConfigPatch {
@@ -40,6 +43,9 @@ impl ConfigPatch {
                 balance_method: None,
                 unreachable_after: None,
                 retention_hours: None,
+                heartbeat_ms: None,
+                validate_ms: None,
+                missed_checks: None,
             }
         )
     }
@@ -107,6 +113,9 @@ pub async fn update(
         balance_method: patch.balance_method,
         unreachable_after: narrow("unreachable_after", patch.unreachable_after)?,
         retention_hours: narrow("retention_hours", patch.retention_hours)?,
+        heartbeat_ms: patch.heartbeat_ms,
+        validate_ms: patch.validate_ms,
+        missed_checks: narrow("missed_checks", patch.missed_checks)?,
     };
     let report = state.scheduler.send(ApplyConfig { changes }).await??;
     Ok(HttpResponse::Ok().json(ConfigApplied {

@@ -203,6 +203,9 @@ pub struct ConfigView {
     pub balance_method: String,
     pub unreachable_after: i32,
     pub retention_hours: i32,
+    pub heartbeat_ms: i64,
+    pub validate_ms: i64,
+    pub missed_checks: i32,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -218,6 +221,9 @@ impl From<ConfigRow> for ConfigView {
             balance_method: row.balance_method,
             unreachable_after: row.unreachable_after,
             retention_hours: row.retention_hours,
+            heartbeat_ms: row.heartbeat_ms,
+            validate_ms: row.validate_ms,
+            missed_checks: row.missed_checks,
             updated_at: utc(row.updated_at),
         }
     }
