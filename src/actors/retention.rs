@@ -1,6 +1,6 @@
 //! `Retention`: deletes samples and events older than `config.retention_hours`, at start
 //! and then every few minutes, a bounded chunk per statement so no delete holds locks
-//! for long.
+//! for long. A master-only task: with a membership, only the master prunes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use chrono::Utc;
 
+use super::membership::{IsMaster, Membership};
 use super::registry::{ActorRegistry, ActorStats, Tracked};
 use crate::db::{self, Db};
 
@@ -24,6 +25,8 @@ pub struct Retention {
     every: Duration,
     running: bool,
     registered: Option<Arc<ActorStats>>,
+    /// When set, pruning waits for this node to be the master.
+    membership: Option<Tracked<Membership>>,
 }
 
 impl Retention {
@@ -33,7 +36,14 @@ impl Retention {
             every,
             running: false,
             registered: None,
+            membership: None,
         }
+    }
+
+    /// Prunes only while `membership` says this node is the master.
+    pub fn on_master_of(mut self, membership: Tracked<Membership>) -> Self {
+        self.membership = Some(membership);
+        self
     }
 
     /// Starts the task, listed in `registry`.
@@ -106,29 +116,38 @@ impl Handler<Prune> for Retention {
         }
         self.running = true;
         let db = self.db.clone();
+        let membership = self.membership.clone();
         Box::pin(
-            async move { db.run(prune).await }
-                .into_actor(self)
-                .map(|outcome, act, _ctx| {
-                    act.running = false;
-                    match outcome {
-                        Ok((pruned, hours)) => {
-                            if pruned != Pruned::default() {
-                                tracing::info!(
-                                    samples = pruned.samples,
-                                    events = pruned.events,
-                                    retention_hours = hours,
-                                    "retention: old samples and events deleted"
-                                );
-                            }
-                            Ok(pruned)
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "retention: could not delete old samples");
-                            Err(error.to_string())
-                        }
+            async move {
+                if let Some(membership) = membership {
+                    if !membership.send(IsMaster).await.unwrap_or(false) {
+                        tracing::debug!("retention: not the master; leaving it to the master");
+                        return Ok((Pruned::default(), 0));
                     }
-                }),
+                }
+                db.run(prune).await
+            }
+            .into_actor(self)
+            .map(|outcome, act, _ctx| {
+                act.running = false;
+                match outcome {
+                    Ok((pruned, hours)) => {
+                        if pruned != Pruned::default() {
+                            tracing::info!(
+                                samples = pruned.samples,
+                                events = pruned.events,
+                                retention_hours = hours,
+                                "retention: old samples and events deleted"
+                            );
+                        }
+                        Ok(pruned)
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "retention: could not delete old samples");
+                        Err(error.to_string())
+                    }
+                }
+            }),
         )
     }
 }

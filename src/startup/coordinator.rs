@@ -32,7 +32,6 @@ impl Coordinator {
         let (listener, address) = bind(listen)?;
         let registry = ActorRegistry::new();
         let scheduler = SchedulerActor::new(db.clone(), &registry).launch();
-        let retention = Retention::new(db.clone(), PRUNE_EVERY).launch(&registry);
         let membership = Membership::launch(
             db.clone(),
             Identity {
@@ -42,6 +41,9 @@ impl Coordinator {
             },
             &registry,
         );
+        let retention = Retention::new(db.clone(), PRUNE_EVERY)
+            .on_master_of(membership.clone())
+            .launch(&registry);
         let state = web::Data::new(AppState {
             db,
             scheduler: scheduler.clone(),

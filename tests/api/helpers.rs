@@ -12,6 +12,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::{json, Value};
+use vigil::actors::membership::{IsMaster, Membership};
 use vigil::actors::registry::Tracked;
 use vigil::actors::retention::Retention;
 use vigil::actors::writer::WriterSettings;
@@ -239,6 +240,7 @@ pub struct TestCluster {
     pub coordinator: SocketAddr,
     coordinator_handle: ServerHandle,
     pub retention: Tracked<Retention>,
+    pub membership: Tracked<Membership>,
     pub servers: Vec<TestServer>,
     pub fleet: Fleet,
     pub http: awc::Client,
@@ -276,10 +278,11 @@ impl TestCluster {
         .await
         .unwrap();
         let coordinator = Coordinator::build(db.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
-        let (coordinator_address, coordinator_handle, retention) = (
+        let (coordinator_address, coordinator_handle, retention, membership) = (
             coordinator.address(),
             coordinator.handle(),
             coordinator.retention(),
+            coordinator.membership(),
         );
         actix_rt::spawn(coordinator.run_until_stopped());
         let mut cluster = TestCluster {
@@ -287,6 +290,7 @@ impl TestCluster {
             coordinator: coordinator_address,
             coordinator_handle,
             retention,
+            membership,
             servers: Vec::new(),
             fleet: Fleet::spawn(),
             http: awc::Client::builder()
@@ -339,6 +343,7 @@ impl TestCluster {
         self.coordinator = coordinator.address();
         self.coordinator_handle = coordinator.handle();
         self.retention = coordinator.retention();
+        self.membership = coordinator.membership();
         actix_rt::spawn(coordinator.run_until_stopped());
     }
 
@@ -376,6 +381,14 @@ impl TestCluster {
     pub async fn server_text(&self, index: usize, path: &str) -> String {
         let url = format!("http://{}{path}", self.servers[index].address);
         text_of(&self.http, &url).await
+    }
+
+    /// Waits until the coordinator is the cluster's master (master-only tasks run).
+    pub async fn coordinator_is_master(&self) {
+        eventually("the coordinator is master", || async {
+            self.membership.send(IsMaster).await.unwrap().then_some(())
+        })
+        .await;
     }
 
     pub async fn get(&self, path: &str) -> Answer {

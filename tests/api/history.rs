@@ -5,9 +5,11 @@
 use actix_web::http::StatusCode;
 use chrono::{Duration, TimeZone, Utc};
 use serde_json::{json, Value};
+use vigil::actors::membership::GetCluster;
 use vigil::actors::retention::{Prune, Pruned};
 use vigil::db::models::{NewEvent, NewSample};
 use vigil::db::{self, Db};
+use vigil::startup::Coordinator;
 
 use crate::helpers::{assert_error, eventually, promtool_accepts, Backend, TestCluster};
 
@@ -182,6 +184,19 @@ async fn retention_deletes_only_samples_past_retention_hours(backend: Backend) {
         .run(move |conn| db::events::insert(conn, &events))
         .await
         .unwrap();
+    // A second coordinator is not the master: it leaves retention to the first.
+    let second = Coordinator::build(cluster.db.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let second_membership = second.membership();
+    eventually("the second coordinator joined", || async {
+        let view = second_membership.send(GetCluster).await.unwrap();
+        view.this_node.is_some().then_some(())
+    })
+    .await;
+    cluster.coordinator_is_master().await;
+    assert_eq!(
+        second.retention().send(Prune).await.unwrap().unwrap(),
+        Pruned::default()
+    );
     let pruned = cluster.retention.send(Prune).await.unwrap().unwrap();
     assert_eq!(
         pruned,
