@@ -48,7 +48,7 @@ impl Retention {
 
     /// Starts the task, listed in `registry`.
     pub fn launch(mut self, registry: &ActorRegistry) -> Tracked<Retention> {
-        let stats = registry.register(KIND, "coordinator");
+        let stats = registry.register(KIND, "this node");
         self.registered = Some(Arc::clone(&stats));
         Tracked::new(self.start(), stats)
     }

@@ -13,6 +13,7 @@ use crate::actors::device_monitor::{PollStats, Reporting};
 use crate::actors::membership::{Identity, Leave, Membership, Role};
 use crate::actors::monitor_server::MonitorServerActor;
 use crate::actors::registry::{ActorRegistry, Tracked};
+use crate::actors::retention::{Retention, PRUNE_EVERY};
 use crate::actors::writer::{Flush, MetricsWriter, WriterSettings};
 use crate::config::advertised_address;
 use crate::db::{self, Db};
@@ -32,6 +33,8 @@ pub struct MonitorServerNode {
     actor: Tracked<MonitorServerActor>,
     writer: Tracked<MetricsWriter>,
     membership: Tracked<Membership>,
+    /// Master-only: it prunes when this server is the master.
+    _retention: Tracked<Retention>,
     registry: ActorRegistry,
 }
 
@@ -81,6 +84,9 @@ impl MonitorServerNode {
             },
             &registry,
         );
+        let retention = Retention::new(db.clone(), PRUNE_EVERY)
+            .on_master_of(membership.clone())
+            .launch(&registry);
         let actor = MonitorServerActor::new(
             server_id,
             MonitorConfig::from(&config),
@@ -120,6 +126,7 @@ impl MonitorServerNode {
             actor,
             writer,
             membership,
+            _retention: retention,
             registry,
         })
     }
