@@ -26,6 +26,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::monitor_server::Fence;
 use super::registry::{ActorRegistry, ActorStats, Tracked};
 use crate::db::models::{NewNode, Node};
 use crate::db::{self, Db, DbConn};
@@ -102,6 +103,8 @@ pub struct Membership {
     registering: bool,
     /// No node is judged dead before this: settings just changed.
     judge_after: Instant,
+    /// What to stop before rejoining after a removal (a monitor server's monitors).
+    fence: Option<Recipient<Fence>>,
     /// `heartbeat_ms` as of the last look.
     heartbeat_seen: u64,
     stats: Arc<ActorStats>,
@@ -111,6 +114,18 @@ impl Membership {
     /// Starts the node's membership on the current arbiter: it registers at once (and
     /// again whenever it finds itself removed), heartbeats and validates.
     pub fn launch(db: Db, identity: Identity, registry: &ActorRegistry) -> Tracked<Membership> {
+        Membership::launch_fenced(db, identity, None, registry)
+    }
+
+    /// [`Membership::launch`] for a node that must stop what it runs (`fence`) before it
+    /// rejoins after a removal: a device is never monitored by two servers for longer
+    /// than it takes the removed one to notice.
+    pub fn launch_fenced(
+        db: Db,
+        identity: Identity,
+        fence: Option<Recipient<Fence>>,
+        registry: &ActorRegistry,
+    ) -> Tracked<Membership> {
         let stats = registry.register(KIND, identity.role.as_str());
         let membership = Membership {
             db,
@@ -127,6 +142,7 @@ impl Membership {
             validating: false,
             registering: false,
             judge_after: Instant::now(),
+            fence,
             heartbeat_seen: DEFAULT_HEARTBEAT_MS,
             stats: Arc::clone(&stats),
         };
@@ -394,7 +410,35 @@ impl Handler<Register> for Membership {
         self.registering = true;
         let db = self.db.clone();
         let identity = self.identity.clone();
-        let register = async move { db.run(move |conn| register(conn, &identity)).await };
+        let fence = msg.removed.and(self.fence.clone());
+        let register = async move {
+            let fenced = match fence {
+                // Stop first: the master may already run these devices elsewhere.
+                Some(fence) => match fence.send(Fence).await {
+                    Ok(_) => true,
+                    Err(error) => {
+                        tracing::error!(%error, "could not fence this node before rejoining");
+                        false
+                    }
+                },
+                None => false,
+            };
+            db.run(move |conn| {
+                if let (true, Some(server_id)) = (fenced, identity.server_id) {
+                    // What still names this server runs nowhere now: failover takes it.
+                    let released = db::assignments::release_all_of_server(conn, server_id)?;
+                    if released > 0 {
+                        tracing::info!(
+                            server.id = server_id,
+                            released,
+                            "released the devices this server no longer runs"
+                        );
+                    }
+                }
+                register(conn, &identity)
+            })
+            .await
+        };
         ctx.spawn(register.into_actor(self).map(move |outcome, act, ctx| {
             act.registering = false;
             match outcome {

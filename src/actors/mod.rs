@@ -1,6 +1,7 @@
 //! The actors of a node and their messages.
 
 pub mod device_monitor;
+pub mod failover;
 pub mod membership;
 pub mod messages;
 pub mod monitor_server;

@@ -265,6 +265,33 @@ impl Handler<StartMonitor> for MonitorServerActor {
     }
 }
 
+/// Stop every monitor now: this server was removed from the cluster as dead, and the
+/// master may have started its devices elsewhere. Answers how many were stopped.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "usize")]
+pub struct Fence;
+
+impl Handler<Fence> for MonitorServerActor {
+    type Result = usize;
+
+    fn handle(&mut self, _: Fence, _ctx: &mut Context<Self>) -> usize {
+        self.stats.record::<Fence>();
+        let stopped = self.monitors.len();
+        for (_, child) in self.monitors.drain() {
+            if let Some(monitor) = child.monitor {
+                monitor.do_send(StopPolling);
+            }
+            self.registry.unregister(&child.stats);
+        }
+        tracing::warn!(
+            server.id = self.server_id,
+            monitors = stopped,
+            "fenced: stopped every monitor of this server"
+        );
+        stopped
+    }
+}
+
 /// The device is not monitored on this server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("device {0} is not monitored on this server")]

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix::dev::ToEnvelope;
-use actix::{Actor, Addr, Handler, MailboxError, Message};
+use actix::{Actor, Addr, Handler, MailboxError, Message, Recipient};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -215,6 +215,18 @@ impl<A: Actor> Tracked<A> {
             self.stats.taken.fetch_add(1, Ordering::Relaxed);
         }
         answer
+    }
+
+    /// A recipient of `M` for callers that know only the message (its sends are not
+    /// counted in the mailbox figures).
+    pub fn recipient<M>(&self) -> Recipient<M>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        A: Handler<M>,
+        A::Context: ToEnvelope<A, M>,
+    {
+        self.addr.clone().recipient()
     }
 
     /// Sends a message without waiting for an answer.

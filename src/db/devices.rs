@@ -115,3 +115,36 @@ pub fn names_of(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<(i64, String,
 pub fn count(conn: &mut DbConn) -> QueryResult<i64> {
     devices::table.count().get_result(conn)
 }
+
+/// Records whether the devices among `ids` are meant to be monitored.
+pub fn set_wanted(conn: &mut DbConn, ids: &[i64], wanted: bool) -> QueryResult<()> {
+    for chunk in ids.chunks(super::MAX_IDS_PER_QUERY) {
+        diesel::update(devices::table.filter(devices::id.eq_any(chunk)))
+            .set(devices::monitoring_wanted.eq(wanted))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Enabled devices meant to be monitored that were placed once and are now owned by no
+/// member of the cluster: their server's node was removed as dead, or their server
+/// released them (fenced, forgotten). What failover re-homes, with the server each was
+/// on (`None` once released). A device never placed has no assignment and is not here.
+pub fn orphaned(conn: &mut DbConn) -> QueryResult<Vec<(i64, Option<i64>)>> {
+    use super::schema::{assignments, nodes};
+    let members = nodes::table
+        .filter(nodes::server_id.is_not_null())
+        .select(nodes::server_id.assume_not_null());
+    devices::table
+        .inner_join(assignments::table)
+        .filter(devices::monitoring_wanted.eq(true))
+        .filter(devices::enabled.eq(true))
+        .filter(
+            assignments::server_id
+                .is_null()
+                .or(assignments::server_id.assume_not_null().ne_all(members)),
+        )
+        .order(devices::id)
+        .select((devices::id, assignments::server_id))
+        .load(conn)
+}

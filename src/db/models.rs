@@ -34,6 +34,8 @@ pub struct Device {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub expected_status: Option<i32>,
+    /// A start asked for it and no stop since: the master keeps it monitored.
+    pub monitoring_wanted: bool,
 }
 
 #[derive(Debug, Insertable)]

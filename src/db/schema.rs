@@ -47,6 +47,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         expected_status -> Nullable<Int4>,
+        monitoring_wanted -> Bool,
     }
 }
 

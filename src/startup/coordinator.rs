@@ -7,6 +7,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
 use super::bind;
+use crate::actors::failover::Failover;
 use crate::actors::membership::{Identity, Leave, Membership, Role};
 use crate::actors::registry::{ActorRegistry, Tracked};
 use crate::actors::retention::{Retention, PRUNE_EVERY};
@@ -23,6 +24,7 @@ pub struct Coordinator {
     scheduler: Tracked<SchedulerActor>,
     retention: Tracked<Retention>,
     membership: Tracked<Membership>,
+    _failover: Tracked<Failover>,
     registry: ActorRegistry,
 }
 
@@ -44,6 +46,8 @@ impl Coordinator {
         let retention = Retention::new(db.clone(), PRUNE_EVERY)
             .on_master_of(membership.clone())
             .launch(&registry);
+        let failover =
+            Failover::launch(db.clone(), scheduler.clone(), membership.clone(), &registry);
         let state = web::Data::new(AppState {
             db,
             scheduler: scheduler.clone(),
@@ -70,6 +74,7 @@ impl Coordinator {
             scheduler,
             retention,
             membership,
+            _failover: failover,
             registry,
         })
     }

@@ -10,10 +10,12 @@ use super::bind;
 use std::sync::Arc;
 
 use crate::actors::device_monitor::{PollStats, Reporting};
+use crate::actors::failover::Failover;
 use crate::actors::membership::{Identity, Leave, Membership, Role};
-use crate::actors::monitor_server::MonitorServerActor;
+use crate::actors::monitor_server::{Fence, MonitorServerActor};
 use crate::actors::registry::{ActorRegistry, Tracked};
 use crate::actors::retention::{Retention, PRUNE_EVERY};
+use crate::actors::scheduler::SchedulerActor;
 use crate::actors::writer::{Flush, MetricsWriter, WriterSettings};
 use crate::config::advertised_address;
 use crate::db::{self, Db};
@@ -33,8 +35,9 @@ pub struct MonitorServerNode {
     actor: Tracked<MonitorServerActor>,
     writer: Tracked<MetricsWriter>,
     membership: Tracked<Membership>,
-    /// Master-only: it prunes when this server is the master.
+    /// Master-only: they act when this server is the master.
     _retention: Tracked<Retention>,
+    _failover: Tracked<Failover>,
     registry: ActorRegistry,
 }
 
@@ -75,18 +78,6 @@ impl MonitorServerNode {
         let writer_stats = writer.stats();
         let writer = writer.launch(&registry, server_id);
         let polls = Arc::new(PollStats::default());
-        let membership = Membership::launch(
-            db.clone(),
-            Identity {
-                role: Role::MonitorServer,
-                address: advertised.clone(),
-                server_id: Some(server_id),
-            },
-            &registry,
-        );
-        let retention = Retention::new(db.clone(), PRUNE_EVERY)
-            .on_master_of(membership.clone())
-            .launch(&registry);
         let actor = MonitorServerActor::new(
             server_id,
             MonitorConfig::from(&config),
@@ -98,6 +89,22 @@ impl MonitorServerNode {
             polls: Arc::clone(&polls),
         })
         .launch();
+        let membership = Membership::launch_fenced(
+            db.clone(),
+            Identity {
+                role: Role::MonitorServer,
+                address: advertised.clone(),
+                server_id: Some(server_id),
+            },
+            Some(actor.recipient::<Fence>()),
+            &registry,
+        );
+        // Master-only tasks run on whichever node is master, this one included.
+        let scheduler = SchedulerActor::new(db.clone(), &registry).launch();
+        let failover = Failover::launch(db.clone(), scheduler, membership.clone(), &registry);
+        let retention = Retention::new(db.clone(), PRUNE_EVERY)
+            .on_master_of(membership.clone())
+            .launch(&registry);
         let state = web::Data::new(MonitorServerState {
             server_id,
             actor: actor.clone(),
@@ -127,6 +134,7 @@ impl MonitorServerNode {
             writer,
             membership,
             _retention: retention,
+            _failover: failover,
             registry,
         })
     }

@@ -809,3 +809,120 @@ async fn monitor_servers_with_skewed_clocks_are_not_removed() {
         );
     }
 }
+
+/// What each monitor server at `addresses` runs, device ids in order; `None` while one
+/// of them does not answer (a resumed process, a dropped pooled connection).
+async fn running_on(http: &awc::Client, addresses: &[String]) -> Option<Vec<Vec<i64>>> {
+    let mut running = Vec::new();
+    for address in addresses {
+        let mut response = http
+            .get(format!("http://{address}/monitors"))
+            .send()
+            .await
+            .ok()?;
+        let body: Value = response.json().limit(16 << 20).await.ok()?;
+        let mut ids: Vec<i64> = body
+            .as_array()?
+            .iter()
+            .filter_map(|m| m["device"]["id"].as_i64())
+            .collect();
+        ids.sort_unstable();
+        running.push(ids);
+    }
+    Some(running)
+}
+
+#[actix_rt::test]
+async fn a_killed_monitor_servers_devices_move_to_the_live_ones_and_a_paused_one_fences_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("vigil.db").display());
+    let http = awc::Client::default();
+    let fleet = Fleet::spawn();
+    let (_coordinator, api) = coordinator_process(&db, dir.path()).await;
+    fast_membership(&http, &api).await;
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        let mut server = Process::spawn(
+            &["monitor-server", "--listen", "127.0.0.1:0", "--db", &db],
+            dir.path(),
+            Some("info"),
+        );
+        let line = server.line_containing("monitor server listening").await;
+        let address = field(&line, "address").to_string();
+        servers.push((server, address));
+    }
+    let company = call(
+        &http,
+        Method::POST,
+        &format!("{api}/companies"),
+        Some(json!({"name": "acme"})),
+    )
+    .await;
+    let company = company.body["id"].as_i64().unwrap();
+    let mut devices = Vec::new();
+    for i in 0..9 {
+        let body = json!({"company_id": company, "name": format!("d{i}"),
+                          "address": fleet.url(&format!("/d/d{i}")), "kind": "http"});
+        let device = call(&http, Method::POST, &format!("{api}/devices"), Some(body)).await;
+        devices.push(device.body["id"].as_i64().unwrap());
+    }
+    let started = call(
+        &http,
+        Method::POST,
+        &format!("{api}/companies/{company}/start"),
+        None,
+    )
+    .await;
+    assert_eq!(started.body["started"], 9, "{started:?}");
+    let addresses: Vec<String> = servers.iter().map(|(_, a)| a.clone()).collect();
+    let before = running_on(&http, &addresses).await.unwrap();
+    assert!(before.iter().all(|ids| ids.len() == 3), "{before:?}");
+
+    // kill -9 the first: its three devices move to the other two, each run once.
+    let (mut killed, _) = servers.remove(0);
+    killed.signal("KILL");
+    killed.exit_within(GIVE_UP).await;
+    let live = &addresses[1..];
+    let after = eventually("every device runs on a live server, once", || async {
+        let running = running_on(&http, live).await?;
+        let mut all: Vec<i64> = running.iter().flatten().copied().collect();
+        all.sort_unstable();
+        (all == devices).then_some(running)
+    })
+    .await;
+    assert!(
+        after.iter().all(|ids| !ids.is_empty()),
+        "spread over both: {after:?}"
+    );
+    let listed = call(&http, Method::GET, &format!("{api}/devices"), None).await;
+    for device in listed.body.as_array().unwrap() {
+        assert_eq!(device["monitoring_wanted"], true, "{device}");
+        assert_ne!(device["monitoring"], Value::Null, "{device}");
+    }
+
+    // Pause the second past the validation period: its devices move to the third;
+    // when it resumes it stops its own copies before it rejoins.
+    let (paused, _) = &servers[0];
+    paused.signal("STOP");
+    let third = &addresses[2..];
+    eventually("every device runs on the third server", || async {
+        let running = running_on(&http, third).await?;
+        (running[0] == devices).then_some(())
+    })
+    .await;
+    paused.signal("CONT");
+    eventually("the resumed server runs nothing", || async {
+        let running = running_on(&http, &addresses[1..2]).await?;
+        running[0].is_empty().then_some(())
+    })
+    .await;
+    let (paused, _) = &mut servers[0];
+    paused
+        .line_containing("fenced: stopped every monitor")
+        .await;
+    assert_eq!(
+        running_on(&http, third).await.unwrap()[0],
+        devices,
+        "still each run once"
+    );
+}

@@ -109,6 +109,8 @@ pub(super) async fn start_devices(
     let ids = device_ids.clone();
     let (devices, companies, assignments, servers, config) = db
         .run(move |conn| {
+            // Wanted from now on, whatever this pass manages: failover keeps it so.
+            db::devices::set_wanted(conn, &ids, true)?;
             let devices = db::devices::of_ids(conn, &ids)?;
             let mut company_ids: Vec<i64> = devices.iter().map(|d| d.company_id).collect();
             company_ids.sort_unstable();

@@ -68,6 +68,8 @@ pub(super) async fn stop_devices(
     let ids = device_ids.clone();
     let (assignments, servers) = db
         .run(move |conn| {
+            // A stop asked for is the desired state from now on, whatever the pass does.
+            db::devices::set_wanted(conn, &ids, false)?;
             Ok((
                 db::assignments::of_devices(conn, &ids)?,
                 db::monitor_servers::list(conn)?,

@@ -60,6 +60,8 @@ pub struct DeviceView {
     /// For `http` devices: the status that counts as up (any 2xx when `null`).
     pub expected_status: Option<i32>,
     pub enabled: bool,
+    /// A start asked for it and no stop since: if its server dies, it moves.
+    pub monitoring_wanted: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// `null` when no monitor server runs a monitor for it.
@@ -76,6 +78,7 @@ impl DeviceView {
             kind: d.kind,
             expected_status: d.expected_status,
             enabled: d.enabled,
+            monitoring_wanted: d.monitoring_wanted,
             created_at: utc(d.created_at),
             updated_at: utc(d.updated_at),
             monitoring,
