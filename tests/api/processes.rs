@@ -646,9 +646,10 @@ async fn coordinator_process(db: &str, dir: &Path) -> (Process, String) {
     (coordinator, api)
 }
 
-/// Heartbeats every 100 ms, a look every 500 ms, one missed look is death.
+/// Heartbeats every 100 ms, a look every 500 ms, three missed looks are death (one
+/// would take a heartbeat held up by a busy SQLite file under a loaded CI for death).
 async fn fast_membership(http: &awc::Client, api: &str) {
-    let body = json!({"heartbeat_ms": 100, "validate_ms": 500, "missed_checks": 1});
+    let body = json!({"heartbeat_ms": 100, "validate_ms": 500, "missed_checks": 3});
     let answer = call(http, Method::PUT, &format!("{api}/config"), Some(body)).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
 }
@@ -920,9 +921,13 @@ async fn a_killed_monitor_servers_devices_move_to_the_live_ones_and_a_paused_one
     paused
         .line_containing("fenced: stopped every monitor")
         .await;
-    assert_eq!(
-        running_on(&http, third).await.unwrap()[0],
-        devices,
-        "still each run once"
-    );
+    // Whatever moves later (a loaded machine may delay a heartbeat past a look), each
+    // device settles to run exactly once on the live servers.
+    eventually("each device runs exactly once", || async {
+        let running = running_on(&http, &addresses[1..]).await?;
+        let mut all: Vec<i64> = running.iter().flatten().copied().collect();
+        all.sort_unstable();
+        (all == devices).then_some(())
+    })
+    .await;
 }
