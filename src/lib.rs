@@ -16,9 +16,11 @@
 //!                                          MetricsWriter ── batches ──▶ samples, events
 //! ```
 //!
-//! - [`actors`]: the scheduler and the retention task (coordinator), the monitor-server
+//! - [`actors`]: the scheduler (coordinator; on every node for failover), the monitor-server
 //!   supervisor, one `DeviceMonitor` per device, the `MetricsWriter` of each monitor
-//!   server, and the `ActorRegistry` behind `GET /debug/actors`.
+//!   server, `Membership` (every node: heartbeat, validation, master) with the
+//!   master-only `Failover` and `Retention`, and the `ActorRegistry` behind
+//!   `GET /debug/actors`.
 //! - [`health`]: how a device's state follows from its polls and the thresholds.
 //! - [`agent`]: the host exporter (`vigil agent`), and the JSON document it serves.
 //! - [`series`] names readings; [`exposition`] writes the Prometheus text format.
