@@ -163,6 +163,18 @@ impl MonitorServerActor {
         });
     }
 
+    /// Stops every monitor and forgets it; answers how many there were.
+    fn stop_all(&mut self) -> usize {
+        let stopped = self.monitors.len();
+        for (_, child) in self.monitors.drain() {
+            if let Some(monitor) = child.monitor {
+                monitor.do_send(StopPolling);
+            }
+            self.registry.unregister(&child.stats);
+        }
+        stopped
+    }
+
     fn set_config(&mut self, config: MonitorConfig) -> usize {
         self.config = config;
         for child in self.monitors.values_mut() {
@@ -188,12 +200,7 @@ impl Actor for MonitorServerActor {
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        for (_, child) in self.monitors.drain() {
-            if let Some(monitor) = child.monitor {
-                monitor.do_send(StopPolling);
-            }
-            self.registry.unregister(&child.stats);
-        }
+        self.stop_all();
         self.registry.unregister(&self.stats);
     }
 }
@@ -276,13 +283,7 @@ impl Handler<Fence> for MonitorServerActor {
 
     fn handle(&mut self, _: Fence, _ctx: &mut Context<Self>) -> usize {
         self.stats.record::<Fence>();
-        let stopped = self.monitors.len();
-        for (_, child) in self.monitors.drain() {
-            if let Some(monitor) = child.monitor {
-                monitor.do_send(StopPolling);
-            }
-            self.registry.unregister(&child.stats);
-        }
+        let stopped = self.stop_all();
         tracing::warn!(
             server.id = self.server_id,
             monitors = stopped,
