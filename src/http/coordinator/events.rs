@@ -61,18 +61,7 @@ pub async fn list(
     let since = query
         .since
         .as_deref()
-        .map(|value| {
-            DateTime::parse_from_rfc3339(value)
-                .map(|at| at.with_timezone(&Utc).naive_utc())
-                .map_err(|e| {
-                    ApiError::bad_request(
-                        "invalid_query",
-                        format!(
-                            "since must be an RFC 3339 time such as 2026-11-23T10:00:00Z (got {value:?}: {e})"
-                        ),
-                    )
-                })
-        })
+        .map(|value| input::instant("since", value).map(|at| at.naive_utc()))
         .transpose()?;
     let filter = EventFilter {
         device_id: query.device_id,

@@ -9,6 +9,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::devices::existing;
+use super::input::instant;
 use super::views::utc;
 use super::AppState;
 use crate::db;
@@ -49,16 +50,6 @@ struct Range {
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_query", message)
-}
-
-fn instant(field: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
-    DateTime::parse_from_rfc3339(value)
-        .map(|at| at.with_timezone(&Utc))
-        .map_err(|e| {
-            bad(format!(
-                "{field} must be an RFC 3339 time such as 2026-11-23T10:00:00Z (got {value:?}: {e})"
-            ))
-        })
 }
 
 impl Range {

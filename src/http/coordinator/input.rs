@@ -1,5 +1,7 @@
 //! Checks on values that come in through the coordinator's API.
 
+use chrono::{DateTime, Utc};
+
 use crate::http::error::ApiError;
 
 /// Longest name of a company or device.
@@ -33,6 +35,20 @@ pub fn name(field: &str, value: &str) -> Result<String, ApiError> {
         ));
     }
     Ok(trimmed.to_string())
+}
+
+/// A time given in a query string: RFC 3339, any offset, read as UTC.
+pub fn instant(field: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|e| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!(
+                    "{field} must be an RFC 3339 time such as 2026-11-23T10:00:00Z (got {value:?}: {e})"
+                ),
+            )
+        })
 }
 
 /// A page of a list: `limit` within 1..=MAX_PAGE, `offset` not negative.
