@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::membership::{IsMaster, Membership};
+use super::membership::{GetCluster, Membership};
 use super::registry::{ActorRegistry, ActorStats, Tracked};
 use super::scheduler::{SchedulerActor, StartDevices};
 use crate::db::{self, Db};
@@ -16,7 +16,7 @@ use crate::db::{self, Db};
 /// The kind under which the task appears in the actor registry.
 pub const KIND: &str = "Failover";
 
-/// How often to look before the config has been read.
+/// The first look, and the next one when membership cannot answer.
 const FIRST_LOOK: Duration = Duration::from_millis(500);
 
 pub struct Failover {
@@ -59,31 +59,30 @@ impl Actor for Failover {
 #[rtype(result = "()")]
 pub struct Look;
 
-/// What one look found and did.
+/// One look: on the master only, the orphaned devices are read and started. Answers
+/// when to look next (`validate_ms`, as this node's membership last read it).
 async fn look(
     db: Db,
     scheduler: Tracked<SchedulerActor>,
     membership: Tracked<Membership>,
 ) -> Duration {
-    let next =
-        |validate_ms: i64| Duration::from_millis(u64::try_from(validate_ms).unwrap_or(3000).max(1));
-    let read = db
-        .run(|conn| {
-            Ok((
-                db::config::get(conn)?.validate_ms,
-                db::devices::orphaned(conn)?,
-            ))
-        })
-        .await;
-    let (validate_ms, orphaned) = match read {
-        Ok(read) => read,
+    // Asked in-process first: the other nodes never query for orphans.
+    let Ok(view) = membership.send(GetCluster).await else {
+        return FIRST_LOOK;
+    };
+    let next = Duration::from_millis(view.validate_ms.max(1));
+    if view.this_node.is_none() || view.master != view.this_node {
+        return next;
+    }
+    let orphaned = match db.run(db::devices::orphaned).await {
+        Ok(orphaned) => orphaned,
         Err(error) => {
             tracing::warn!(%error, "failover: could not look for devices to re-home");
-            return next(3000);
+            return next;
         }
     };
-    if orphaned.is_empty() || !membership.send(IsMaster).await.unwrap_or(false) {
-        return next(validate_ms);
+    if orphaned.is_empty() {
+        return next;
     }
     let mut from: Vec<i64> = orphaned.iter().filter_map(|(_, server)| *server).collect();
     from.sort_unstable();
@@ -99,7 +98,7 @@ async fn look(
         Ok(Err(error)) => tracing::warn!(%error, "failover pass failed"),
         Err(error) => tracing::warn!(%error, "failover: scheduler unavailable"),
     }
-    next(validate_ms)
+    next
 }
 
 impl Handler<Look> for Failover {
