@@ -19,7 +19,6 @@ pub enum Kind {
     Counter,
     Gauge,
     Histogram,
-    Untyped,
 }
 
 impl Kind {
@@ -28,7 +27,6 @@ impl Kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
             Kind::Histogram => "histogram",
-            Kind::Untyped => "untyped",
         }
     }
 }
