@@ -1,0 +1,529 @@
+//! The prometheus probe on two real node_exporter scrapes (tests/fixtures), on odd
+//! and broken documents, and over HTTP.
+
+use super::*;
+
+/// Two scrapes of Debian 12's `prometheus-node-exporter` 1.5, three seconds apart.
+const SCRAPE_1: &str = include_str!("../../tests/fixtures/node_exporter_1.prom");
+const SCRAPE_2: &str = include_str!("../../tests/fixtures/node_exporter_2.prom");
+
+/// The value on the line of `text` that starts with `series` (written as the
+/// exporter writes it: labels sorted, as [`ExpositionSample::series`] does).
+fn value_in(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} is not in the document"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The lines of `text` for metric `name`, with labels.
+fn lines_of<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    text.lines()
+        .filter(move |line| line.strip_prefix(name).is_some_and(|r| r.starts_with('{')))
+}
+
+/// The value of label `label` on an exposition line, read from the text.
+fn label_in<'a>(line: &'a str, label: &str) -> &'a str {
+    let start = line.find(&format!("{label}=\"")).unwrap() + label.len() + 2;
+    let len = line[start..].find('"').unwrap();
+    &line[start..start + len]
+}
+
+fn line_value(line: &str) -> f64 {
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+fn map(text: &str, previous: Option<&Counters>, received: Instant) -> (Metrics, Counters) {
+    to_metrics(&parse_exposition(text).unwrap(), previous, received)
+}
+
+#[test]
+fn a_node_exporter_scrape_parses() {
+    let parsed = parse_exposition(SCRAPE_1).unwrap();
+    let sample_lines = SCRAPE_1
+        .lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .count();
+    assert_eq!(parsed.skipped_lines, 0);
+    assert_eq!(parsed.samples.len(), sample_lines);
+    assert_eq!(
+        parsed.value("node_memory_MemTotal_bytes"),
+        Some(value_in(SCRAPE_1, "node_memory_MemTotal_bytes"))
+    );
+    let kind = |series: &str| {
+        parsed
+            .samples
+            .iter()
+            .find(|s| s.series() == series)
+            .map(|s| s.kind)
+    };
+    assert_eq!(
+        kind(r#"node_cpu_seconds_total{cpu="0",mode="idle"}"#),
+        Some(SampleKind::Counter)
+    );
+    assert_eq!(kind("node_load1"), Some(SampleKind::Gauge));
+    assert_eq!(
+        kind("node_netstat_Icmp6_InErrors"),
+        Some(SampleKind::Untyped)
+    );
+    assert_eq!(
+        kind(r#"go_gc_duration_seconds{quantile="0.5"}"#),
+        Some(SampleKind::Quantile)
+    );
+    assert_eq!(kind("go_gc_duration_seconds_sum"), Some(SampleKind::Sum));
+    assert_eq!(
+        kind("go_gc_duration_seconds_count"),
+        Some(SampleKind::Count)
+    );
+}
+
+#[test]
+fn the_first_scrape_maps_memory_disks_load_and_uptime_but_no_rates() {
+    let (metrics, _) = map(SCRAPE_1, None, Instant::now());
+
+    let total = value_in(SCRAPE_1, "node_memory_MemTotal_bytes");
+    let available = value_in(SCRAPE_1, "node_memory_MemAvailable_bytes");
+    assert_eq!(metrics[series::MEMORY_TOTAL_BYTES], total);
+    assert_eq!(metrics[series::MEMORY_USED_BYTES], total - available);
+    assert_eq!(
+        metrics[series::MEMORY_USAGE_PERCENT],
+        (total - available) / total * 100.0
+    );
+    let swap_total = value_in(SCRAPE_1, "node_memory_SwapTotal_bytes");
+    assert_eq!(metrics[series::SWAP_TOTAL_BYTES], swap_total);
+    assert!((0.0..=100.0).contains(&metrics[series::SWAP_USAGE_PERCENT]));
+
+    let mut mounts = 0;
+    for line in lines_of(SCRAPE_1, "node_filesystem_size_bytes") {
+        let mount = label_in(line, "mountpoint");
+        let size = line_value(line);
+        let percent = metrics.get(&series(series::DISK_USAGE_PERCENT, &[("mount", mount)]));
+        if size > 0.0 {
+            mounts += 1;
+            let percent = percent.unwrap_or_else(|| panic!("no disk series for {mount}"));
+            assert!((0.0..=100.0).contains(percent), "{mount}: {percent}");
+            assert_eq!(
+                metrics[&series(series::DISK_TOTAL_BYTES, &[("mount", mount)])],
+                size
+            );
+            // As df counts it, from the fixture's free and available bytes.
+            let of = |name: &str| {
+                lines_of(SCRAPE_1, name)
+                    .find(|l| label_in(l, "mountpoint") == mount)
+                    .map(line_value)
+                    .unwrap()
+            };
+            let free = of("node_filesystem_free_bytes");
+            let available = of("node_filesystem_avail_bytes");
+            let used = size - free;
+            assert_eq!(
+                metrics[&series(series::DISK_USED_BYTES, &[("mount", mount)])],
+                used
+            );
+            assert!((percent - used * 100.0 / (used + available)).abs() < 1e-9);
+        } else {
+            assert_eq!(percent, None, "{mount} has size 0");
+        }
+    }
+    assert!(mounts > 0, "the fixture lists no file system");
+
+    assert_eq!(metrics[series::LOAD1], value_in(SCRAPE_1, "node_load1"));
+    assert_eq!(metrics[series::LOAD5], value_in(SCRAPE_1, "node_load5"));
+    assert_eq!(metrics[series::LOAD15], value_in(SCRAPE_1, "node_load15"));
+    assert_eq!(
+        metrics[series::UPTIME_SECONDS],
+        value_in(SCRAPE_1, "node_time_seconds") - value_in(SCRAPE_1, "node_boot_time_seconds")
+    );
+
+    assert!(!metrics.contains_key(series::CPU_USAGE_PERCENT));
+    assert!(!metrics
+        .keys()
+        .any(|k| k.starts_with(series::CPU_CORE_USAGE_PERCENT)
+            || k.starts_with(series::NETWORK_RECEIVE_BYTES_PER_SECOND)
+            || k.starts_with(series::NETWORK_TRANSMIT_BYTES_PER_SECOND)));
+}
+
+#[test]
+fn the_second_scrape_adds_cpu_usage_and_network_rates() {
+    let start = Instant::now();
+    let (_, counters) = map(SCRAPE_1, None, start);
+    let (metrics, _) = map(SCRAPE_2, Some(&counters), start + Duration::from_secs(3));
+
+    // Busy share of the CPU time between the scrapes, computed from the text.
+    let times = |text: &str| {
+        lines_of(text, "node_cpu_seconds_total").fold((0.0, 0.0), |(idle, total), line| {
+            let value = line_value(line);
+            let is_idle = matches!(label_in(line, "mode"), "idle" | "iowait");
+            (idle + if is_idle { value } else { 0.0 }, total + value)
+        })
+    };
+    let ((idle_1, total_1), (idle_2, total_2)) = (times(SCRAPE_1), times(SCRAPE_2));
+    let expected = 100.0 * (1.0 - (idle_2 - idle_1) / (total_2 - total_1));
+    let cpu = metrics[series::CPU_USAGE_PERCENT];
+    assert!((0.0..=100.0).contains(&cpu), "{cpu}");
+    assert!((cpu - expected).abs() < 1e-6, "{cpu} != {expected}");
+    for line in lines_of(SCRAPE_2, "node_cpu_seconds_total") {
+        let core = label_in(line, "cpu");
+        let key = series(series::CPU_CORE_USAGE_PERCENT, &[("core", core)]);
+        let usage = metrics.get(&key).unwrap_or_else(|| panic!("no {key}"));
+        assert!((0.0..=100.0).contains(usage), "{key}: {usage}");
+    }
+
+    let elapsed = value_in(SCRAPE_2, "node_time_seconds") - value_in(SCRAPE_1, "node_time_seconds");
+    for (counter, rate) in [
+        (
+            "node_network_receive_bytes_total",
+            series::NETWORK_RECEIVE_BYTES_PER_SECOND,
+        ),
+        (
+            "node_network_transmit_bytes_total",
+            series::NETWORK_TRANSMIT_BYTES_PER_SECOND,
+        ),
+    ] {
+        let mut interfaces = 0;
+        for line in lines_of(SCRAPE_2, counter) {
+            interfaces += 1;
+            let device = label_in(line, "device");
+            let written = format!("{counter}{{device=\"{device}\"}}");
+            let expected = (value_in(SCRAPE_2, &written) - value_in(SCRAPE_1, &written)) / elapsed;
+            let key = series(rate, &[("interface", device)]);
+            let got = metrics[&key];
+            assert!(got >= 0.0, "{key}: {got}");
+            assert!((got - expected).abs() < 1e-6, "{key}: {got} != {expected}");
+        }
+        assert!(interfaces > 0, "the fixture lists no interface");
+    }
+}
+
+#[test]
+fn counters_that_went_down_yield_no_rates() {
+    let scrape = |cpu0: f64, cpu1: f64, eth0: f64, wlan0: f64| {
+        format!(
+            "node_cpu_seconds_total{{cpu=\"0\",mode=\"idle\"}} {cpu0}\n\
+             node_cpu_seconds_total{{cpu=\"0\",mode=\"user\"}} {cpu0}\n\
+             node_cpu_seconds_total{{cpu=\"1\",mode=\"idle\"}} {cpu1}\n\
+             node_cpu_seconds_total{{cpu=\"1\",mode=\"user\"}} {cpu1}\n\
+             node_network_receive_bytes_total{{device=\"eth0\"}} {eth0}\n\
+             node_network_receive_bytes_total{{device=\"wlan0\"}} {wlan0}\n"
+        )
+    };
+    let start = Instant::now();
+    let (_, counters) = map(&scrape(100.0, 100.0, 5000.0, 5000.0), None, start);
+    // Core 1 and eth0 start over (a CPU taken offline and back, a recreated
+    // interface); core 0 and wlan0 count on.
+    let later = start + Duration::from_secs(1);
+    let (metrics, _) = map(&scrape(110.0, 3.0, 100.0, 6000.0), Some(&counters), later);
+    let core = |n: &str| series(series::CPU_CORE_USAGE_PERCENT, &[("core", n)]);
+    let receive = |i: &str| {
+        series(
+            series::NETWORK_RECEIVE_BYTES_PER_SECOND,
+            &[("interface", i)],
+        )
+    };
+    assert_eq!(metrics.get(&core("0")), Some(&50.0));
+    assert_eq!(metrics.get(&core("1")), None);
+    // The total counts only the cores that counted on.
+    assert_eq!(metrics.get(series::CPU_USAGE_PERCENT), Some(&50.0));
+    assert_eq!(metrics.get(&receive("wlan0")), Some(&1000.0));
+    assert_eq!(metrics.get(&receive("eth0")), None);
+
+    // Everything went down, as after a reboot: no rate at all.
+    let (metrics, _) = map(&scrape(1.0, 1.0, 10.0, 10.0), Some(&counters), later);
+    assert!(metrics.is_empty(), "{metrics:?}");
+}
+
+#[test]
+fn rates_use_our_clock_when_the_exporter_tells_no_time() {
+    let start = Instant::now();
+    let (_, counters) = map(
+        "node_network_receive_bytes_total{device=\"eth0\"} 1000\n",
+        None,
+        start,
+    );
+    let (metrics, _) = map(
+        "node_network_receive_bytes_total{device=\"eth0\"} 3000\n",
+        Some(&counters),
+        start + Duration::from_secs(2),
+    );
+    let key = series(
+        series::NETWORK_RECEIVE_BYTES_PER_SECOND,
+        &[("interface", "eth0")],
+    );
+    assert_eq!(metrics.get(&key), Some(&1000.0));
+    // No time passed: no rate rather than an infinite one.
+    let (metrics, _) = map(
+        "node_network_receive_bytes_total{device=\"eth0\"} 3000\n",
+        Some(&counters),
+        start,
+    );
+    assert_eq!(metrics.get(&key), None);
+}
+
+#[test]
+fn temperatures_are_named_by_chip_and_sensor_or_by_zone() {
+    let (metrics, _) = map(
+        "node_hwmon_temp_celsius{chip=\"platform_coretemp_0\",sensor=\"temp1\"} 41.5\n\
+         node_thermal_zone_temp{type=\"acpitz\",zone=\"0\"} 27.8\n",
+        None,
+        Instant::now(),
+    );
+    let sensor = |name: &str| {
+        metrics
+            .get(&series(series::TEMPERATURE_CELSIUS, &[("sensor", name)]))
+            .copied()
+    };
+    assert_eq!(sensor("platform_coretemp_0/temp1"), Some(41.5));
+    assert_eq!(sensor("thermal_zone0/acpitz"), Some(27.8));
+    assert_eq!(metrics.len(), 2, "{metrics:?}");
+}
+
+#[test]
+fn node_exporter_sources_are_not_repeated_as_raw_series() {
+    let (metrics, _) = map(SCRAPE_1, None, Instant::now());
+    for key in metrics.keys() {
+        assert!(!NODE_SERIES.contains(&series::name(key)), "{key} kept raw");
+    }
+    // Other series are kept as the exporter names them.
+    assert_eq!(
+        metrics["go_goroutines"],
+        value_in(SCRAPE_1, "go_goroutines")
+    );
+}
+
+#[test]
+fn the_raw_series_cap_keeps_the_first_series_and_every_canonical_one() {
+    let extra = 100;
+    let mut text = String::from("# TYPE filler gauge\n");
+    // Written in descending order, so exposition order is not the sorted order.
+    for n in (0..MAX_RAW_SERIES + extra).rev() {
+        text.push_str(&format!("filler{{n=\"{n:04}\"}} {n}\n"));
+    }
+    text.push_str(
+        "node_memory_MemTotal_bytes 1000\n\
+         node_memory_MemAvailable_bytes 250\n\
+         node_load1 0.5\n\
+         node_filesystem_size_bytes{device=\"/dev/sda1\",fstype=\"ext4\",mountpoint=\"/\"} 100\n\
+         node_filesystem_avail_bytes{device=\"/dev/sda1\",fstype=\"ext4\",mountpoint=\"/\"} 40\n",
+    );
+    let (metrics, _) = map(&text, None, Instant::now());
+    let raw: Vec<&String> = metrics.keys().filter(|k| k.starts_with("filler")).collect();
+    assert_eq!(raw.len(), MAX_RAW_SERIES);
+    let kept = |n: usize| metrics.contains_key(&format!("filler{{n=\"{n:04}\"}}"));
+    assert!(
+        kept(MAX_RAW_SERIES + extra - 1),
+        "the first series was dropped"
+    );
+    assert!(kept(extra), "the {MAX_RAW_SERIES}th series was dropped");
+    assert!(!kept(extra - 1), "a series past the cap was kept");
+    assert_eq!(metrics[series::MEMORY_USAGE_PERCENT], 75.0);
+    assert_eq!(metrics[series::LOAD1], 0.5);
+    assert_eq!(
+        metrics[&series(series::DISK_USAGE_PERCENT, &[("mount", "/")])],
+        60.0
+    );
+}
+
+#[test]
+fn what_is_not_an_exposition_is_an_error() {
+    for garbage in [
+        "up",
+        "<!DOCTYPE html>\n<html><body>Not Found</body></html>\n",
+        "{\"cpu_usage_percent\": 3}",
+        "hello world",
+        "metric{label=unquoted} 1",
+        "metric{label=\"unterminated} 1",
+        "1metric 1",
+    ] {
+        let err = parse_exposition(garbage).unwrap_err();
+        assert!(err.starts_with("line 1 is "), "{garbage:?}: {err}");
+    }
+    let err = parse_exposition("# HELP x x\n\nnot an exposition\n").unwrap_err();
+    assert!(
+        err.contains("line 3") && err.contains("`not an exposition`"),
+        "{err}"
+    );
+    // Blanks and comments only: an exposition without samples.
+    for empty in ["", "\n\n", "# HELP nothing here\n# TYPE nothing gauge\n"] {
+        assert_eq!(parse_exposition(empty), Ok(ParsedExposition::default()));
+    }
+}
+
+#[test]
+fn one_unreadable_line_is_skipped_not_fatal() {
+    let parsed = parse_exposition("a 1\nthis is not a sample\nb 2\n").unwrap();
+    assert_eq!(parsed.samples.len(), 2);
+    assert_eq!(parsed.skipped_lines, 1);
+}
+
+#[test]
+fn odd_label_values_round_trip() {
+    let line = r#"odd{path="C:\\DIR\\FILE.TXT",error="Cannot find file:\n\"FILE.TXT\"",list="a,b=c",empty=""} 1.5"#;
+    let parsed = parse_exposition(line).unwrap();
+    let sample = &parsed.samples[0];
+    assert_eq!(sample.label("path"), Some(r"C:\DIR\FILE.TXT"));
+    assert_eq!(
+        sample.label("error"),
+        Some("Cannot find file:\n\"FILE.TXT\"")
+    );
+    assert_eq!(sample.label("list"), Some("a,b=c"));
+    assert_eq!(sample.label("empty"), Some(""));
+    let names: Vec<&str> = sample.labels.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["empty", "error", "list", "path"]);
+
+    let written = sample.series();
+    assert_eq!(
+        written,
+        r#"odd{empty="",error="Cannot find file:\n\"FILE.TXT\"",list="a,b=c",path="C:\\DIR\\FILE.TXT"}"#
+    );
+    let again = parse_exposition(&format!("{written} 1.5\n")).unwrap();
+    assert_eq!(again.samples, parsed.samples);
+    let (metrics, _) = to_metrics(&parsed, None, Instant::now());
+    assert_eq!(metrics.get(&written), Some(&1.5));
+
+    // The tokeniser stops a label set at the first `}`: such a line is skipped
+    // rather than read as some other series.
+    let parsed = parse_exposition("a{v=\"x}y\"} 1\nb 2\n").unwrap();
+    assert_eq!(parsed.skipped_lines, 1);
+    assert_eq!(parsed.samples.len(), 1);
+}
+
+#[test]
+fn histogram_buckets_and_summary_quantiles_are_not_kept_raw() {
+    let text = r#"
+# HELP http_requests_total The total number of HTTP requests.
+# TYPE http_requests_total counter
+http_requests_total{method="post",code="200"} 1027 1395066363000
+# TYPE http_request_duration_seconds histogram
+http_request_duration_seconds_bucket{le="0.05"} 24054
+http_request_duration_seconds_bucket{le="+Inf"} 144320
+http_request_duration_seconds_sum 53423
+http_request_duration_seconds_count 144320
+# TYPE rpc_duration_seconds summary
+rpc_duration_seconds{quantile="0.5"} 4773
+rpc_duration_seconds_sum 1.7560473e+07
+rpc_duration_seconds_count 2693
+"#;
+    let parsed = parse_exposition(text).unwrap();
+    assert_eq!(parsed.samples.len(), 8);
+    let (metrics, _) = to_metrics(&parsed, None, Instant::now());
+    let keys: Vec<&str> = metrics.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            r#"http_request_duration_seconds_count"#,
+            r#"http_request_duration_seconds_sum"#,
+            r#"http_requests_total{code="200",method="post"}"#,
+            "rpc_duration_seconds_count",
+            "rpc_duration_seconds_sum",
+        ]
+    );
+
+    let (metrics, _) = map(SCRAPE_1, None, Instant::now());
+    assert!(!metrics.keys().any(|k| k.contains("quantile=")));
+    assert!(metrics.contains_key("go_gc_duration_seconds_sum"));
+}
+
+#[test]
+fn non_finite_values_are_left_out() {
+    let parsed = parse_exposition("a NaN\nb +Inf\nc -Inf\nd 4\n").unwrap();
+    assert_eq!(parsed.skipped_lines, 0);
+    let names: Vec<&str> = parsed.samples.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["d"]);
+}
+
+/// Serves fixture 1 then fixture 2 at `/metrics`, bytes that are not UTF-8 at
+/// `/latin1`, and a word at `/garbage`.
+fn serve() -> std::net::SocketAddr {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let scrapes = Arc::new(AtomicUsize::new(0));
+    let server = HttpServer::new(move || {
+        let scrapes = Arc::clone(&scrapes);
+        App::new()
+            .route(
+                "/metrics",
+                web::get().to(move || {
+                    let n = scrapes.fetch_add(1, Ordering::SeqCst);
+                    let body = if n == 0 { SCRAPE_1 } else { SCRAPE_2 };
+                    async move { HttpResponse::Ok().body(body) }
+                }),
+            )
+            .route(
+                "/latin1",
+                web::get()
+                    .to(|| async { HttpResponse::Ok().body(&b"temp{place=\"caf\xe9\"} 1\n"[..]) }),
+            )
+            .route(
+                "/garbage",
+                web::get().to(|| async { HttpResponse::Ok().body("up") }),
+            )
+    })
+    .workers(1)
+    .disable_signals()
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let address = server.addrs()[0];
+    actix_rt::spawn(server.run());
+    address
+}
+
+fn device(address: String) -> DeviceSpec {
+    DeviceSpec {
+        id: 1,
+        company_id: 1,
+        name: "node".into(),
+        company: "acme".into(),
+        address,
+        kind: crate::domain::DeviceKind::Prometheus,
+        expected_status: None,
+    }
+}
+
+#[actix_rt::test]
+async fn the_probe_reads_an_exposition_over_http() {
+    let address = serve();
+    let probe = PrometheusProbe::new();
+    let timeout = Duration::from_secs(5);
+    let node = device(format!("http://{address}"));
+
+    let first = probe.poll(&node, timeout).await;
+    assert!(first.up, "{first:?}");
+    assert_eq!(first.status_code, Some(200));
+    assert_eq!(first.error, None);
+    assert!(first.metrics.contains_key(series::MEMORY_USAGE_PERCENT));
+    assert!(!first.metrics.contains_key(series::CPU_USAGE_PERCENT));
+    assert!(
+        first.metrics.len() <= MAX_RAW_SERIES + 100,
+        "{}",
+        first.metrics.len()
+    );
+
+    let second = probe.poll(&node, timeout).await;
+    assert!(second.up, "{second:?}");
+    let cpu = second.metrics[series::CPU_USAGE_PERCENT];
+    assert!((0.0..=100.0).contains(&cpu), "{cpu}");
+
+    let latin1 = probe
+        .poll(&device(format!("http://{address}/latin1")), timeout)
+        .await;
+    assert!(!latin1.up);
+    assert_eq!(latin1.status_code, Some(200));
+    let error = latin1.error.unwrap();
+    assert!(error.contains("not UTF-8"), "{error}");
+
+    let garbage = probe
+        .poll(&device(format!("http://{address}/garbage")), timeout)
+        .await;
+    assert!(!garbage.up);
+    assert!(garbage.metrics.is_empty());
+    let error = garbage.error.unwrap();
+    assert_eq!(
+        error,
+        "answered something that is not a Prometheus text exposition: \
+         line 1 is not a sample, a comment or a blank line: `up`"
+    );
+}
