@@ -390,36 +390,7 @@ async fn a_killed_monitor_server_process_shows_down_while_the_other_stays_up(bac
     }
     let ids: Vec<i64> = servers.iter().map(|(_, id)| *id).collect();
 
-    let company = call(
-        &http,
-        Method::POST,
-        &format!("{api}/companies"),
-        Some(json!({ "name": "acme" })),
-    )
-    .await;
-    assert_eq!(company.status, StatusCode::CREATED, "{company:?}");
-    let company = company.body["id"].as_i64().unwrap();
-    let mut devices = Vec::new();
-    for name in ["a", "b"] {
-        let body = json!({
-            "company_id": company,
-            "name": name,
-            "address": fleet.url(&format!("/d/{name}")),
-            "kind": "http",
-        });
-        let device = call(&http, Method::POST, &format!("{api}/devices"), Some(body)).await;
-        assert_eq!(device.status, StatusCode::CREATED, "{device:?}");
-        devices.push(device.body["id"].as_i64().unwrap());
-    }
-    let started = call(
-        &http,
-        Method::POST,
-        &format!("{api}/companies/{company}/start"),
-        None,
-    )
-    .await;
-    assert_eq!(started.status, StatusCode::OK, "{started:?}");
-    assert_eq!(started.body["started"], 2, "{started:?}");
+    let devices = start_company_of(&http, &api, &fleet, &["a", "b"]).await;
 
     let placed = eventually("both devices are polled and normal", || async {
         let listed = call(&http, Method::GET, &format!("{api}/devices"), None).await;
@@ -625,6 +596,47 @@ async fn bad_agent_settings_exit_with_code_2_and_one_line_on_stderr() {
         assert!(agent.seen[0].starts_with("vigil: "), "{:?}", agent.seen);
         assert!(agent.seen[0].contains(says), "{args:?}: {:?}", agent.seen);
     }
+}
+
+/// Creates company "acme" with one fleet device per name (`/d/{name}`) and starts it
+/// whole; every device must start. Returns the device ids in order.
+async fn start_company_of(
+    http: &awc::Client,
+    api: &str,
+    fleet: &Fleet,
+    names: &[&str],
+) -> Vec<i64> {
+    let company = call(
+        http,
+        Method::POST,
+        &format!("{api}/companies"),
+        Some(json!({ "name": "acme" })),
+    )
+    .await;
+    assert_eq!(company.status, StatusCode::CREATED, "{company:?}");
+    let company = company.body["id"].as_i64().unwrap();
+    let mut devices = Vec::new();
+    for name in names {
+        let body = json!({
+            "company_id": company,
+            "name": name,
+            "address": fleet.url(&format!("/d/{name}")),
+            "kind": "http",
+        });
+        let device = call(http, Method::POST, &format!("{api}/devices"), Some(body)).await;
+        assert_eq!(device.status, StatusCode::CREATED, "{device:?}");
+        devices.push(device.body["id"].as_i64().unwrap());
+    }
+    let started = call(
+        http,
+        Method::POST,
+        &format!("{api}/companies/{company}/start"),
+        None,
+    )
+    .await;
+    assert_eq!(started.status, StatusCode::OK, "{started:?}");
+    assert_eq!(started.body["started"], names.len(), "{started:?}");
+    devices
 }
 
 /// The cluster as the coordinator at `api` sees it.
@@ -852,29 +864,9 @@ async fn a_killed_monitor_servers_devices_move_to_the_live_ones_and_a_paused_one
         let address = field(&line, "address").to_string();
         servers.push((server, address));
     }
-    let company = call(
-        &http,
-        Method::POST,
-        &format!("{api}/companies"),
-        Some(json!({"name": "acme"})),
-    )
-    .await;
-    let company = company.body["id"].as_i64().unwrap();
-    let mut devices = Vec::new();
-    for i in 0..9 {
-        let body = json!({"company_id": company, "name": format!("d{i}"),
-                          "address": fleet.url(&format!("/d/d{i}")), "kind": "http"});
-        let device = call(&http, Method::POST, &format!("{api}/devices"), Some(body)).await;
-        devices.push(device.body["id"].as_i64().unwrap());
-    }
-    let started = call(
-        &http,
-        Method::POST,
-        &format!("{api}/companies/{company}/start"),
-        None,
-    )
-    .await;
-    assert_eq!(started.body["started"], 9, "{started:?}");
+    let names: Vec<String> = (0..9).map(|i| format!("d{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let devices = start_company_of(&http, &api, &fleet, &names).await;
     let addresses: Vec<String> = servers.iter().map(|(_, a)| a.clone()).collect();
     let before = running_on(&http, &addresses).await.unwrap();
     assert!(before.iter().all(|ids| ids.len() == 3), "{before:?}");
