@@ -51,6 +51,38 @@ const POINTS: i64 = 300;
 /// The limit the history endpoint passes: its `MAX_ANSWER_POINTS` + 1.
 const ANSWER_LIMIT: i64 = 200_001;
 
+/// `count` devices of one company, each placed (on no server) under epoch 1; their ids.
+fn placed_devices(conn: &mut DbConn, count: usize) -> diesel::QueryResult<Vec<i64>> {
+    use diesel::prelude::*;
+    use vigil::db::schema::assignments;
+    db::write_transaction(conn, |conn| {
+        let company = db::companies::create(conn, "bench")?;
+        let mut ids = Vec::with_capacity(count);
+        for n in 0..count {
+            let name = format!("device-{n}");
+            let device = db::devices::create(
+                conn,
+                &db::models::NewDevice {
+                    company_id: company.id,
+                    name: &name,
+                    address: "http://127.0.0.1:9/",
+                    kind: "http",
+                    enabled: true,
+                    expected_status: None,
+                },
+            )?;
+            diesel::insert_into(assignments::table)
+                .values((
+                    assignments::device_id.eq(device.id),
+                    assignments::epoch.eq(1_i64),
+                ))
+                .execute(conn)?;
+            ids.push(device.id);
+        }
+        Ok(ids)
+    })
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let devices = args
@@ -75,6 +107,11 @@ async fn run(
         vigil::db::DbUrl::Postgres(_) => "postgres",
     };
     let db = Db::open(scratch.url().clone(), 8).await?;
+    // The writer stores only what is reported under a device's current epoch: every
+    // device (and the one whose history is built) is placed under epoch 1.
+    let ids = db
+        .run(move |conn| placed_devices(conn, devices + 1))
+        .await?;
     let names = poll_series();
     println!(
         "# writer bench: {devices} devices, {SAMPLES} samples of {} series, {backend}, {}",
@@ -89,7 +126,7 @@ async fn run(
         .map(|n| {
             let (round, device) = (n / devices, n % devices);
             Sample {
-                device_id: device as i64 + 1,
+                device_id: ids[device],
                 epoch: 1,
                 at: now + interval * round as i32,
                 metrics: poll(&names, device, round),
@@ -146,7 +183,7 @@ async fn run(
     );
 
     // History: a week of one device.
-    let device = devices as i64 + 1;
+    let device = ids[devices];
     let step_ms = POLL_INTERVAL.as_millis() as i64;
     let polls = (HISTORY_DAYS * 86_400_000 / step_ms) as usize;
     let end_ms = now.timestamp_millis() - 60_000;
@@ -160,7 +197,7 @@ async fn run(
             .run(move |conn| {
                 let rows: Vec<NewSample> = (first..last)
                     .flat_map(|p| {
-                        poll(&names, device as usize, p)
+                        poll(&names, devices, p)
                             .into_iter()
                             .map(move |(metric, value)| NewSample {
                                 device_id: device,
@@ -171,7 +208,7 @@ async fn run(
                             })
                     })
                     .collect();
-                db::write_transaction(conn, |conn| db::samples::insert(conn, &rows))
+                db::write_transaction(conn, |conn| db::samples::insert_current(conn, &rows))
             })
             .await?;
     }

@@ -165,14 +165,23 @@ impl MonitorServerActor {
 
     /// Stops every monitor and forgets it; answers how many there were.
     fn stop_all(&mut self) -> usize {
-        let stopped = self.monitors.len();
-        for (_, child) in self.monitors.drain() {
-            if let Some(monitor) = child.monitor {
-                monitor.do_send(StopPolling);
-            }
-            self.registry.unregister(&child.stats);
+        let devices: Vec<i64> = self.monitors.keys().copied().collect();
+        for device_id in &devices {
+            self.stop_one(*device_id);
         }
-        stopped
+        devices.len()
+    }
+
+    /// Stops the monitor of `device_id` and forgets it; false when there was none.
+    fn stop_one(&mut self, device_id: i64) -> bool {
+        let Some(child) = self.monitors.remove(&device_id) else {
+            return false;
+        };
+        if let Some(monitor) = child.monitor {
+            monitor.do_send(StopPolling);
+        }
+        self.registry.unregister(&child.stats);
+        true
     }
 
     fn set_config(&mut self, config: MonitorConfig) -> usize {
@@ -293,6 +302,36 @@ impl Handler<Fence> for MonitorServerActor {
     }
 }
 
+/// Stop these monitors, given as `(device, epoch)`: the database refused their readings
+/// because their device was placed elsewhere (a later epoch) since they started. A
+/// monitor of the same device started since under another epoch is kept.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct StaleMonitors(pub Vec<(i64, i64)>);
+
+impl Handler<StaleMonitors> for MonitorServerActor {
+    type Result = ();
+
+    fn handle(&mut self, StaleMonitors(stale): StaleMonitors, _ctx: &mut Context<Self>) {
+        self.stats.record::<StaleMonitors>();
+        for (device_id, epoch) in stale {
+            if self
+                .monitors
+                .get(&device_id)
+                .is_some_and(|child| child.spec.epoch == epoch)
+            {
+                self.stop_one(device_id);
+                tracing::warn!(
+                    device.id = device_id,
+                    server.id = self.server_id,
+                    epoch,
+                    "stopped a stale monitor: its device runs elsewhere under a later epoch"
+                );
+            }
+        }
+    }
+}
+
 /// The device is not monitored on this server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("device {0} is not monitored on this server")]
@@ -310,14 +349,9 @@ impl Handler<StopMonitor> for MonitorServerActor {
 
     fn handle(&mut self, msg: StopMonitor, _ctx: &mut Context<Self>) -> Self::Result {
         self.stats.record::<StopMonitor>();
-        let child = self
-            .monitors
-            .remove(&msg.device_id)
-            .ok_or(NotRunning(msg.device_id))?;
-        if let Some(monitor) = child.monitor {
-            monitor.do_send(StopPolling);
+        if !self.stop_one(msg.device_id) {
+            return Err(NotRunning(msg.device_id));
         }
-        self.registry.unregister(&child.stats);
         tracing::info!(
             device.id = msg.device_id,
             server.id = self.server_id,

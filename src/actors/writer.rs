@@ -9,11 +9,16 @@
 //! dropped and counted, whether writes fail or only fall behind, so a long outage
 //! costs history, never the process.
 //!
+//! Every row carries the epoch its monitor runs under, and the insert itself keeps
+//! only rows whose epoch is still their device's (see `db::fenced`): what a monitor
+//! that lost its device to another server reports is counted and left out, and the
+//! supervisor is told to stop that monitor.
+//!
 //! What a device reported is untrusted: non-finite values are left out and control
 //! characters (which PostgreSQL refuses in text) are replaced, so no reading can make
 //! a batch fail for good and hold up every write behind it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +27,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
+use super::monitor_server::StaleMonitors;
 use super::registry::{ActorRegistry, ActorStats, Tracked};
 use crate::db::models::{NewEvent, NewSample};
 use crate::db::{self, Db};
@@ -71,6 +77,10 @@ pub struct WriterStats {
     pub rows_written: AtomicU64,
     pub events_written: AtomicU64,
     pub failed_writes: AtomicU64,
+    /// Rows and state changes the database refused as stale: their monitor's epoch is
+    /// no longer their device's.
+    pub stale_rows: AtomicU64,
+    pub stale_events: AtomicU64,
     pub dropped_samples: AtomicU64,
     pub dropped_events: AtomicU64,
     /// Samples waiting now.
@@ -90,6 +100,8 @@ impl Default for WriterStats {
             rows_written: AtomicU64::new(0),
             events_written: AtomicU64::new(0),
             failed_writes: AtomicU64::new(0),
+            stale_rows: AtomicU64::new(0),
+            stale_events: AtomicU64::new(0),
             dropped_samples: AtomicU64::new(0),
             dropped_events: AtomicU64::new(0),
             buffered_samples: AtomicU64::new(0),
@@ -124,6 +136,21 @@ pub struct StateChanged {
     pub reason: String,
 }
 
+/// Tell `0` about monitors whose rows the database refused as stale.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReportStaleTo(pub Recipient<StaleMonitors>);
+
+/// Where one batch went.
+#[derive(Debug, Default)]
+struct Written {
+    rows: usize,
+    rows_stored: usize,
+    events_stored: usize,
+    /// `(device, epoch)` of monitors whose device has a newer epoch now.
+    stale: Vec<(i64, i64)>,
+}
+
 /// Write everything buffered now; answers once the buffer is empty, or with the error
 /// of the write that failed.
 #[derive(Debug, Clone, Copy, Message)]
@@ -149,6 +176,8 @@ pub struct MetricsWriter {
     server_id: Option<i64>,
     /// This actor's entry in the node's registry; set by `launch`.
     registered: Option<Arc<ActorStats>>,
+    /// Told about stale monitors (the node's supervisor).
+    stale_to: Option<Recipient<StaleMonitors>>,
 }
 
 impl MetricsWriter {
@@ -167,6 +196,7 @@ impl MetricsWriter {
             stats: Arc::new(WriterStats::default()),
             server_id: None,
             registered: None,
+            stale_to: None,
         }
     }
 
@@ -268,9 +298,22 @@ impl MetricsWriter {
             db.run(move |conn| {
                 let rows: Vec<NewSample> = to_write.iter().flat_map(rows_of).collect();
                 db::write_transaction(conn, |conn| {
-                    db::samples::insert(conn, &rows)?;
-                    db::events::insert(conn, &events_to_write)?;
-                    Ok(rows.len())
+                    let rows_stored = db::samples::insert_current(conn, &rows)?;
+                    let events_stored = db::events::insert_current(conn, &events_to_write)?;
+                    let mut written = Written {
+                        rows: rows.len(),
+                        rows_stored,
+                        events_stored,
+                        stale: Vec::new(),
+                    };
+                    if rows_stored < rows.len() || events_stored < events_to_write.len() {
+                        let reported = to_write
+                            .iter()
+                            .map(|s| (s.device_id, s.epoch))
+                            .chain(events_to_write.iter().map(|e| (e.device_id, e.epoch)));
+                        written.stale = stale_among(conn, reported)?;
+                    }
+                    Ok(written)
                 })
             })
             .await
@@ -278,7 +321,7 @@ impl MetricsWriter {
         ctx.spawn(write.into_actor(self).map(move |outcome, act, ctx| {
             act.in_flight = false;
             match outcome {
-                Ok(rows) => act.written(&batch, events.len(), rows),
+                Ok(written) => act.written(&batch, events.len(), written),
                 Err(error) => {
                     let samples = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
                     let events = Arc::try_unwrap(events).unwrap_or_else(|shared| (*shared).clone());
@@ -293,16 +336,40 @@ impl MetricsWriter {
         }));
     }
 
-    fn written(&mut self, samples: &[Sample], events: usize, rows: usize) {
+    fn written(&mut self, samples: &[Sample], events: usize, written: Written) {
         let stats = &self.stats;
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats
             .samples_written
             .fetch_add(samples.len() as u64, Ordering::Relaxed);
-        stats.rows_written.fetch_add(rows as u64, Ordering::Relaxed);
+        stats
+            .rows_written
+            .fetch_add(written.rows_stored as u64, Ordering::Relaxed);
         stats
             .events_written
-            .fetch_add(events as u64, Ordering::Relaxed);
+            .fetch_add(written.events_stored as u64, Ordering::Relaxed);
+        let stale_rows = written.rows - written.rows_stored;
+        let stale_events = events - written.events_stored;
+        stats
+            .stale_rows
+            .fetch_add(stale_rows as u64, Ordering::Relaxed);
+        stats
+            .stale_events
+            .fetch_add(stale_events as u64, Ordering::Relaxed);
+        if !written.stale.is_empty() {
+            for (device_id, epoch) in &written.stale {
+                tracing::warn!(
+                    device.id = device_id,
+                    epoch,
+                    server.id = self.server_id,
+                    "readings refused: the device was placed elsewhere since this monitor started"
+                );
+            }
+            if let Some(supervisor) = &self.stale_to {
+                supervisor.do_send(StaleMonitors(written.stale));
+            }
+        }
+        let rows = written.rows_stored;
         stats.batch_sizes.observe(samples.len() as f64);
         if let Some(oldest) = samples.iter().map(|s| s.at).min() {
             let lag = (Utc::now() - oldest).num_milliseconds().max(0);
@@ -344,6 +411,27 @@ impl MetricsWriter {
         self.retry_at = Some(Instant::now() + self.retry_delay);
         self.retry_delay = (self.retry_delay * 2).min(MAX_RETRY_DELAY);
     }
+}
+
+/// Which of the reported `(device, epoch)` pairs are stale: their device's assignment
+/// has a later epoch now. (An earlier one means the start is still being recorded.)
+fn stale_among(
+    conn: &mut db::DbConn,
+    reported: impl Iterator<Item = (i64, i64)>,
+) -> diesel::QueryResult<Vec<(i64, i64)>> {
+    let mut reported: Vec<(i64, i64)> = reported.collect();
+    reported.sort_unstable();
+    reported.dedup();
+    let mut devices: Vec<i64> = reported.iter().map(|(device, _)| *device).collect();
+    devices.dedup();
+    let current: HashMap<i64, i64> = db::assignments::of_devices(conn, &devices)?
+        .into_iter()
+        .map(|a| (a.device_id, a.epoch))
+        .collect();
+    Ok(reported
+        .into_iter()
+        .filter(|(device, epoch)| current.get(device).is_some_and(|now| now > epoch))
+        .collect())
 }
 
 /// The rows of one sample: one per series with a finite value.
@@ -411,6 +499,15 @@ impl Handler<StateChanged> for MetricsWriter {
             reason: printable(&change.reason),
         });
         self.enforce_bounds();
+    }
+}
+
+impl Handler<ReportStaleTo> for MetricsWriter {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReportStaleTo, _ctx: &mut Context<Self>) {
+        self.record::<ReportStaleTo>();
+        self.stale_to = Some(msg.0);
     }
 }
 

@@ -3,23 +3,42 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::fenced::{FencedRow, Value};
 use super::models::{Event, NewEvent};
 use super::schema::events;
 use super::DbConn;
 
-pub fn insert(conn: &mut DbConn, rows: &[NewEvent]) -> QueryResult<usize> {
-    let mut inserted = 0;
-    for chunk in rows.chunks(1000) {
-        inserted += match conn {
-            DbConn::Pg(c) => diesel::insert_into(events::table)
-                .values(chunk)
-                .execute(c)?,
-            DbConn::Sqlite(c) => diesel::insert_into(events::table)
-                .values(chunk)
-                .execute(c)?,
-        };
+/// Stores the state changes judged under their device's current assignment epoch and
+/// leaves out stale ones (call inside a transaction to make it one write). Answers how
+/// many were stored.
+pub fn insert_current(conn: &mut DbConn, rows: &[NewEvent]) -> QueryResult<usize> {
+    // 7 parameters a row, well under SQLite's 32766.
+    super::fenced::insert(conn, rows, 1000)
+}
+
+impl FencedRow for NewEvent {
+    const TABLE: &'static str = "events";
+    const COLUMNS: &'static [&'static str] = &[
+        "device_id",
+        "epoch",
+        "company_id",
+        "from_state",
+        "to_state",
+        "at",
+        "reason",
+    ];
+
+    fn values(&self) -> Vec<Value<'_>> {
+        vec![
+            Value::Int(&self.device_id),
+            Value::Int(&self.epoch),
+            Value::Int(&self.company_id),
+            Value::Text(&self.from_state),
+            Value::Text(&self.to_state),
+            Value::Time(&self.at),
+            Value::Text(&self.reason),
+        ]
     }
-    Ok(inserted)
 }
 
 /// Which events to list.

@@ -11,6 +11,7 @@ pub mod companies;
 pub mod config;
 pub mod devices;
 pub mod events;
+mod fenced;
 mod migrate;
 pub mod models;
 pub mod monitor_servers;

@@ -9,6 +9,7 @@
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Double, Text};
 
+use super::fenced::{FencedRow, Value};
 use super::models::NewSample;
 use super::schema::samples;
 use super::DbConn;
@@ -16,22 +17,26 @@ use super::DbConn;
 /// Rows per INSERT statement: 5 parameters each, well under SQLite's 32766.
 const ROWS_PER_INSERT: usize = 1000;
 
-/// Inserts `rows`, several statements if need be (call inside a transaction to make
-/// them one write).
-pub fn insert(conn: &mut DbConn, rows: &[NewSample]) -> QueryResult<usize> {
-    let mut inserted = 0;
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        // Multi-row inserts do not compile through the MultiConnection enum.
-        inserted += match conn {
-            DbConn::Pg(c) => diesel::insert_into(samples::table)
-                .values(chunk)
-                .execute(c)?,
-            DbConn::Sqlite(c) => diesel::insert_into(samples::table)
-                .values(chunk)
-                .execute(c)?,
-        };
+/// Stores the readings taken under their device's current assignment epoch and leaves
+/// out stale ones, several statements if need be (call inside a transaction to make
+/// them one write). Answers how many were stored.
+pub fn insert_current(conn: &mut DbConn, rows: &[NewSample]) -> QueryResult<usize> {
+    super::fenced::insert(conn, rows, ROWS_PER_INSERT)
+}
+
+impl FencedRow for NewSample {
+    const TABLE: &'static str = "samples";
+    const COLUMNS: &'static [&'static str] = &["device_id", "epoch", "at_ms", "metric", "value"];
+
+    fn values(&self) -> Vec<Value<'_>> {
+        vec![
+            Value::Int(&self.device_id),
+            Value::Int(&self.epoch),
+            Value::Int(&self.at_ms),
+            Value::Text(&self.metric),
+            Value::Float(&self.value),
+        ]
     }
-    Ok(inserted)
 }
 
 /// One bucket of one series.

@@ -101,6 +101,18 @@ pub fn write_runtime(
         load(&writer.failed_writes),
     );
     family(
+        "vigil_writer_stale_rows_total",
+        Kind::Counter,
+        "Readings the database refused because their monitor's epoch was no longer their device's.",
+        load(&writer.stale_rows),
+    );
+    family(
+        "vigil_writer_stale_events_total",
+        Kind::Counter,
+        "State changes the database refused because their monitor's epoch was no longer their device's.",
+        load(&writer.stale_events),
+    );
+    family(
         "vigil_writer_dropped_samples_total",
         Kind::Counter,
         "Samples dropped because the buffer was full while writes failed.",

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use crate::actors::device_monitor::{PollStats, Reporting};
 use crate::actors::failover::Failover;
 use crate::actors::membership::{Identity, Leave, Membership, Role};
-use crate::actors::monitor_server::{Fence, MonitorServerActor};
+use crate::actors::monitor_server::{Fence, MonitorServerActor, StaleMonitors};
 use crate::actors::registry::{ActorRegistry, Tracked};
 use crate::actors::retention::{Retention, PRUNE_EVERY};
 use crate::actors::scheduler::SchedulerActor;
-use crate::actors::writer::{Flush, MetricsWriter, WriterSettings};
+use crate::actors::writer::{Flush, MetricsWriter, ReportStaleTo, WriterSettings};
 use crate::config::advertised_address;
 use crate::db::{self, Db};
 use crate::domain::MonitorConfig;
@@ -89,6 +89,7 @@ impl MonitorServerNode {
             polls: Arc::clone(&polls),
         })
         .launch();
+        writer.do_send(ReportStaleTo(actor.recipient::<StaleMonitors>()));
         let membership = Membership::launch_fenced(
             db.clone(),
             Identity {

@@ -619,3 +619,49 @@ pub fn promtool_accepts(text: &str) -> Option<()> {
     );
     Some(())
 }
+
+/// Records `device_id` as placed under `epoch` (on no server), so that the fenced
+/// inserts of the metrics writer take what is reported under that epoch.
+pub async fn place(db: &Db, device_id: i64, epoch: i64) {
+    use diesel::prelude::*;
+    use vigil::db::schema::assignments;
+    db.run(move |conn| {
+        diesel::delete(assignments::table.find(device_id)).execute(conn)?;
+        diesel::insert_into(assignments::table)
+            .values((
+                assignments::device_id.eq(device_id),
+                assignments::server_id.eq(None::<i64>),
+                assignments::epoch.eq(epoch),
+            ))
+            .execute(conn)?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+/// A new company named `name` with one device, placed under `epoch`:
+/// `(company id, device id)`.
+pub async fn placed_device(db: &Db, name: &str, epoch: i64) -> (i64, i64) {
+    let name = name.to_string();
+    let (company, device) = db
+        .run(move |conn| {
+            let company = db::companies::create(conn, &name)?;
+            let device = db::devices::create(
+                conn,
+                &db::models::NewDevice {
+                    company_id: company.id,
+                    name: &name,
+                    address: "http://127.0.0.1:9/",
+                    kind: "http",
+                    enabled: true,
+                    expected_status: None,
+                },
+            )?;
+            Ok((company.id, device.id))
+        })
+        .await
+        .unwrap();
+    place(db, device, epoch).await;
+    (company, device)
+}

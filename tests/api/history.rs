@@ -11,7 +11,7 @@ use vigil::db::models::{NewEvent, NewSample};
 use vigil::db::{self, Db};
 use vigil::startup::Coordinator;
 
-use crate::helpers::{assert_error, eventually, promtool_accepts, Backend, TestCluster};
+use crate::helpers::{assert_error, eventually, place, promtool_accepts, Backend, TestCluster};
 
 crate::on_both_backends!(
     history_is_downsampled_into_buckets_with_min_avg_max,
@@ -31,9 +31,12 @@ async fn store_ramp(db: &Db, device_id: i64, metric: &str, start_ms: i64, second
             value: i as f64,
         })
         .collect();
-    db.run(move |conn| db::samples::insert(conn, &rows))
+    place(db, device_id, 1).await;
+    let stored = db
+        .run(move |conn| db::samples::insert_current(conn, &rows))
         .await
         .unwrap();
+    assert_eq!(stored, seconds as usize);
 }
 
 fn series<'a>(body: &'a Value, key: &str) -> &'a Value {
@@ -181,7 +184,7 @@ async fn retention_deletes_only_samples_past_retention_hours(backend: Backend) {
         .collect();
     cluster
         .db
-        .run(move |conn| db::events::insert(conn, &events))
+        .run(move |conn| db::events::insert_current(conn, &events))
         .await
         .unwrap();
     // A second coordinator is not the master: it leaves retention to the first.

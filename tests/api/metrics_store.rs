@@ -16,12 +16,14 @@ use vigil::db::schema::samples;
 use vigil::db::{self, Db};
 use vigil::domain::{HealthState, Metrics};
 
-use crate::helpers::{eventually, scratch, Backend, TestCluster};
+use crate::helpers::{eventually, placed_device, scratch, Backend, TestCluster};
 
 crate::on_both_backends!(
     samples_are_written_in_batches_of_at_most_batch_samples,
     samples_wait_while_the_database_is_away_and_the_oldest_go_when_the_buffer_is_full,
     state_changes_are_written_as_events,
+    readings_of_a_stale_epoch_are_refused_by_the_insert_and_counted,
+    a_monitor_whose_device_moved_on_is_stopped_by_its_refused_readings,
     a_stopped_monitor_server_writes_what_its_writer_held,
 );
 
@@ -60,6 +62,23 @@ async fn stored_seconds(db: &Db) -> Vec<i64> {
     at.into_iter().map(|ms| ms / 1000 - 1_800_000_000).collect()
 }
 
+/// The stored events of a device, newest first.
+async fn events_of(db: &Db, device: i64) -> Vec<vigil::db::models::Event> {
+    db.run(move |conn| {
+        db::events::list(
+            conn,
+            &db::events::EventFilter {
+                device_id: Some(device),
+                ..Default::default()
+            },
+            10,
+            0,
+        )
+    })
+    .await
+    .unwrap()
+}
+
 async fn open(backend: Backend) -> (Db, vigil::db::scratch::ScratchDb) {
     let scratch = scratch(backend);
     let db = Db::open(scratch.url().clone(), 4).await.unwrap();
@@ -78,8 +97,9 @@ async fn samples_are_written_in_batches_of_at_most_batch_samples(backend: Backen
     );
     let stats = writer.stats();
     let writer = writer.start();
+    let (_, device) = placed_device(&db, "acme", 1).await;
     for second in 0..120 {
-        writer.do_send(sample(1, second));
+        writer.do_send(sample(device, second));
     }
     writer.send(Flush).await.unwrap().unwrap();
     assert_eq!(rows(&db).await, 360, "three series per sample");
@@ -110,8 +130,9 @@ async fn a_partial_batch_is_written_within_the_flush_interval() {
         },
     )
     .start();
-    writer.do_send(sample(1, 0));
-    writer.do_send(sample(1, 1));
+    let (_, device) = placed_device(&db, "acme", 1).await;
+    writer.do_send(sample(device, 0));
+    writer.do_send(sample(device, 1));
     eventually("two samples written without a flush being asked", || {
         let db = db.clone();
         async move { (rows(&db).await == 6).then_some(()) }
@@ -141,10 +162,11 @@ async fn samples_wait_while_the_database_is_away_and_the_oldest_go_when_the_buff
     );
     let stats = writer.stats();
     let writer = writer.start();
+    let (_, device) = placed_device(&db, "acme", 1).await;
     // The table is away: every write fails, as with a database that is down.
     rename(&db, "samples", "samples_away").await;
     for second in 0..25 {
-        writer.do_send(sample(1, second));
+        writer.do_send(sample(device, second));
     }
     eventually("a write fails", || {
         let failed = stats.failed_writes.load(Ordering::Relaxed);
@@ -181,9 +203,10 @@ async fn state_changes_are_written_as_events(backend: Backend) {
     let (db, _scratch) = open(backend).await;
     let writer = MetricsWriter::new(db.clone(), WriterSettings::default()).start();
     let at = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+    let (company, device) = placed_device(&db, "acme", 2).await;
     writer.do_send(StateChanged {
-        device_id: 7,
-        company_id: 3,
+        device_id: device,
+        company_id: company,
         epoch: 2,
         from: HealthState::Normal,
         to: HealthState::Critical,
@@ -191,29 +214,107 @@ async fn state_changes_are_written_as_events(backend: Backend) {
         reason: "cpu_usage_percent is 95.0, above the critical threshold 90".into(),
     });
     writer.send(Flush).await.unwrap().unwrap();
-    let events = db
-        .run(|conn| {
-            db::events::list(
-                conn,
-                &db::events::EventFilter {
-                    device_id: Some(7),
-                    ..Default::default()
-                },
-                10,
-                0,
-            )
-        })
-        .await
-        .unwrap();
+    let events = events_of(&db, device).await;
     assert_eq!(events.len(), 1);
     let e = &events[0];
-    assert_eq!((e.company_id, e.epoch), (3, 2));
+    assert_eq!((e.company_id, e.epoch), (company, 2));
     assert_eq!(
         (e.from_state.as_str(), e.to_state.as_str()),
         ("normal", "critical")
     );
     assert_eq!(e.at.and_utc(), at);
     assert!(e.reason.contains("above the critical threshold"));
+}
+
+async fn readings_of_a_stale_epoch_are_refused_by_the_insert_and_counted(backend: Backend) {
+    let (db, _scratch) = open(backend).await;
+    let writer = MetricsWriter::new(db.clone(), WriterSettings::default());
+    let stats = writer.stats();
+    let writer = writer.start();
+    let (company, device) = placed_device(&db, "acme", 2).await;
+    let change = |epoch| StateChanged {
+        device_id: device,
+        company_id: company,
+        epoch,
+        from: HealthState::Normal,
+        to: HealthState::Alert,
+        at: Utc.timestamp_opt(1_800_000_000, 0).unwrap(),
+        reason: format!("judged under epoch {epoch}"),
+    };
+    // Epoch 1 is a monitor the device has moved away from; 3 is one whose start is not
+    // recorded yet: neither is the device's epoch now.
+    for epoch in [1, 2, 3] {
+        writer.do_send(Sample {
+            epoch,
+            ..sample(device, epoch)
+        });
+        writer.do_send(change(epoch));
+    }
+    writer.send(Flush).await.unwrap().unwrap();
+    assert_eq!(stored_seconds(&db).await, vec![2], "only epoch 2 is stored");
+    assert_eq!(stats.rows_written.load(Ordering::Relaxed), 3);
+    assert_eq!(stats.stale_rows.load(Ordering::Relaxed), 6);
+    assert_eq!(stats.events_written.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.stale_events.load(Ordering::Relaxed), 2);
+    let events = events_of(&db, device).await;
+    let reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(reasons, vec!["judged under epoch 2"]);
+    // The statement itself refuses them, whoever calls it.
+    let stale = vec![vigil::db::models::NewSample {
+        device_id: device,
+        epoch: 1,
+        at_ms: 1,
+        metric: "up".into(),
+        value: 1.0,
+    }];
+    let stored = db
+        .run(move |conn| db::samples::insert_current(conn, &stale))
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+}
+
+async fn a_monitor_whose_device_moved_on_is_stopped_by_its_refused_readings(backend: Backend) {
+    let mut cluster = TestCluster::spawn(backend, 0).await;
+    cluster
+        .add_server_with_writer(WriterSettings {
+            flush_every: Duration::from_millis(100),
+            ..WriterSettings::default()
+        })
+        .await;
+    let company = cluster.company("acme").await;
+    let device = cluster
+        .device_at(company, "web", &cluster.fleet.url("/d/web"))
+        .await;
+    cluster.start_device(device).await;
+    eventually("readings stored", || async {
+        let stored = cluster.db.run(db::samples::count).await.unwrap();
+        (stored > 0).then_some(())
+    })
+    .await;
+    // Another coordinator placed the device elsewhere meanwhile (a later epoch), and
+    // could not reach this server to stop its copy.
+    cluster
+        .db
+        .run(move |conn| {
+            use vigil::db::schema::assignments;
+            diesel::update(assignments::table.find(device))
+                .set(assignments::epoch.eq(assignments::epoch + 1))
+                .execute(conn)
+        })
+        .await
+        .unwrap();
+    eventually("the stale monitor stopped", || async {
+        cluster.running(0).await.is_empty().then_some(())
+    })
+    .await;
+    let metrics = cluster.server_text(0, "/metrics").await;
+    let stale: f64 = metrics
+        .lines()
+        .find(|line| line.starts_with("vigil_writer_stale_rows_total{"))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_default();
+    assert!(stale >= 1.0, "{metrics}");
 }
 
 async fn a_stopped_monitor_server_writes_what_its_writer_held(backend: Backend) {
