@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::db::models::{ConfigChanges, ConfigRow, Device};
+use crate::db::models::{ConfigChanges, ConfigRow, Device, LoadReport};
 
 /// How a device is polled. One probe in `probe/` per kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -221,8 +221,57 @@ pub struct MonitorStatus {
     pub started_at: DateTime<Utc>,
 }
 
-/// The only balancing method so far: the persisted rotating index of seed 000.
-pub const BALANCE_METHODS: &[&str] = &["round_robin"];
+/// How the scheduler chooses a server (`config.balance_method`; see
+/// `actors::scheduler::balance`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BalanceMethod {
+    RoundRobin,
+    LeastMonitors,
+    ServerMemory,
+    ServerCpu,
+    ServerThreads,
+}
+
+impl BalanceMethod {
+    pub const ALL: [BalanceMethod; 5] = [
+        BalanceMethod::RoundRobin,
+        BalanceMethod::LeastMonitors,
+        BalanceMethod::ServerMemory,
+        BalanceMethod::ServerCpu,
+        BalanceMethod::ServerThreads,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BalanceMethod::RoundRobin => "round_robin",
+            BalanceMethod::LeastMonitors => "least_monitors",
+            BalanceMethod::ServerMemory => "server_memory",
+            BalanceMethod::ServerCpu => "server_cpu",
+            BalanceMethod::ServerThreads => "server_threads",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<BalanceMethod> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
+    /// The reported value this method compares, for the methods that use reports.
+    pub fn reported(self, report: &LoadReport) -> Option<f64> {
+        match self {
+            BalanceMethod::ServerMemory => Some(report.memory_bytes as f64),
+            BalanceMethod::ServerCpu => Some(report.cpu_percent),
+            BalanceMethod::ServerThreads => Some(f64::from(report.threads)),
+            BalanceMethod::RoundRobin | BalanceMethod::LeastMonitors => None,
+        }
+    }
+
+    pub fn needs_reports(self) -> bool {
+        matches!(
+            self,
+            BalanceMethod::ServerMemory | BalanceMethod::ServerCpu | BalanceMethod::ServerThreads
+        )
+    }
+}
 
 /// Upper bound of `poll_interval_ms`: one day.
 pub const MAX_POLL_INTERVAL_MS: i64 = 86_400_000;
@@ -285,10 +334,11 @@ pub fn check_config(row: &ConfigRow) -> Result<(), String> {
             row.retention_hours
         ));
     }
-    if !BALANCE_METHODS.contains(&row.balance_method.as_str()) {
+    if BalanceMethod::parse(&row.balance_method).is_none() {
+        let names: Vec<&str> = BalanceMethod::ALL.iter().map(|m| m.as_str()).collect();
         problems.push(format!(
             "balance_method must be one of {} (got {:?})",
-            BALANCE_METHODS.join(", "),
+            names.join(", "),
             row.balance_method
         ));
     }
@@ -388,6 +438,14 @@ fn joined(problems: Vec<String>) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn balance_methods_are_named_as_in_the_config() {
+        for method in BalanceMethod::ALL {
+            assert_eq!(BalanceMethod::parse(method.as_str()), Some(method));
+        }
+        assert_eq!(BalanceMethod::parse("random"), None);
+    }
 
     fn defaults() -> ConfigRow {
         ConfigRow {

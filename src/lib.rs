@@ -45,6 +45,7 @@ pub mod error;
 pub mod exposition;
 pub mod health;
 pub mod http;
+pub mod load;
 pub mod probe;
 pub mod remote;
 pub mod series;

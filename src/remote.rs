@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::db::models::MonitorServer;
 use crate::domain::{DeviceSpec, MonitorConfig, MonitorStatus};
-use crate::wire::{ConfigApplied, ServerInfo, StartMonitorRequest};
+use crate::wire::{BatchAnswer, BatchOutcome, ConfigApplied, ServerInfo, StartBatchRequest};
 
 /// A server that does not accept a connection within this is taken as down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -32,14 +32,6 @@ pub enum RemoteError {
     Refused { status: u16, message: String },
     #[error("sent an unreadable answer ({0})")]
     BadAnswer(String),
-}
-
-/// What a monitor server said to a start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartOutcome {
-    Started,
-    AlreadyRunning,
-    AtLimit(String),
 }
 
 #[derive(Clone)]
@@ -89,26 +81,27 @@ impl MonitorServerClient {
         expect_json(response, 200).await
     }
 
-    pub async fn start(
+    /// Starts several monitors in one call; one outcome per entry, in order.
+    pub async fn start_batch(
         &self,
         server: &MonitorServer,
-        request: &StartMonitorRequest,
-    ) -> Result<StartOutcome, RemoteError> {
-        let mut response = self
+        request: &StartBatchRequest,
+    ) -> Result<Vec<BatchOutcome>, RemoteError> {
+        let response = self
             .http
-            .post(Self::url(server, "/monitors"))
+            .post(Self::url(server, "/monitors/batch"))
             .send_json(request)
-            .await
-            .map_err(unreachable)?;
-        match response.status().as_u16() {
-            201 => Ok(StartOutcome::Started),
-            409 => Ok(StartOutcome::AlreadyRunning),
-            429 => Ok(StartOutcome::AtLimit(error_message(&mut response).await)),
-            status => Err(RemoteError::Refused {
-                status,
-                message: error_message(&mut response).await,
-            }),
+            .await;
+        let answer: BatchAnswer = expect_json(response, 200).await?;
+        let asked: Vec<i64> = request.monitors.iter().map(|m| m.device.id).collect();
+        let answered: Vec<i64> = answer.results.iter().map(|r| r.device_id).collect();
+        if asked != answered || answer.server_id != server.id {
+            return Err(RemoteError::BadAnswer(format!(
+                "server {} answered for other devices or as server {}",
+                server.id, answer.server_id
+            )));
         }
+        Ok(answer.results.into_iter().map(|r| r.outcome).collect())
     }
 
     /// Stops a monitor; `Ok(false)` when the device was not monitored there.

@@ -15,6 +15,51 @@ pub struct StartMonitorRequest {
     pub epoch: i64,
 }
 
+/// `POST /monitors/batch`: start monitoring several devices here, in one call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartBatchRequest {
+    pub config: MonitorConfig,
+    pub monitors: Vec<BatchEntry>,
+}
+
+/// One device of a batch start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchEntry {
+    pub device: DeviceSpec,
+    /// The ownership epoch the coordinator recorded for this start.
+    pub epoch: i64,
+    /// The first poll waits this long (re-homed monitors are spread over one poll
+    /// interval rather than all polling at once).
+    #[serde(default)]
+    pub first_poll_after_ms: u64,
+}
+
+/// What became of one device of a batch start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchOutcome {
+    Started,
+    AlreadyRunning,
+    AtLimit,
+}
+
+/// The answer to `POST /monitors/batch`, one result per entry, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchAnswer {
+    pub server_id: i64,
+    pub results: Vec<BatchResult>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchResult {
+    pub device_id: i64,
+    pub outcome: BatchOutcome,
+}
+
 /// `GET /info`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

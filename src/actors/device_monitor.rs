@@ -73,6 +73,8 @@ pub struct MonitorSpec {
     pub started_at: DateTime<Utc>,
     /// Tells this incarnation apart from earlier ones of the same device.
     pub generation: u64,
+    /// The first poll of the first incarnation waits this long; a restart polls at once.
+    pub first_poll_after: Duration,
 }
 
 impl MonitorSpec {
@@ -225,7 +227,7 @@ impl Actor for DeviceMonitor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.probe = Some((self.probes)());
-        self.schedule_poll(ctx, Duration::ZERO);
+        self.schedule_poll(ctx, self.spec.first_poll_after);
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {

@@ -1,7 +1,14 @@
 //! `Failover`: a master-only task. Every `validate_ms` the master looks for enabled
-//! devices that are meant to be monitored and placed once, but owned by no member of
-//! the cluster (their server was removed as dead, or released them when it fenced
-//! itself), and starts them all in one scheduling pass on the live servers.
+//! devices that are meant to be monitored but owned by no member of the cluster (their
+//! server was removed as dead or released them when it fenced itself, or no server had
+//! room for them), and starts them all in one re-homing pass on the live servers: one
+//! batch per server, first polls spread over one poll interval, a `moved` event each.
+//!
+//! Devices that found no server wait: they are tried again when capacity may have
+//! appeared (a server joined or left, the limit changed, fewer devices are monitored),
+//! not at every look.
+
+use std::collections::HashSet;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +17,7 @@ use actix::prelude::*;
 
 use super::membership::{GetCluster, Membership};
 use super::registry::{ActorRegistry, ActorStats, Tracked};
-use super::scheduler::{SchedulerActor, StartDevices};
+use super::scheduler::{SchedulerActor, StartDevices, StartStatus};
 use crate::db::{self, Db};
 
 /// The kind under which the task appears in the actor registry.
@@ -24,6 +31,23 @@ pub struct Failover {
     scheduler: Tracked<SchedulerActor>,
     membership: Tracked<Membership>,
     stats: Arc<ActorStats>,
+    waiting: Waiting,
+}
+
+/// Room in the cluster as failover last saw it: member servers, the limit per server
+/// and how many devices are monitored. Waiting devices are tried when it changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Capacity {
+    servers: Vec<i64>,
+    limit: i32,
+    monitored: i64,
+}
+
+/// Devices no server took at the last pass, and the capacity then.
+#[derive(Debug, Clone, Default)]
+struct Waiting {
+    devices: HashSet<i64>,
+    capacity: Capacity,
 }
 
 impl Failover {
@@ -41,6 +65,7 @@ impl Failover {
             scheduler,
             membership,
             stats: Arc::clone(&stats),
+            waiting: Waiting::default(),
         };
         Tracked::new(failover.start(), stats)
     }
@@ -60,45 +85,104 @@ impl Actor for Failover {
 pub struct Look;
 
 /// One look: on the master only, the orphaned devices are read and started. Answers
-/// when to look next (`validate_ms`, as this node's membership last read it).
+/// when to look next (`validate_ms`, as this node's membership last read it) and the
+/// devices left waiting.
 async fn look(
     db: Db,
     scheduler: Tracked<SchedulerActor>,
     membership: Tracked<Membership>,
-) -> Duration {
+    waiting: Waiting,
+) -> (Duration, Waiting) {
     // Asked in-process first: the other nodes never query for orphans.
     let Ok(view) = membership.send(GetCluster).await else {
-        return FIRST_LOOK;
+        return (FIRST_LOOK, waiting);
     };
     let next = Duration::from_millis(view.validate_ms.max(1));
     if view.this_node.is_none() || view.master != view.this_node {
-        return next;
+        return (next, Waiting::default());
     }
-    let orphaned = match db.run(db::devices::orphaned).await {
-        Ok(orphaned) => orphaned,
+    let read = db
+        .run(|conn| {
+            let orphaned = db::devices::orphaned(conn)?;
+            let mut servers: Vec<i64> = db::nodes::list(conn)?
+                .into_iter()
+                .filter_map(|n| n.server_id)
+                .collect();
+            servers.sort_unstable();
+            let capacity = Capacity {
+                servers,
+                limit: db::config::get(conn)?.max_monitors_per_server,
+                monitored: db::assignments::count_monitored(conn)?,
+            };
+            Ok((orphaned, capacity))
+        })
+        .await;
+    let (orphaned, capacity) = match read {
+        Ok(read) => read,
         Err(error) => {
             tracing::warn!(%error, "failover: could not look for devices to re-home");
-            return next;
+            return (next, waiting);
         }
     };
-    if orphaned.is_empty() {
-        return next;
+    let retry_waiting = capacity != waiting.capacity;
+    let device_ids: Vec<i64> = orphaned
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| retry_waiting || !waiting.devices.contains(id))
+        .collect();
+    if device_ids.is_empty() {
+        // Keep only those still orphaned: one started or stopped meanwhile is done.
+        let still: HashSet<i64> = orphaned.iter().map(|(id, _)| *id).collect();
+        let devices = waiting.devices.intersection(&still).copied().collect();
+        return (
+            next,
+            Waiting {
+                devices,
+                capacity: waiting.capacity,
+            },
+        );
     }
     let mut from: Vec<i64> = orphaned.iter().filter_map(|(_, server)| *server).collect();
     from.sort_unstable();
     from.dedup();
-    let device_ids: Vec<i64> = orphaned.into_iter().map(|(id, _)| id).collect();
     tracing::warn!(
         devices = device_ids.len(),
         from_servers = ?from,
-        "failover: re-homing devices whose server left the cluster"
+        "failover: starting devices that no member of the cluster monitors"
     );
-    match scheduler.send(StartDevices { device_ids }).await {
-        Ok(Ok(report)) => tracing::info!(message = %report.message, "failover pass done"),
-        Ok(Err(error)) => tracing::warn!(%error, "failover pass failed"),
-        Err(error) => tracing::warn!(%error, "failover: scheduler unavailable"),
+    let report = scheduler
+        .send(StartDevices {
+            device_ids,
+            rehome: true,
+        })
+        .await;
+    match report {
+        Ok(Ok(report)) => {
+            tracing::info!(message = %report.message, "failover pass done");
+            let devices: HashSet<i64> = report
+                .results
+                .iter()
+                .filter(|r| r.status == StartStatus::Failed)
+                .map(|r| r.device_id)
+                .chain(waiting.devices.iter().copied().filter(|_| !retry_waiting))
+                .collect();
+            if !devices.is_empty() {
+                tracing::warn!(
+                    devices = devices.len(),
+                    "failover: devices wait for a server with room"
+                );
+            }
+            (next, Waiting { devices, capacity })
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "failover pass failed");
+            (next, waiting)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "failover: scheduler unavailable");
+            (next, waiting)
+        }
     }
-    next
 }
 
 impl Handler<Look> for Failover {
@@ -110,8 +194,10 @@ impl Handler<Look> for Failover {
             self.db.clone(),
             self.scheduler.clone(),
             self.membership.clone(),
+            self.waiting.clone(),
         );
-        Box::pin(pass.into_actor(self).map(|next, _act, ctx| {
+        Box::pin(pass.into_actor(self).map(|(next, waiting), act, ctx| {
+            act.waiting = waiting;
             ctx.notify_later(Look, next);
         }))
     }

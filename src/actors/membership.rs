@@ -30,6 +30,7 @@ use super::monitor_server::Fence;
 use super::registry::{ActorRegistry, ActorStats, Tracked};
 use crate::db::models::{NewNode, Node};
 use crate::db::{self, Db, DbConn};
+use crate::load::LoadReader;
 
 /// The kind under which the membership actor appears in the actor registry.
 pub const KIND: &str = "Membership";
@@ -316,6 +317,11 @@ fn register(conn: &mut DbConn, identity: &Identity) -> diesel::QueryResult<Node>
 /// to the actor, which rejoins.
 fn heartbeat(db: Db, shared: Arc<Shared>, membership: Addr<Membership>) {
     let mut conn: Option<DbConn> = None;
+    // The load each beat reports, for the balancing methods that read it.
+    let mut load = LoadReader::new();
+    if load.is_none() {
+        tracing::warn!("this node cannot read its own load; it will beat without reports");
+    }
     while !shared.stop.load(Ordering::SeqCst) && membership.connected() {
         std::thread::sleep(Duration::from_millis(
             shared.heartbeat_ms.load(Ordering::Relaxed).max(1),
@@ -334,7 +340,8 @@ fn heartbeat(db: Db, shared: Arc<Shared>, membership: Addr<Membership>) {
             }
         }
         let Some(c) = conn.as_mut() else { continue };
-        match db::nodes::beat(c, id) {
+        let report = load.as_mut().and_then(LoadReader::read);
+        match db::nodes::beat(c, id, report.as_ref()) {
             Ok(true) => {
                 // A new rate takes effect at the next beat, not at the next look.
                 if let Ok(config) = db::config::get(c) {
@@ -506,6 +513,10 @@ pub struct NodeView {
     /// Its counter advanced within the last `missed_checks` looks.
     pub live: bool,
     pub master: bool,
+    /// Its load as of its last heartbeat (`null` before its first report).
+    pub memory_bytes: Option<i64>,
+    pub cpu_percent: Option<f64>,
+    pub threads: Option<i32>,
 }
 
 /// The cluster as this node saw it at its last look.
@@ -548,6 +559,9 @@ impl Handler<GetCluster> for Membership {
                     .get(&n.id)
                     .is_some_and(|s| s.misses < missed_checks),
                 master: self.master == Some(n.id),
+                memory_bytes: n.memory_bytes,
+                cpu_percent: n.cpu_percent,
+                threads: n.threads,
             })
             .collect();
         MessageResult(ClusterView {

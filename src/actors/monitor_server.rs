@@ -126,6 +126,8 @@ impl MonitorServerActor {
         );
         child.monitor = Some(Tracked::new(monitor.start(), Arc::clone(&child.stats)));
         child.incarnation_started = Instant::now();
+        // Only the first incarnation waits; a restarted monitor polls at once.
+        child.spec.first_poll_after = Duration::ZERO;
     }
 
     /// A monitor died: start a fresh one after a backoff that grows while it keeps failing.
@@ -170,6 +172,62 @@ impl MonitorServerActor {
             self.stop_one(*device_id);
         }
         devices.len()
+    }
+
+    /// The coordinator read the config just now; a broadcast this server missed is
+    /// healed here.
+    fn take_config(&mut self, config: MonitorConfig) {
+        if config != self.config {
+            self.set_config(config);
+        }
+    }
+
+    /// Starts a monitor of `device` under `epoch`, first polling after `delay`, unless
+    /// it runs here already or the server is at its limit.
+    fn start_one(
+        &mut self,
+        device: DeviceSpec,
+        epoch: i64,
+        delay: Duration,
+    ) -> Result<(), StartRefused> {
+        let device_id = device.id;
+        if self.monitors.contains_key(&device_id) {
+            return Err(StartRefused::AlreadyRunning(device_id));
+        }
+        let max = self.config.max_monitors_per_server;
+        if self.monitors.len() >= max as usize {
+            return Err(StartRefused::AtLimit(max));
+        }
+        let stats = self
+            .registry
+            .register(device_monitor::KIND, device_id.to_string());
+        self.monitors.insert(
+            device_id,
+            Child {
+                spec: MonitorSpec {
+                    device,
+                    config: self.config,
+                    epoch,
+                    restarts: 0,
+                    started_at: Utc::now(),
+                    generation: 0,
+                    first_poll_after: delay,
+                },
+                monitor: None,
+                incarnation_started: Instant::now(),
+                failures_in_a_row: 0,
+                stats,
+            },
+        );
+        self.spawn_monitor(device_id);
+        tracing::info!(
+            device.id = device_id,
+            server.id = self.server_id,
+            epoch,
+            first_poll_after_ms = delay.as_millis() as u64,
+            "monitor started"
+        );
+        Ok(())
     }
 
     /// Stops the monitor of `device_id` and forgets it; false when there was none.
@@ -237,47 +295,39 @@ impl Handler<StartMonitor> for MonitorServerActor {
 
     fn handle(&mut self, msg: StartMonitor, _ctx: &mut Context<Self>) -> Self::Result {
         self.stats.record::<StartMonitor>();
-        if msg.config != self.config {
-            // The coordinator read the config just now; a broadcast this server missed
-            // is healed here.
-            self.set_config(msg.config);
-        }
-        let device_id = msg.device.id;
-        if self.monitors.contains_key(&device_id) {
-            return Err(StartRefused::AlreadyRunning(device_id));
-        }
-        let max = self.config.max_monitors_per_server;
-        if self.monitors.len() >= max as usize {
-            return Err(StartRefused::AtLimit(max));
-        }
-        let stats = self
-            .registry
-            .register(device_monitor::KIND, device_id.to_string());
-        self.monitors.insert(
-            device_id,
-            Child {
-                spec: MonitorSpec {
-                    device: msg.device,
-                    config: self.config,
-                    epoch: msg.epoch,
-                    restarts: 0,
-                    started_at: Utc::now(),
-                    generation: 0,
-                },
-                monitor: None,
-                incarnation_started: Instant::now(),
-                failures_in_a_row: 0,
-                stats,
-            },
-        );
-        self.spawn_monitor(device_id);
+        self.take_config(msg.config);
+        self.start_one(msg.device, msg.epoch, Duration::ZERO)
+    }
+}
+
+/// Start monitoring several devices here, in one message: `(device, epoch, first poll
+/// after)`. Answers one result per device, in order.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Vec<Result<(), StartRefused>>")]
+pub struct StartMonitors {
+    pub config: MonitorConfig,
+    pub monitors: Vec<(DeviceSpec, i64, Duration)>,
+}
+
+impl Handler<StartMonitors> for MonitorServerActor {
+    type Result = MessageResult<StartMonitors>;
+
+    fn handle(&mut self, msg: StartMonitors, _ctx: &mut Context<Self>) -> Self::Result {
+        self.stats.record::<StartMonitors>();
+        self.take_config(msg.config);
+        let results: Vec<_> = msg
+            .monitors
+            .into_iter()
+            .map(|(device, epoch, delay)| self.start_one(device, epoch, delay))
+            .collect();
+        let started = results.iter().filter(|r| r.is_ok()).count();
         tracing::info!(
-            device.id = device_id,
             server.id = self.server_id,
-            epoch = msg.epoch,
-            "monitor started"
+            asked = results.len(),
+            started,
+            "batch of monitors started"
         );
-        Ok(())
+        MessageResult(results)
     }
 }
 

@@ -26,51 +26,50 @@ pub fn of_devices(conn: &mut DbConn, device_ids: &[i64]) -> QueryResult<Vec<Assi
     })
 }
 
-/// The epoch the next owner of a device gets, given its assignment (if it has one).
-pub fn next_epoch(assignment: Option<&Assignment>) -> i64 {
-    assignment.map_or(1, |a| a.epoch.saturating_add(1))
-}
-
-/// Records `server_id` as the owner of `device_id` with `epoch`, unless the stored epoch
-/// is already at or past it (someone else changed the owner meanwhile). Returns whether
-/// this write won. Each statement is atomic on its own, so this runs alone or inside
-/// the caller's transaction; the insert runs in a savepoint there, so losing a race to
-/// another insert does not abort the caller's transaction on PostgreSQL.
-pub fn assign(conn: &mut DbConn, device_id: i64, server_id: i64, epoch: i64) -> QueryResult<bool> {
+/// Claims `device_id` for `server_id` (or for no server: a release) if its epoch is
+/// still `expected` (`None`: it has no assignment yet), moving the epoch one on.
+/// Answers the new epoch, or `None` when someone else changed the owner meanwhile: the
+/// compare-and-set that fences every change of owner. The insert runs in a savepoint,
+/// so losing a race to another insert does not abort the caller's transaction on
+/// PostgreSQL.
+pub fn claim(
+    conn: &mut DbConn,
+    device_id: i64,
+    expected: Option<i64>,
+    server_id: Option<i64>,
+) -> QueryResult<Option<i64>> {
+    let Some(epoch) = expected else {
+        let inserted = conn.transaction(|conn| {
+            diesel::insert_into(assignments::table)
+                .values((
+                    assignments::device_id.eq(device_id),
+                    assignments::server_id.eq(server_id),
+                    assignments::epoch.eq(1_i64),
+                ))
+                .execute(conn)
+        });
+        return match inserted {
+            Ok(_) => Ok(Some(1)),
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) => Ok(None),
+            Err(error) => Err(error),
+        };
+    };
+    let next = epoch.saturating_add(1);
     let updated = diesel::update(
         assignments::table
             .find(device_id)
-            .filter(assignments::epoch.lt(epoch)),
+            .filter(assignments::epoch.eq(epoch)),
     )
     .set((
         assignments::server_id.eq(server_id),
-        assignments::epoch.eq(epoch),
+        assignments::epoch.eq(next),
         assignments::updated_at.eq(diesel::dsl::now),
     ))
     .execute(conn)?;
-    if updated == 1 {
-        return Ok(true);
-    }
-    if get(conn, device_id)?.is_some() {
-        return Ok(false);
-    }
-    let inserted = conn.transaction(|conn| {
-        diesel::insert_into(assignments::table)
-            .values((
-                assignments::device_id.eq(device_id),
-                assignments::server_id.eq(server_id),
-                assignments::epoch.eq(epoch),
-            ))
-            .execute(conn)
-    });
-    match inserted {
-        Ok(_) => Ok(true),
-        Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => Ok(false),
-        Err(error) => Err(error),
-    }
+    Ok((updated == 1).then_some(next))
 }
 
 /// Marks a device as monitored nowhere, bumping the epoch; a no-op when it already is.

@@ -24,10 +24,15 @@ pub fn update(conn: &mut DbConn, changes: &ConfigChanges) -> QueryResult<ConfigR
     get(conn)
 }
 
-/// Persists the scheduler's rotating index (`monitor_server_current`).
-pub fn set_rotation_index(conn: &mut DbConn, index: i64) -> QueryResult<()> {
-    diesel::update(config::table.find(ROW))
-        .set(config::monitor_server_current.eq(index))
-        .execute(conn)
-        .map(|_| ())
+/// Moves the scheduler's rotating index (`monitor_server_current`) up to `index`; an
+/// index already past it (another scheduler got further) is left: it never goes back.
+pub fn advance_rotation(conn: &mut DbConn, index: i64) -> QueryResult<()> {
+    diesel::update(
+        config::table
+            .find(ROW)
+            .filter(config::monitor_server_current.lt(index)),
+    )
+    .set(config::monitor_server_current.eq(index))
+    .execute(conn)
+    .map(|_| ())
 }

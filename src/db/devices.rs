@@ -126,17 +126,17 @@ pub fn set_wanted(conn: &mut DbConn, ids: &[i64], wanted: bool) -> QueryResult<(
     Ok(())
 }
 
-/// Enabled devices meant to be monitored that were placed once and are now owned by no
-/// member of the cluster: their server's node was removed as dead, or their server
-/// released them (fenced, forgotten). What failover re-homes, with the server each was
-/// on (`None` once released). A device never placed has no assignment and is not here.
+/// Enabled devices meant to be monitored that no member of the cluster owns: their
+/// server's node was removed as dead, their server released them (fenced, forgotten),
+/// or no server had room for them yet. What failover starts, with the server each was
+/// on (`None` once released, or never placed).
 pub fn orphaned(conn: &mut DbConn) -> QueryResult<Vec<(i64, Option<i64>)>> {
     use super::schema::{assignments, nodes};
     let members = nodes::table
         .filter(nodes::server_id.is_not_null())
         .select(nodes::server_id.assume_not_null());
     devices::table
-        .inner_join(assignments::table)
+        .left_join(assignments::table)
         .filter(devices::monitoring_wanted.eq(true))
         .filter(devices::enabled.eq(true))
         .filter(
@@ -145,6 +145,6 @@ pub fn orphaned(conn: &mut DbConn) -> QueryResult<Vec<(i64, Option<i64>)>> {
                 .or(assignments::server_id.assume_not_null().ne_all(members)),
         )
         .order(devices::id)
-        .select((devices::id, assignments::server_id))
+        .select((devices::id, assignments::server_id.nullable()))
         .load(conn)
 }

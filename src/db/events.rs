@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::fenced::{FencedRow, Value};
-use super::models::{Event, NewEvent};
+use super::models::{Event, NewEvent, NewMove};
 use super::schema::events;
 use super::DbConn;
 
@@ -39,6 +39,22 @@ impl FencedRow for NewEvent {
             Value::Text(&self.reason),
         ]
     }
+}
+
+/// Records monitors moved to other servers (written by the scheduler, not fenced).
+pub fn record_moves(conn: &mut DbConn, moves: &[NewMove]) -> QueryResult<usize> {
+    let mut inserted = 0;
+    for chunk in moves.chunks(1000) {
+        inserted += match conn {
+            DbConn::Pg(c) => diesel::insert_into(events::table)
+                .values(chunk)
+                .execute(c)?,
+            DbConn::Sqlite(c) => diesel::insert_into(events::table)
+                .values(chunk)
+                .execute(c)?,
+        };
+    }
+    Ok(inserted)
 }
 
 /// Which events to list.

@@ -145,8 +145,17 @@ pub struct Event {
     pub to_state: String,
     pub at: NaiveDateTime,
     pub reason: String,
+    /// `state` (a health change judged by a monitor) or `moved` (the device's monitor
+    /// was placed on another server; `from_state`/`to_state` name the servers).
+    pub kind: String,
 }
 
+/// `Event::kind` of a health change.
+pub const EVENT_STATE: &str = "state";
+/// `Event::kind` of a monitor moved to another server.
+pub const EVENT_MOVED: &str = "moved";
+
+/// A health change judged by a monitor (`kind` is `state`).
 #[derive(Debug, Clone, PartialEq, Insertable)]
 #[diesel(table_name = events)]
 pub struct NewEvent {
@@ -157,6 +166,20 @@ pub struct NewEvent {
     pub to_state: String,
     pub at: NaiveDateTime,
     pub reason: String,
+}
+
+/// A monitor moved to another server (`kind` is `moved`; the states name the servers).
+#[derive(Debug, Clone, PartialEq, Insertable)]
+#[diesel(table_name = events)]
+pub struct NewMove {
+    pub device_id: i64,
+    pub company_id: i64,
+    pub epoch: i64,
+    pub from_state: String,
+    pub to_state: String,
+    pub at: NaiveDateTime,
+    pub reason: String,
+    pub kind: &'static str,
 }
 
 /// A live process of the cluster.
@@ -172,6 +195,22 @@ pub struct Node {
     pub started_at: NaiveDateTime,
     /// The database's time of the node's last heartbeat.
     pub last_beat_at: NaiveDateTime,
+    /// What it reported with its last heartbeat (none before its first report).
+    pub memory_bytes: Option<i64>,
+    pub cpu_percent: Option<f64>,
+    pub threads: Option<i32>,
+}
+
+/// What a node reports about its load with each heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, AsChangeset)]
+#[diesel(table_name = nodes)]
+pub struct LoadReport {
+    /// The process's resident memory.
+    pub memory_bytes: i64,
+    /// The host's CPU use, averaged over the last 5 seconds.
+    pub cpu_percent: f64,
+    /// The process's threads.
+    pub threads: i32,
 }
 
 #[derive(Debug, Insertable)]

@@ -4,7 +4,7 @@
 
 use diesel::prelude::*;
 
-use super::models::{NewNode, Node};
+use super::models::{LoadReport, NewNode, Node};
 use super::schema::nodes;
 use super::DbConn;
 
@@ -16,14 +16,18 @@ pub fn register(conn: &mut DbConn, new: &NewNode<'_>) -> QueryResult<Node> {
         .get_result(conn)
 }
 
-/// Advances the node's counter; false when its row is gone (it was removed as dead).
-pub fn beat(conn: &mut DbConn, id: i64) -> QueryResult<bool> {
-    let updated = diesel::update(nodes::table.find(id))
-        .set((
-            nodes::counter.eq(nodes::counter + 1),
-            nodes::last_beat_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)?;
+/// Advances the node's counter, with its load report when it has one; false when its
+/// row is gone (it was removed as dead).
+pub fn beat(conn: &mut DbConn, id: i64, report: Option<&LoadReport>) -> QueryResult<bool> {
+    let advance = (
+        nodes::counter.eq(nodes::counter + 1),
+        nodes::last_beat_at.eq(diesel::dsl::now),
+    );
+    let target = diesel::update(nodes::table.find(id));
+    let updated = match report {
+        Some(report) => target.set((advance, report)).execute(conn)?,
+        None => target.set(advance).execute(conn)?,
+    };
     Ok(updated == 1)
 }
 

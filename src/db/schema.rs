@@ -61,6 +61,7 @@ diesel::table! {
         to_state -> Text,
         at -> Timestamp,
         reason -> Text,
+        kind -> Text,
     }
 }
 
@@ -82,6 +83,9 @@ diesel::table! {
         counter -> Int8,
         started_at -> Timestamp,
         last_beat_at -> Timestamp,
+        memory_bytes -> Nullable<Int8>,
+        cpu_percent -> Nullable<Float8>,
+        threads -> Nullable<Int4>,
     }
 }
 

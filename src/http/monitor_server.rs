@@ -2,6 +2,7 @@
 //! apply config, report info. Each handler sends one message to the `MonitorServerActor`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -13,14 +14,20 @@ use super::metrics::DeviceReading;
 use crate::actors::device_monitor::PollStats;
 use crate::actors::messages::{UpdateConfig, UpdateDevice};
 use crate::actors::monitor_server::{
-    GetInfo, GetMonitorStatus, ListMonitors, MonitorServerActor, StartMonitor, StartRefused,
-    StopMonitor,
+    GetInfo, GetMonitorStatus, ListMonitors, MonitorServerActor, StartMonitor, StartMonitors,
+    StartRefused, StopMonitor,
 };
 use crate::actors::registry::Tracked;
 use crate::actors::writer::WriterStats;
 use crate::domain::{self, DeviceSpec, MonitorConfig};
 use crate::exposition::Exposition;
-use crate::wire::{ConfigApplied, MonitorAck, StartMonitorRequest};
+use crate::wire::{
+    BatchAnswer, BatchOutcome, BatchResult, ConfigApplied, MonitorAck, StartBatchRequest,
+    StartMonitorRequest,
+};
+
+/// A first poll is put off by one day at most (the longest poll interval).
+const MAX_FIRST_POLL_AFTER_MS: u64 = domain::MAX_POLL_INTERVAL_MS as u64;
 
 /// Most device ids one `GET /monitors?ids=` takes.
 const MAX_IDS: usize = 10_000;
@@ -64,6 +71,47 @@ async fn start(
             message: refused.to_string(),
         }),
     }
+}
+
+/// `POST /monitors/batch`: several starts in one call and one supervisor message.
+async fn start_batch(
+    state: web::Data<MonitorServerState>,
+    body: web::Json<StartBatchRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let request = body.into_inner();
+    check_config(&request.config)?;
+    let ids: Vec<i64> = request.monitors.iter().map(|m| m.device.id).collect();
+    let monitors = request
+        .monitors
+        .into_iter()
+        .map(|m| {
+            let delay = Duration::from_millis(m.first_poll_after_ms.min(MAX_FIRST_POLL_AFTER_MS));
+            (m.device, m.epoch, delay)
+        })
+        .collect();
+    let answers = state
+        .actor
+        .send(StartMonitors {
+            config: request.config,
+            monitors,
+        })
+        .await?;
+    let results = ids
+        .into_iter()
+        .zip(answers)
+        .map(|(device_id, answer)| BatchResult {
+            device_id,
+            outcome: match answer {
+                Ok(()) => BatchOutcome::Started,
+                Err(StartRefused::AlreadyRunning(_)) => BatchOutcome::AlreadyRunning,
+                Err(StartRefused::AtLimit(_)) => BatchOutcome::AtLimit,
+            },
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(BatchAnswer {
+        server_id: state.server_id,
+        results,
+    }))
 }
 
 async fn stop(
@@ -215,6 +263,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list))
             .route(web::post().to(start)),
     )
+    .service(resource("/monitors/batch").route(web::post().to(start_batch)))
     .service(
         resource("/monitors/{device_id}")
             .route(web::get().to(status))

@@ -86,6 +86,7 @@ pub async fn serve(settings: ServeSettings) -> Result<(), StartupError> {
         Ok(Some(device_id)) => match scheduler
             .send(StartDevices {
                 device_ids: vec![device_id],
+                rehome: false,
             })
             .await
         {

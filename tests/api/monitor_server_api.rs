@@ -381,9 +381,9 @@ async fn debug_actors_show_the_scheduler_the_supervisor_and_one_monitor_per_devi
     assert_eq!(supervisor[0]["id"], cluster.servers[0].id.to_string());
     assert!(handled(supervisor[0], "GetInfo") >= 1, "{}", supervisor[0]);
     assert_eq!(
-        handled(supervisor[0], "StartMonitor"),
-        2,
-        "{}",
+        handled(supervisor[0], "StartMonitors"),
+        1,
+        "a company start is one batch per server: {}",
         supervisor[0]
     );
     assert!(has_recent(supervisor[0]), "{}", supervisor[0]);

@@ -22,6 +22,7 @@ crate::on_both_backends!(
     devices_list_shows_live_monitoring,
     stop_takes_down_every_copy_of_a_device,
     start_keeps_one_copy_of_a_device_found_running_twice,
+    copies_no_record_names_are_replaced_by_one_recorded_start,
     deleting_while_starting_leaves_no_monitor_of_a_deleted_device,
     concurrent_changes_leave_the_monitor_with_the_stored_device,
     a_dead_server_can_be_forgotten_and_its_devices_released,
@@ -69,14 +70,14 @@ async fn rotation_goes_round_the_servers_and_survives_a_coordinator_restart(back
     );
     assert_eq!(
         indexes,
-        vec![1, 2, 0, 1],
-        "the persisted index after each start"
+        vec![1, 2, 3, 4],
+        "the persisted index after each start: it counts turns and only grows"
     );
 
     cluster.restart_coordinator().await;
     assert_eq!(
         rotation_index(&cluster).await,
-        1,
+        4,
         "the index survives the restart"
     );
     let answer = cluster.start_device(devices[4]).await;
@@ -101,7 +102,8 @@ async fn a_server_that_is_down_is_skipped_and_shown_down(backend: Backend) {
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     let servers: Vec<Option<i64>> = results(&answer.body).into_iter().map(|r| r.2).collect();
     assert_eq!(servers, vec![Some(ids[1]), Some(ids[2]), Some(ids[1])]);
-    assert_eq!(rotation_index(&cluster).await, 2);
+    // Past server 1 (2), past server 2 (3), then past server 0 (down) to server 1 (5).
+    assert_eq!(rotation_index(&cluster).await, 5);
 
     let listed = cluster.get("/api/v1/monitor-servers").await;
     assert_eq!(listed.status, StatusCode::OK);
@@ -139,7 +141,7 @@ async fn servers_at_their_limit_give_started_6_of_7_with_the_reason(backend: Bac
     assert_eq!(last["device_id"].as_i64(), Some(devices[6]));
     assert_eq!(last["status"], "failed");
     let reason = last["reason"].as_str().unwrap();
-    assert!(reason.contains("limit of 2 monitors"), "{reason}");
+    assert!(reason.contains("at its limit"), "{reason}");
     for index in 0..3 {
         assert_eq!(cluster.running(index).await.len(), 2);
     }
@@ -159,7 +161,8 @@ async fn a_device_already_monitored_is_not_started_twice(backend: Backend) {
     assert_eq!(again.body["results"][0]["status"], "already_running");
     assert_eq!(again.body["results"][0]["server_id"].as_i64(), owner);
 
-    // Even with the ownership record lost, the live servers are asked first.
+    // With the ownership record lost, the copy that runs writes nothing (its epoch is
+    // not the device's any more): it is replaced, never doubled.
     let device = devices[0];
     cluster
         .db
@@ -168,19 +171,16 @@ async fn a_device_already_monitored_is_not_started_twice(backend: Backend) {
         .unwrap();
     let company_start = cluster.start_company(company).await;
     assert_eq!(company_start.status, StatusCode::OK, "{company_start:?}");
-    assert_eq!(company_start.body["started"], 1);
-    assert_eq!(company_start.body["already_running"], 1);
+    assert_eq!(company_start.body["started"], 2, "{company_start:?}");
     let mut everywhere = Vec::new();
     for index in 0..3 {
         everywhere.extend(cluster.running(index).await);
     }
     everywhere.sort_unstable();
     assert_eq!(everywhere, devices, "each device runs exactly once");
-    assert_eq!(
-        cluster.monitored_on(devices[0]).await,
-        owner,
-        "ownership record repaired"
-    );
+    for (n, result) in results(&company_start.body).into_iter().enumerate() {
+        assert_eq!(cluster.monitored_on(devices[n]).await, result.2, "recorded");
+    }
 }
 
 async fn stop_finds_the_device_on_whichever_server_holds_it(backend: Backend) {
@@ -198,10 +198,13 @@ async fn stop_finds_the_device_on_whichever_server_holds_it(backend: Backend) {
         .unwrap();
     let assigned = cluster
         .db
-        .run(move |conn| db::assignments::assign(conn, device, wrong, 100))
+        .run(move |conn| {
+            let now = db::assignments::get(conn, device)?.map(|a| a.epoch);
+            db::assignments::claim(conn, device, now, Some(wrong))
+        })
         .await
         .unwrap();
-    assert!(assigned);
+    assert!(assigned.is_some());
 
     let stopped = cluster.stop_device(device).await;
     assert_eq!(stopped.status, StatusCode::OK, "{stopped:?}");
@@ -506,23 +509,48 @@ async fn start_keeps_one_copy_of_a_device_found_running_twice(backend: Backend) 
     let cluster = TestCluster::spawn(backend, 3).await;
     let company = cluster.company("acme").await;
     let device = cluster.device(company, "d").await;
+    let started = cluster.start_device(device).await;
+    let owner = started.body["results"][0]["server_id"].as_i64();
+    let owner_index = cluster
+        .servers
+        .iter()
+        .position(|s| Some(s.id) == owner)
+        .unwrap();
+    let other = (owner_index + 1) % 3;
+    start_copy_on(&cluster, other, device, company).await;
+
+    let answer = cluster.start_device(device).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.body["results"][0]["status"], "already_running");
+    assert_eq!(answer.body["results"][0]["server_id"].as_i64(), owner);
+    assert_eq!(cluster.running(owner_index).await, vec![device]);
+    assert!(
+        cluster.running(other).await.is_empty(),
+        "the extra copy still runs"
+    );
+    assert_eq!(cluster.monitored_on(device).await, owner);
+}
+
+async fn copies_no_record_names_are_replaced_by_one_recorded_start(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 3).await;
+    let company = cluster.company("acme").await;
+    let device = cluster.device(company, "d").await;
     start_copy_on(&cluster, 0, device, company).await;
     start_copy_on(&cluster, 1, device, company).await;
 
     let answer = cluster.start_device(device).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-    assert_eq!(answer.body["results"][0]["status"], "already_running");
-    let kept = answer.body["results"][0]["server_id"].as_i64();
-    assert_eq!(kept, Some(cluster.servers[0].id));
-    assert_eq!(cluster.running(0).await, vec![device]);
-    assert!(
-        cluster.running(1).await.is_empty(),
-        "the extra copy still runs"
-    );
+    assert_eq!(answer.body["results"][0]["status"], "started");
+    let placed = answer.body["results"][0]["server_id"].as_i64();
+    let mut everywhere = Vec::new();
+    for index in 0..3 {
+        everywhere.extend(cluster.running(index).await);
+    }
+    assert_eq!(everywhere, vec![device], "one copy runs");
     assert_eq!(
         cluster.monitored_on(device).await,
-        kept,
-        "the owner is recorded"
+        placed,
+        "and it is recorded"
     );
 }
 

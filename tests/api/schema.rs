@@ -117,15 +117,24 @@ async fn ownership_epochs_only_grow(backend: Backend) {
         let d = device.id;
 
         assert_eq!(
-            db::assignments::next_epoch(db::assignments::get(conn, d)?.as_ref()),
-            1
+            db::assignments::claim(conn, d, None, Some(one.id))?,
+            Some(1),
+            "the first claim inserts epoch 1"
         );
-        assert!(db::assignments::assign(conn, d, one.id, 1)?);
-        assert!(
-            !db::assignments::assign(conn, d, two.id, 1)?,
-            "same epoch twice"
+        assert_eq!(
+            db::assignments::claim(conn, d, None, Some(two.id))?,
+            None,
+            "a second first claim loses"
         );
-        assert!(db::assignments::assign(conn, d, two.id, 2)?);
+        assert_eq!(
+            db::assignments::claim(conn, d, Some(1), Some(two.id))?,
+            Some(2)
+        );
+        assert_eq!(
+            db::assignments::claim(conn, d, Some(1), Some(one.id))?,
+            None,
+            "a claim from an epoch already moved on loses"
+        );
         db::assignments::release(conn, d)?;
         let released = db::assignments::get(conn, d)?.unwrap();
         assert_eq!(
@@ -133,15 +142,12 @@ async fn ownership_epochs_only_grow(backend: Backend) {
             (None, 3),
             "release bumps the epoch"
         );
-        assert!(
-            !db::assignments::assign(conn, d, one.id, 3)?,
-            "an old epoch cannot take it back"
-        );
         assert_eq!(
-            db::assignments::next_epoch(db::assignments::get(conn, d)?.as_ref()),
-            4
+            db::assignments::claim(conn, d, Some(3), Some(one.id))?,
+            Some(4)
         );
-        assert!(db::assignments::assign(conn, d, one.id, 4)?);
+        let owned = db::assignments::get(conn, d)?.unwrap();
+        assert_eq!((owned.server_id, owned.epoch), (Some(one.id), 4));
         assert_eq!(db::assignments::monitored_in_company(conn, company.id)?, 1);
         Ok(())
     })

@@ -15,6 +15,7 @@
 //! so the rotating index and the ownership records never see two of them interleaved.
 //! Reads that need no ordering (listing servers, monitor statuses) do not go through here.
 
+mod balance;
 mod changes;
 mod start;
 mod stop;
@@ -107,6 +108,9 @@ pub enum SchedulerError {
 #[rtype(result = "Result<StartReport, SchedulerError>")]
 pub struct StartDevices {
     pub device_ids: Vec<i64>,
+    /// Failover re-homing them: spread their first polls over one poll interval and
+    /// record a `moved` event for each.
+    pub rehome: bool,
 }
 
 impl Handler<StartDevices> for SchedulerActor {
@@ -115,7 +119,7 @@ impl Handler<StartDevices> for SchedulerActor {
     fn handle(&mut self, msg: StartDevices, _ctx: &mut Context<Self>) -> Self::Result {
         self.stats.record::<StartDevices>();
         self.one_at_a_time(|db, client| async move {
-            start::start_devices(&db, &client, msg.device_ids).await
+            start::start_devices(&db, &client, msg.device_ids, msg.rehome).await
         })
     }
 }

@@ -1,16 +1,36 @@
-//! Start: walk the servers from the rotating index, skip those down or at their limit,
-//! record the owner and advance the index after each success.
+//! Start: one pass places every device asked for.
+//!
+//! 1. Every server is asked at once what it runs. A device that runs somewhere is kept
+//!    where its ownership record says (extra copies are stopped); a copy the record
+//!    does not name is stopped and the device placed afresh.
+//! 2. The balancing method chooses a server for each device to place. Each choice is
+//!    claimed in the database first, by a compare-and-set on the assignment's epoch,
+//!    all of a round in one transaction: of two schedulers placing the same device at
+//!    once, one claim wins and the other scheduler leaves the device alone.
+//! 3. Each server gets its claimed devices in one batch call. Devices a server refused
+//!    (at its limit, unreachable) go round again on the others, the claim moving on.
+//! 4. A device no server took is released (its claim moves to no server): it stays
+//!    wanted, and failover starts it once a server has room.
+//!
+//! A re-homing pass (failover) spreads the first polls over one poll interval and
+//! records a `moved` event for each device it starts.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
+use chrono::Utc;
+use futures_util::future::join_all;
 use serde::Serialize;
 
+use super::balance::{BalanceMethod, Balancer, Candidate};
 use super::SchedulerError;
-use crate::db::models::{Assignment, ConfigRow, Device, MonitorServer};
+use crate::db::models::{
+    Assignment, Device, LoadReport, MonitorServer, NewMove, Node, EVENT_MOVED,
+};
 use crate::db::{self, Db};
 use crate::domain::{DeviceSpec, MonitorConfig};
-use crate::remote::{MonitorServerClient, Snapshot, StartOutcome};
-use crate::wire::StartMonitorRequest;
+use crate::remote::{MonitorServerClient, Snapshot};
+use crate::wire::{BatchEntry, BatchOutcome, StartBatchRequest};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -70,44 +90,22 @@ impl StartReport {
     }
 }
 
-/// The index of the next server to try, over servers in id order.
-struct Rotation {
-    current: usize,
-    len: usize,
+/// Largest batch body sent to a monitor server, under its 64 KiB JSON limit.
+const MAX_BATCH_BYTES: usize = 48 * 1024;
+
+/// What a pass reads from the database before it asks the servers.
+struct Stored {
+    devices: HashMap<i64, Device>,
+    companies: HashMap<i64, String>,
+    assignments: HashMap<i64, Assignment>,
+    servers: Vec<MonitorServer>,
+    config: crate::db::models::ConfigRow,
+    reports: HashMap<i64, LoadReport>,
 }
 
-impl Rotation {
-    fn new(stored: i64, len: usize) -> Self {
-        let current = match (usize::try_from(stored), len) {
-            (Ok(index), len) if len > 0 => index % len,
-            _ => 0,
-        };
-        Rotation { current, len }
-    }
-
-    /// Positions to try, starting at the current one and wrapping around once.
-    fn order(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.len).map(move |step| (self.current + step) % self.len)
-    }
-
-    /// The position after `position`, wrapping around.
-    fn after(&self, position: usize) -> usize {
-        (position + 1) % self.len
-    }
-
-    /// The server at `position` took a monitor: the next start begins after it.
-    fn advance_past(&mut self, position: usize) {
-        self.current = self.after(position);
-    }
-}
-
-pub(super) async fn start_devices(
-    db: &Db,
-    client: &MonitorServerClient,
-    device_ids: Vec<i64>,
-) -> Result<StartReport, SchedulerError> {
-    let ids = device_ids.clone();
-    let (devices, companies, assignments, servers, config) = db
+async fn read(db: &Db, device_ids: &[i64]) -> Result<Stored, SchedulerError> {
+    let ids = device_ids.to_vec();
+    let stored = db
         .run(move |conn| {
             // Wanted from now on, whatever this pass manages: failover keeps it so.
             db::devices::set_wanted(conn, &ids, true)?;
@@ -115,48 +113,133 @@ pub(super) async fn start_devices(
             let mut company_ids: Vec<i64> = devices.iter().map(|d| d.company_id).collect();
             company_ids.sort_unstable();
             company_ids.dedup();
-            Ok((
-                devices,
-                db::companies::names_of(conn, &company_ids)?,
-                db::assignments::of_devices(conn, &ids)?,
-                db::monitor_servers::list(conn)?,
-                db::config::get(conn)?,
-            ))
+            Ok(Stored {
+                companies: db::companies::names_of(conn, &company_ids)?,
+                devices: devices.into_iter().map(|d| (d.id, d)).collect(),
+                assignments: db::assignments::of_devices(conn, &ids)?
+                    .into_iter()
+                    .map(|a| (a.device_id, a))
+                    .collect(),
+                servers: db::monitor_servers::list(conn)?,
+                config: db::config::get(conn)?,
+                reports: reports_by_server(db::nodes::list(conn)?),
+            })
         })
         .await?;
-    let devices: HashMap<i64, Device> = devices.into_iter().map(|d| (d.id, d)).collect();
-    let assignments: HashMap<i64, Assignment> =
-        assignments.into_iter().map(|a| (a.device_id, a)).collect();
-    let snapshot = Snapshot::take(client, servers).await;
-    let mut pass = StartPass::new(db, client, snapshot, &config);
+    Ok(stored)
+}
+
+/// The last load report of each monitor server's node.
+fn reports_by_server(nodes: Vec<Node>) -> HashMap<i64, LoadReport> {
+    nodes
+        .into_iter()
+        .filter_map(|n| {
+            Some((
+                n.server_id?,
+                LoadReport {
+                    memory_bytes: n.memory_bytes?,
+                    cpu_percent: n.cpu_percent?,
+                    threads: n.threads?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// A device this pass places.
+struct Placing {
+    /// Its position among the devices asked for.
+    index: usize,
+    spec: DeviceSpec,
+    /// Its assignment's epoch as this pass last knew it (`None`: it has none).
+    epoch: Option<i64>,
+    /// The server its record named when the pass began.
+    from: Option<i64>,
+    first_poll_after: Duration,
+}
+
+pub(super) async fn start_devices(
+    db: &Db,
+    client: &MonitorServerClient,
+    device_ids: Vec<i64>,
+    rehome: bool,
+) -> Result<StartReport, SchedulerError> {
+    let stored = read(db, &device_ids).await?;
+    let snapshot = Snapshot::take(client, stored.servers.clone()).await;
+    let method =
+        BalanceMethod::parse(&stored.config.balance_method).unwrap_or(BalanceMethod::RoundRobin);
+    let limit = usize::try_from(stored.config.max_monitors_per_server).unwrap_or(0);
+    let candidates = snapshot
+        .servers
+        .iter()
+        .map(|s| {
+            let info = snapshot.info(s.id).and_then(|i| i.as_ref().ok());
+            Candidate {
+                server_id: s.id,
+                up: info.is_some(),
+                running: info.map_or(0, |i| i.running_monitors),
+                limit,
+                report: stored.reports.get(&s.id).copied(),
+            }
+        })
+        .collect();
+    let (balancer, fallback) =
+        Balancer::new(method, candidates, stored.config.monitor_server_current);
+    if let Some(why) = fallback {
+        tracing::warn!("{why}");
+    }
+    let mut pass = StartPass {
+        db,
+        client,
+        snapshot,
+        balancer,
+        config: MonitorConfig::from(&stored.config),
+        results: vec![None; device_ids.len()],
+        problems: HashMap::new(),
+        moves: Vec::new(),
+        rehome,
+    };
     tracing::info!(
         devices = device_ids.len(),
         servers = pass.snapshot.servers.len(),
-        servers_down = pass.unavailable.len(),
-        index = pass.rotation.current,
+        method = pass.balancer.method().as_str(),
+        rehome,
         "start pass begins"
     );
-    let mut results = Vec::with_capacity(device_ids.len());
-    for (done, device_id) in device_ids.into_iter().enumerate() {
-        let device = devices.get(&device_id);
+    let mut placing = Vec::new();
+    for (index, &device_id) in device_ids.iter().enumerate() {
+        let device = stored.devices.get(&device_id);
         let company = device
-            .and_then(|d| companies.get(&d.company_id))
+            .and_then(|d| stored.companies.get(&d.company_id))
             .map_or("", String::as_str);
-        let result = pass
-            .start(device_id, device, company, assignments.get(&device_id))
-            .await;
-        if result.status == StartStatus::Failed {
-            tracing::warn!(
-                device.id = device_id,
-                reason = result.reason.as_deref().unwrap_or(""),
-                "could not start monitor"
-            );
-        }
-        results.push(result);
-        if (done + 1) % 100 == 0 {
-            tracing::info!(done = done + 1, "start pass progress");
+        let assignment = stored.assignments.get(&device_id);
+        match pass.check(device_id, device, company, assignment).await {
+            Ok(spec) => placing.push(Placing {
+                index,
+                spec,
+                epoch: assignment.map(|a| a.epoch),
+                from: assignment.and_then(|a| a.server_id),
+                first_poll_after: Duration::ZERO,
+            }),
+            Err(result) => pass.results[index] = Some(result),
         }
     }
+    if rehome && !placing.is_empty() {
+        // Spread over one poll interval: not every re-homed device polls at once.
+        let interval = pass.config.poll_interval_ms;
+        let count = placing.len() as u64;
+        for (n, p) in placing.iter_mut().enumerate() {
+            p.first_poll_after = Duration::from_millis(interval * n as u64 / count);
+        }
+    }
+    pass.place(placing).await?;
+    pass.record_moves().await;
+    let results = pass
+        .results
+        .into_iter()
+        .zip(&device_ids)
+        .map(|(result, &id)| result.unwrap_or_else(|| failed(id, "no result".into())))
+        .collect();
     let report = StartReport::new(results);
     tracing::info!(message = %report.message, "start pass done");
     Ok(report)
@@ -167,185 +250,297 @@ struct StartPass<'a> {
     db: &'a Db,
     client: &'a MonitorServerClient,
     snapshot: Snapshot,
-    rotation: Rotation,
-    /// Servers that cannot take a monitor in this pass, with the reason.
-    unavailable: HashMap<i64, String>,
+    balancer: Balancer,
     config: MonitorConfig,
+    /// One per device asked for, in order.
+    results: Vec<Option<StartResult>>,
+    /// Why servers could not take monitors in this pass.
+    problems: HashMap<i64, String>,
+    /// Devices started by a re-homing pass, for their `moved` events.
+    moves: Vec<NewMove>,
+    rehome: bool,
 }
 
-impl<'a> StartPass<'a> {
-    fn new(
-        db: &'a Db,
-        client: &'a MonitorServerClient,
-        snapshot: Snapshot,
-        config: &ConfigRow,
-    ) -> Self {
-        let rotation = Rotation::new(config.monitor_server_current, snapshot.servers.len());
-        let unavailable = snapshot
-            .servers
-            .iter()
-            .filter_map(|s| {
-                snapshot
-                    .down_reason(s.id)
-                    .map(|reason| (s.id, format!("server {} is {reason}", s.id)))
-            })
-            .collect();
-        StartPass {
-            db,
-            client,
-            snapshot,
-            rotation,
-            unavailable,
-            config: MonitorConfig::from(config),
-        }
-    }
-
-    async fn start(
-        &mut self,
+impl StartPass<'_> {
+    /// The device's spec when it is to be placed, or its result when it is not: it does
+    /// not exist, is disabled, or runs already.
+    async fn check(
+        &self,
         device_id: i64,
         device: Option<&Device>,
         company: &str,
         assignment: Option<&Assignment>,
-    ) -> StartResult {
+    ) -> Result<DeviceSpec, StartResult> {
         let Some(device) = device else {
-            return failed(device_id, format!("device {device_id} does not exist"));
+            return Err(failed(
+                device_id,
+                format!("device {device_id} does not exist"),
+            ));
         };
         if !device.enabled {
-            return failed(device_id, format!("device {device_id} is disabled"));
+            return Err(failed(device_id, format!("device {device_id} is disabled")));
         }
-        let spec = match DeviceSpec::of(device, company) {
-            Ok(spec) => spec,
-            Err(e) => return failed(device_id, e.to_string()),
-        };
+        let spec = DeviceSpec::of(device, company).map_err(|e| failed(device_id, e.to_string()))?;
         let holders: Vec<MonitorServer> = self
             .snapshot
             .holders(device_id)
             .into_iter()
             .cloned()
             .collect();
-        if !holders.is_empty() {
-            return self.keep_one(device_id, &holders, assignment).await;
+        if holders.is_empty() {
+            return Ok(spec);
         }
-        let request = StartMonitorRequest {
-            device: spec,
-            config: self.config,
-            epoch: db::assignments::next_epoch(assignment),
-        };
-        let positions: Vec<usize> = self.rotation.order().collect();
-        for position in positions {
-            let server = self.snapshot.servers[position].clone();
-            if self.unavailable.contains_key(&server.id) {
-                continue;
-            }
-            match self.client.start(&server, &request).await {
-                Ok(StartOutcome::Started) => {
-                    return self.record_start(position, &server, &request).await
-                }
-                Ok(StartOutcome::AlreadyRunning) => {
-                    return self.keep_one(device_id, &[server], assignment).await;
-                }
-                Ok(StartOutcome::AtLimit(message)) => {
-                    self.unavailable.insert(
-                        server.id,
-                        format!("server {} refused: {message}", server.id),
-                    );
-                }
-                Err(error) => {
-                    self.unavailable
-                        .insert(server.id, format!("server {} is {error}", server.id));
-                }
-            }
-        }
-        failed(device_id, self.no_server_reason())
-    }
-
-    /// Records a successful start (owner, epoch, and the index past `position`) in one
-    /// transaction. If that cannot be written, the monitor is stopped again so that no
-    /// unrecorded monitor runs, and the index stays where it was.
-    async fn record_start(
-        &mut self,
-        position: usize,
-        server: &MonitorServer,
-        request: &StartMonitorRequest,
-    ) -> StartResult {
-        let (device_id, server_id, epoch) = (request.device.id, server.id, request.epoch);
-        let next_index = self.rotation.after(position) as i64;
-        let recorded = self
-            .db
-            .run(move |conn| {
-                db::write_transaction(conn, |conn| {
-                    let won = db::assignments::assign(conn, device_id, server_id, epoch)?;
-                    if won {
-                        db::config::set_rotation_index(conn, next_index)?;
-                    }
-                    Ok(won)
-                })
-            })
-            .await;
-        let reason = match recorded {
-            Ok(true) => {
-                self.rotation.advance_past(position);
-                return StartResult {
-                    device_id,
-                    status: StartStatus::Started,
-                    server_id: Some(server_id),
-                    reason: None,
-                };
-            }
-            Ok(false) => "its owner was changed by someone else meanwhile".to_string(),
-            Err(error) => format!("the start could not be recorded: {error}"),
-        };
-        tracing::error!(device.id = device_id, server.id = server_id, %reason, "undoing start");
-        if let Err(error) = self.client.stop(server, device_id).await {
-            tracing::error!(device.id = device_id, server.id = server_id, %error, "could not undo start");
-        }
-        failed(device_id, reason)
-    }
-
-    /// The device already runs on `holders`: keep the copy the ownership record names
-    /// (or the first), stop any other, and make the record say where it runs.
-    async fn keep_one(
-        &self,
-        device_id: i64,
-        holders: &[MonitorServer],
-        assignment: Option<&Assignment>,
-    ) -> StartResult {
         let owner = assignment.and_then(|a| a.server_id);
-        let keeper = holders
-            .iter()
-            .find(|s| Some(s.id) == owner)
-            .or(holders.first())
-            .map_or(0, |s| s.id);
-        for extra in holders.iter().filter(|s| s.id != keeper) {
+        let keeper = holders.iter().find(|s| Some(s.id) == owner).map(|s| s.id);
+        // Copies the record does not name write nothing (their epoch is not the
+        // device's): stop them, and place the device afresh if none is the owner.
+        for extra in holders.iter().filter(|s| Some(s.id) != keeper) {
             tracing::warn!(
                 device.id = device_id,
                 server.id = extra.id,
-                kept_on = keeper,
-                "device ran on several servers; stopping the extra copy"
+                owner,
+                "stopping a copy the ownership record does not name"
             );
             if let Err(error) = self.client.stop(extra, device_id).await {
-                tracing::error!(device.id = device_id, server.id = extra.id, %error, "could not stop the extra copy");
+                tracing::error!(device.id = device_id, server.id = extra.id, %error, "could not stop the copy");
             }
         }
-        let mut reason = None;
-        if owner != Some(keeper) {
-            let epoch = db::assignments::next_epoch(assignment);
-            if let Err(error) = self
-                .db
-                .run(move |conn| db::assignments::assign(conn, device_id, keeper, epoch))
-                .await
-            {
-                tracing::error!(device.id = device_id, server.id = keeper, %error, "could not record the owner");
-                reason = Some(format!(
-                    "running, but its owner could not be recorded: {error}"
-                ));
+        match keeper {
+            Some(server_id) => Err(StartResult {
+                device_id,
+                status: StartStatus::AlreadyRunning,
+                server_id: Some(server_id),
+                reason: None,
+            }),
+            None => Ok(spec),
+        }
+    }
+
+    /// Places `placing` in rounds until every device is started or no server is left.
+    async fn place(&mut self, mut placing: Vec<Placing>) -> Result<(), SchedulerError> {
+        let mut round = 0;
+        // Each round either places a device or takes a server out of the pass; an
+        // answer that fits neither cannot keep it going past this.
+        let max_rounds = self.snapshot.servers.len() + 2;
+        while !placing.is_empty() {
+            round += 1;
+            let mut chosen: Vec<(Placing, i64)> = Vec::with_capacity(placing.len());
+            let mut unplaced = Vec::new();
+            for p in placing {
+                match self.balancer.choose().filter(|_| round <= max_rounds) {
+                    Some(server_id) => chosen.push((p, server_id)),
+                    None => unplaced.push(p),
+                }
+            }
+            let claimed = self.claim(chosen).await?;
+            tracing::info!(
+                round,
+                claimed = claimed.len(),
+                unplaced = unplaced.len(),
+                "start pass round"
+            );
+            let again = self.start_on_servers(claimed).await;
+            self.give_up(unplaced).await?;
+            placing = again;
+        }
+        Ok(())
+    }
+
+    /// Claims each device for its chosen server, all in one transaction, and moves the
+    /// rotating index on. A device claimed by someone else meanwhile is left to them.
+    async fn claim(
+        &mut self,
+        chosen: Vec<(Placing, i64)>,
+    ) -> Result<Vec<(Placing, i64)>, SchedulerError> {
+        if chosen.is_empty() {
+            return Ok(chosen);
+        }
+        let wanted: Vec<(i64, Option<i64>, i64)> = chosen
+            .iter()
+            .map(|(p, server)| (p.spec.id, p.epoch, *server))
+            .collect();
+        let rotation = self.balancer.rotation();
+        let outcomes = self
+            .db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| {
+                    let mut outcomes = Vec::with_capacity(wanted.len());
+                    for (device_id, expected, server_id) in wanted {
+                        let won =
+                            db::assignments::claim(conn, device_id, expected, Some(server_id))?;
+                        let now = match won {
+                            Some(_) => None,
+                            None => db::assignments::get(conn, device_id)?,
+                        };
+                        outcomes.push((won, now));
+                    }
+                    db::config::advance_rotation(conn, rotation)?;
+                    Ok(outcomes)
+                })
+            })
+            .await?;
+        let mut claimed = Vec::with_capacity(chosen.len());
+        for ((mut p, server_id), (won, now)) in chosen.into_iter().zip(outcomes) {
+            match won {
+                Some(epoch) => {
+                    p.epoch = Some(epoch);
+                    claimed.push((p, server_id));
+                }
+                None => {
+                    self.balancer.take_back(server_id);
+                    let holder = now.and_then(|a| a.server_id);
+                    tracing::info!(
+                        device.id = p.spec.id,
+                        server.id = holder,
+                        "another scheduler placed this device meanwhile; leaving it to them"
+                    );
+                    self.results[p.index] = Some(StartResult {
+                        device_id: p.spec.id,
+                        status: StartStatus::AlreadyRunning,
+                        server_id: holder,
+                        reason: Some("placed by another scheduler at the same moment".into()),
+                    });
+                }
             }
         }
-        StartResult {
-            device_id,
-            status: StartStatus::AlreadyRunning,
-            server_id: Some(keeper),
-            reason,
+        Ok(claimed)
+    }
+
+    /// Sends each server its claimed devices in batches, all servers at once. Answers
+    /// the devices to place again elsewhere.
+    async fn start_on_servers(&mut self, claimed: Vec<(Placing, i64)>) -> Vec<Placing> {
+        let mut by_server: Vec<(MonitorServer, Vec<Placing>)> = Vec::new();
+        for (p, server_id) in claimed {
+            match by_server.iter_mut().find(|(s, _)| s.id == server_id) {
+                Some((_, devices)) => devices.push(p),
+                None => {
+                    let Some(server) = self.snapshot.servers.iter().find(|s| s.id == server_id)
+                    else {
+                        continue;
+                    };
+                    by_server.push((server.clone(), vec![p]));
+                }
+            }
+        }
+        let config = self.config;
+        let client = self.client;
+        let answers = join_all(by_server.iter().map(|(server, devices)| async move {
+            let mut outcomes = Vec::with_capacity(devices.len());
+            for batch in batches(devices, config) {
+                match client.start_batch(server, &batch).await {
+                    Ok(answer) => outcomes.extend(answer.into_iter().map(Ok)),
+                    Err(error) => {
+                        outcomes.extend(batch.monitors.iter().map(|_| Err(error.to_string())))
+                    }
+                }
+            }
+            outcomes
+        }))
+        .await;
+        let mut again = Vec::new();
+        for ((server, devices), outcomes) in by_server.into_iter().zip(answers) {
+            let mut refused = 0;
+            let mut problem = None;
+            for (p, outcome) in devices.into_iter().zip(outcomes) {
+                match outcome {
+                    Ok(BatchOutcome::Started) => self.started(p, server.id),
+                    Ok(BatchOutcome::AlreadyRunning) => {
+                        // A copy the snapshot did not show, under another epoch: stop
+                        // it and place the device again.
+                        if let Err(error) = self.client.stop(&server, p.spec.id).await {
+                            tracing::error!(device.id = p.spec.id, server.id = server.id, %error, "could not stop an unexpected copy");
+                        }
+                        self.balancer.take_back(server.id);
+                        again.push(p);
+                    }
+                    Ok(BatchOutcome::AtLimit) => {
+                        refused += 1;
+                        problem = Some(format!("server {} refused: it is at its limit", server.id));
+                        again.push(p);
+                    }
+                    Err(error) => {
+                        refused += 1;
+                        problem = Some(format!("server {} is {error}", server.id));
+                        again.push(p);
+                    }
+                }
+            }
+            if let Some(problem) = problem {
+                tracing::warn!(server.id = server.id, %problem, "server takes no more monitors in this pass");
+                self.balancer.refuse(server.id, refused);
+                self.problems.insert(server.id, problem);
+            }
+        }
+        again
+    }
+
+    fn started(&mut self, p: Placing, server_id: i64) {
+        let epoch = p.epoch.unwrap_or(1);
+        if self.rehome {
+            let reason = match p.from {
+                Some(from) if from != server_id => format!("server {from} left the cluster"),
+                Some(_) => "restarted on the same server".to_string(),
+                None => "it was waiting for a server".to_string(),
+            };
+            self.moves.push(NewMove {
+                device_id: p.spec.id,
+                company_id: p.spec.company_id,
+                epoch,
+                from_state: p.from.map_or("none".into(), |s| format!("server {s}")),
+                to_state: format!("server {server_id}"),
+                at: Utc::now().naive_utc(),
+                reason,
+                kind: EVENT_MOVED,
+            });
+        }
+        self.results[p.index] = Some(StartResult {
+            device_id: p.spec.id,
+            status: StartStatus::Started,
+            server_id: Some(server_id),
+            reason: None,
+        });
+    }
+
+    /// No server took these: each fails with the reasons, and a claim it holds moves on
+    /// to no server, so the device waits for failover to find it a server.
+    async fn give_up(&mut self, unplaced: Vec<Placing>) -> Result<(), SchedulerError> {
+        if unplaced.is_empty() {
+            return Ok(());
+        }
+        let reason = self.no_server_reason();
+        let claims: Vec<(i64, i64)> = unplaced
+            .iter()
+            .filter_map(|p| Some((p.spec.id, p.epoch?)))
+            .collect();
+        self.db
+            .run(move |conn| {
+                db::write_transaction(conn, |conn| {
+                    for (device_id, epoch) in claims {
+                        db::assignments::claim(conn, device_id, Some(epoch), None)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        for p in unplaced {
+            tracing::warn!(device.id = p.spec.id, %reason, "could not start monitor");
+            self.results[p.index] = Some(failed(p.spec.id, reason.clone()));
+        }
+        Ok(())
+    }
+
+    async fn record_moves(&mut self) {
+        if self.moves.is_empty() {
+            return;
+        }
+        let moves = std::mem::take(&mut self.moves);
+        let count = moves.len();
+        if let Err(error) = self
+            .db
+            .run(move |conn| db::events::record_moves(conn, &moves))
+            .await
+        {
+            tracing::error!(%error, count, "could not record the moves of re-homed devices");
         }
     }
 
@@ -353,14 +548,54 @@ impl<'a> StartPass<'a> {
         if self.snapshot.servers.is_empty() {
             return "no monitor server is registered".into();
         }
-        let reasons: Vec<&str> = self
+        let reasons: Vec<String> = self
             .snapshot
             .servers
             .iter()
-            .filter_map(|s| self.unavailable.get(&s.id).map(String::as_str))
+            .map(
+                |s| match (self.problems.get(&s.id), self.snapshot.down_reason(s.id)) {
+                    (Some(problem), _) => problem.clone(),
+                    (None, Some(down)) => format!("server {} is {down}", s.id),
+                    (None, None) => format!("server {} is at its limit", s.id),
+                },
+            )
             .collect();
         format!("no monitor server could take it: {}", reasons.join("; "))
     }
+}
+
+/// The batch requests that start `devices` on one server, each under the body limit.
+fn batches(devices: &[Placing], config: MonitorConfig) -> Vec<StartBatchRequest> {
+    let mut batches = Vec::new();
+    let mut current = StartBatchRequest {
+        config,
+        monitors: Vec::new(),
+    };
+    let mut bytes = 0;
+    for p in devices {
+        let entry = BatchEntry {
+            device: p.spec.clone(),
+            epoch: p.epoch.unwrap_or(1),
+            first_poll_after_ms: u64::try_from(p.first_poll_after.as_millis()).unwrap_or(u64::MAX),
+        };
+        let size = serde_json::to_vec(&entry).map_or(MAX_BATCH_BYTES, |b| b.len() + 1);
+        if !current.monitors.is_empty() && bytes + size > MAX_BATCH_BYTES {
+            batches.push(std::mem::replace(
+                &mut current,
+                StartBatchRequest {
+                    config,
+                    monitors: Vec::new(),
+                },
+            ));
+            bytes = 0;
+        }
+        bytes += size;
+        current.monitors.push(entry);
+    }
+    if !current.monitors.is_empty() {
+        batches.push(current);
+    }
+    batches
 }
 
 fn failed(device_id: i64, reason: String) -> StartResult {
@@ -369,30 +604,5 @@ fn failed(device_id: i64, reason: String) -> StartResult {
         status: StartStatus::Failed,
         server_id: None,
         reason: Some(reason),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Rotation;
-
-    #[test]
-    fn rotation_starts_at_the_stored_index_and_wraps() {
-        let rotation = Rotation::new(1, 3);
-        assert_eq!(rotation.order().collect::<Vec<_>>(), vec![1, 2, 0]);
-        let rotation = Rotation::new(7, 3);
-        assert_eq!(rotation.current, 1);
-        let rotation = Rotation::new(-4, 3);
-        assert_eq!(rotation.current, 0);
-        assert_eq!(Rotation::new(5, 0).order().count(), 0);
-    }
-
-    #[test]
-    fn rotation_advances_past_the_server_that_took_the_monitor() {
-        let mut rotation = Rotation::new(0, 3);
-        rotation.advance_past(0);
-        assert_eq!(rotation.current, 1);
-        rotation.advance_past(2);
-        assert_eq!(rotation.current, 0);
     }
 }

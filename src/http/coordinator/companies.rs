@@ -100,7 +100,13 @@ pub async fn start(
         devices = device_ids.len(),
         "company start requested"
     );
-    let report = state.scheduler.send(StartDevices { device_ids }).await??;
+    let report = state
+        .scheduler
+        .send(StartDevices {
+            device_ids,
+            rehome: false,
+        })
+        .await??;
     Ok(super::report_response(report.all_monitored(), &report))
 }
 

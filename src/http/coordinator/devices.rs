@@ -368,6 +368,7 @@ pub async fn start(
         .scheduler
         .send(StartDevices {
             device_ids: vec![id],
+            rehome: false,
         })
         .await??;
     Ok(super::report_response(report.all_monitored(), &report))

@@ -29,6 +29,9 @@ pub struct EventView {
     pub id: i64,
     pub device_id: i64,
     pub company_id: i64,
+    /// `state` (a health change: `from`/`to` are states) or `moved` (the monitor was
+    /// placed on another server: `from`/`to` name the servers).
+    pub kind: String,
     pub from: String,
     pub to: String,
     pub at: DateTime<Utc>,
@@ -43,6 +46,7 @@ impl From<Event> for EventView {
             id: e.id,
             device_id: e.device_id,
             company_id: e.company_id,
+            kind: e.kind,
             from: e.from_state,
             to: e.to_state,
             at: utc(e.at),
