@@ -43,12 +43,39 @@ struct Capacity {
     monitored: i64,
 }
 
-/// Devices no server took at the last pass, and the capacity then.
+impl Capacity {
+    fn read(conn: &mut db::DbConn) -> diesel::QueryResult<Capacity> {
+        let mut servers: Vec<i64> = db::nodes::list(conn)?
+            .into_iter()
+            .filter_map(|n| n.server_id)
+            .collect();
+        servers.sort_unstable();
+        Ok(Capacity {
+            servers,
+            limit: db::config::get(conn)?.max_monitors_per_server,
+            monitored: db::assignments::count_monitored(conn)?,
+        })
+    }
+
+    /// Some member server may have room.
+    fn has_room(&self) -> bool {
+        (self.servers.len() as i64).saturating_mul(i64::from(self.limit)) > self.monitored
+    }
+}
+
+/// Devices no server took at the last pass, and the capacity just after it.
 #[derive(Debug, Clone, Default)]
 struct Waiting {
     devices: HashSet<i64>,
     capacity: Capacity,
+    /// Looks since the waiting devices were last tried.
+    looks: u32,
 }
+
+/// Waiting devices are tried again after this many looks while the cluster seems to
+/// have room, even if nothing was seen to change (a change between a pass and the
+/// look after it is not seen).
+const RETRY_WAITING_EVERY: u32 = 10;
 
 impl Failover {
     /// Starts the task on the current arbiter; it acts only while `membership` says
@@ -102,20 +129,7 @@ async fn look(
         return (next, Waiting::default());
     }
     let read = db
-        .run(|conn| {
-            let orphaned = db::devices::orphaned(conn)?;
-            let mut servers: Vec<i64> = db::nodes::list(conn)?
-                .into_iter()
-                .filter_map(|n| n.server_id)
-                .collect();
-            servers.sort_unstable();
-            let capacity = Capacity {
-                servers,
-                limit: db::config::get(conn)?.max_monitors_per_server,
-                monitored: db::assignments::count_monitored(conn)?,
-            };
-            Ok((orphaned, capacity))
-        })
+        .run(|conn| Ok((db::devices::orphaned(conn)?, Capacity::read(conn)?)))
         .await;
     let (orphaned, capacity) = match read {
         Ok(read) => read,
@@ -124,7 +138,8 @@ async fn look(
             return (next, waiting);
         }
     };
-    let retry_waiting = capacity != waiting.capacity;
+    let retry_waiting = capacity != waiting.capacity
+        || (capacity.has_room() && waiting.looks >= RETRY_WAITING_EVERY);
     let device_ids: Vec<i64> = orphaned
         .iter()
         .map(|(id, _)| *id)
@@ -139,6 +154,7 @@ async fn look(
             Waiting {
                 devices,
                 capacity: waiting.capacity,
+                looks: waiting.looks.saturating_add(1),
             },
         );
     }
@@ -172,7 +188,17 @@ async fn look(
                     "failover: devices wait for a server with room"
                 );
             }
-            (next, Waiting { devices, capacity })
+            // Read after the pass: what it placed is not a change to wake up for.
+            let capacity = db.run(Capacity::read).await.unwrap_or(capacity);
+            let looks = if retry_waiting { 0 } else { waiting.looks };
+            (
+                next,
+                Waiting {
+                    devices,
+                    capacity,
+                    looks,
+                },
+            )
         }
         Ok(Err(error)) => {
             tracing::warn!(%error, "failover pass failed");

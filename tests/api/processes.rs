@@ -37,7 +37,7 @@ const INHERITED_SETTINGS: &[&str] = &[
 
 /// A running `vigil` child whose stderr is read line by line on a thread. Dropping it
 /// kills the child, so no test leaves a process behind, whatever assertion fails.
-struct Process {
+pub(crate) struct Process {
     child: Child,
     lines: Receiver<String>,
     /// Every stderr line read so far, for failure messages.
@@ -47,7 +47,7 @@ struct Process {
 impl Process {
     /// Starts `vigil ARGS` in `dir` (so no `vigil.toml` or `vigil.db` of the caller's is
     /// used), with `RUST_LOG` set to `log` or unset.
-    fn spawn(args: &[&str], dir: &Path, log: Option<&str>) -> Process {
+    pub(crate) fn spawn(args: &[&str], dir: &Path, log: Option<&str>) -> Process {
         Process::spawn_with_env(args, dir, log, &[])
     }
 
@@ -109,7 +109,7 @@ impl Process {
     }
 
     /// Waits for the first stderr line containing `needle` (seen before or after).
-    async fn line_containing(&mut self, needle: &str) -> String {
+    pub(crate) async fn line_containing(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + GIVE_UP;
         loop {
             let open = self.drain();
@@ -168,7 +168,7 @@ impl Drop for Process {
 }
 
 /// The value of `field=` in a tracing line, e.g. `address` in `... address=127.0.0.1:4000`.
-fn field<'a>(line: &'a str, field: &str) -> &'a str {
+pub(crate) fn field<'a>(line: &'a str, field: &str) -> &'a str {
     let key = format!(" {field}=");
     let start = line
         .find(&key)
@@ -647,7 +647,7 @@ async fn cluster_of(http: &awc::Client, api: &str) -> Value {
 }
 
 /// Starts a coordinator process on `db` and returns it with its API base URL.
-async fn coordinator_process(db: &str, dir: &Path) -> (Process, String) {
+pub(crate) async fn coordinator_process(db: &str, dir: &Path) -> (Process, String) {
     let mut coordinator = Process::spawn(
         &["coordinator", "--listen", "127.0.0.1:0", "--db", db],
         dir,
@@ -660,7 +660,7 @@ async fn coordinator_process(db: &str, dir: &Path) -> (Process, String) {
 
 /// Heartbeats every 100 ms, a look every 500 ms, three missed looks are death (one
 /// would take a heartbeat held up by a busy SQLite file under a loaded CI for death).
-async fn fast_membership(http: &awc::Client, api: &str) {
+pub(crate) async fn fast_membership(http: &awc::Client, api: &str) {
     let body = json!({"heartbeat_ms": 100, "validate_ms": 500, "missed_checks": 3});
     let answer = call(http, Method::PUT, &format!("{api}/config"), Some(body)).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
@@ -825,7 +825,7 @@ async fn monitor_servers_with_skewed_clocks_are_not_removed() {
 
 /// What each monitor server at `addresses` runs, device ids in order; `None` while one
 /// of them does not answer (a resumed process, a dropped pooled connection).
-async fn running_on(http: &awc::Client, addresses: &[String]) -> Option<Vec<Vec<i64>>> {
+pub(crate) async fn running_on(http: &awc::Client, addresses: &[String]) -> Option<Vec<Vec<i64>>> {
     let mut running = Vec::new();
     for address in addresses {
         let mut response = http

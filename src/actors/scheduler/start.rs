@@ -18,7 +18,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{NaiveDateTime, Utc};
+use diesel::RunQueryDsl;
 use futures_util::future::join_all;
 use serde::Serialize;
 
@@ -90,6 +91,10 @@ impl StartReport {
     }
 }
 
+/// A claim this recent, for a server that does not run the device yet, is a start in
+/// flight (a start call waits 5 s at most for its answer).
+const START_IN_FLIGHT: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+
 /// Largest batch body sent to a monitor server, under its 64 KiB JSON limit.
 const MAX_BATCH_BYTES: usize = 48 * 1024;
 
@@ -97,7 +102,14 @@ const MAX_BATCH_BYTES: usize = 48 * 1024;
 struct Stored {
     devices: HashMap<i64, Device>,
     companies: HashMap<i64, String>,
+    /// Read before the servers are asked what they run: a claim moves on from these
+    /// epochs, so one made by another scheduler since fails and is left to it.
     assignments: HashMap<i64, Assignment>,
+    /// Read after: a copy the servers showed was claimed before it was started, so
+    /// the owner read now tells the copy to keep.
+    recorded: HashMap<i64, Assignment>,
+    /// The database's time when `recorded` was read.
+    now: NaiveDateTime,
     servers: Vec<MonitorServer>,
     config: crate::db::models::ConfigRow,
     reports: HashMap<i64, LoadReport>,
@@ -116,10 +128,9 @@ async fn read(db: &Db, device_ids: &[i64]) -> Result<Stored, SchedulerError> {
             Ok(Stored {
                 companies: db::companies::names_of(conn, &company_ids)?,
                 devices: devices.into_iter().map(|d| (d.id, d)).collect(),
-                assignments: db::assignments::of_devices(conn, &ids)?
-                    .into_iter()
-                    .map(|a| (a.device_id, a))
-                    .collect(),
+                assignments: by_device(db::assignments::of_devices(conn, &ids)?),
+                recorded: HashMap::new(),
+                now: NaiveDateTime::default(),
                 servers: db::monitor_servers::list(conn)?,
                 config: db::config::get(conn)?,
                 reports: reports_by_server(db::nodes::list(conn)?),
@@ -127,6 +138,10 @@ async fn read(db: &Db, device_ids: &[i64]) -> Result<Stored, SchedulerError> {
         })
         .await?;
     Ok(stored)
+}
+
+fn by_device(assignments: Vec<Assignment>) -> HashMap<i64, Assignment> {
+    assignments.into_iter().map(|a| (a.device_id, a)).collect()
 }
 
 /// The last load report of each monitor server's node.
@@ -164,8 +179,17 @@ pub(super) async fn start_devices(
     device_ids: Vec<i64>,
     rehome: bool,
 ) -> Result<StartReport, SchedulerError> {
-    let stored = read(db, &device_ids).await?;
+    let mut stored = read(db, &device_ids).await?;
     let snapshot = Snapshot::take(client, stored.servers.clone()).await;
+    let ids = device_ids.clone();
+    let (recorded, now) = db
+        .run(move |conn| {
+            let now = diesel::select(diesel::dsl::now).get_result::<NaiveDateTime>(conn)?;
+            Ok((db::assignments::of_devices(conn, &ids)?, now))
+        })
+        .await?;
+    stored.recorded = by_device(recorded);
+    stored.now = now;
     let method =
         BalanceMethod::parse(&stored.config.balance_method).unwrap_or(BalanceMethod::RoundRobin);
     let limit = usize::try_from(stored.config.max_monitors_per_server).unwrap_or(0);
@@ -213,7 +237,13 @@ pub(super) async fn start_devices(
             .and_then(|d| stored.companies.get(&d.company_id))
             .map_or("", String::as_str);
         let assignment = stored.assignments.get(&device_id);
-        match pass.check(device_id, device, company, assignment).await {
+        let recorded = stored.recorded.get(&device_id);
+        if let Some(result) = pass.starting_elsewhere(device_id, recorded, stored.now) {
+            pass.results[index] = Some(result);
+            continue;
+        }
+        let owner = recorded.and_then(|a| a.server_id);
+        match pass.check(device_id, device, company, owner).await {
             Ok(spec) => placing.push(Placing {
                 index,
                 spec,
@@ -262,6 +292,29 @@ struct StartPass<'a> {
 }
 
 impl StartPass<'_> {
+    /// A device claimed for a server that is up, moments ago, that the server does not
+    /// run yet: another scheduler is starting it there. It is left to that scheduler.
+    fn starting_elsewhere(
+        &self,
+        device_id: i64,
+        recorded: Option<&Assignment>,
+        now: NaiveDateTime,
+    ) -> Option<StartResult> {
+        let assignment = recorded?;
+        let server_id = assignment.server_id?;
+        let in_flight = now.signed_duration_since(assignment.updated_at) < START_IN_FLIGHT
+            && self.snapshot.down_reason(server_id).is_none()
+            && self.snapshot.holders(device_id).is_empty();
+        in_flight.then(|| StartResult {
+            device_id,
+            status: StartStatus::AlreadyRunning,
+            server_id: Some(server_id),
+            reason: Some(format!(
+                "being started on server {server_id} by another scheduler"
+            )),
+        })
+    }
+
     /// The device's spec when it is to be placed, or its result when it is not: it does
     /// not exist, is disabled, or runs already.
     async fn check(
@@ -269,7 +322,7 @@ impl StartPass<'_> {
         device_id: i64,
         device: Option<&Device>,
         company: &str,
-        assignment: Option<&Assignment>,
+        owner: Option<i64>,
     ) -> Result<DeviceSpec, StartResult> {
         let Some(device) = device else {
             return Err(failed(
@@ -290,7 +343,6 @@ impl StartPass<'_> {
         if holders.is_empty() {
             return Ok(spec);
         }
-        let owner = assignment.and_then(|a| a.server_id);
         let keeper = holders.iter().find(|s| Some(s.id) == owner).map(|s| s.id);
         // Copies the record does not name write nothing (their epoch is not the
         // device's): stop them, and place the device afresh if none is the owner.
