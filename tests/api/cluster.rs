@@ -14,18 +14,6 @@ crate::on_both_backends!(
     a_node_whose_counter_stops_is_removed_and_a_removed_node_joins_again,
 );
 
-/// Heartbeats every 50 ms, a look every 250 ms, three missed looks: a dead node goes
-/// within a second, and a heartbeat held up by a loaded machine is not death.
-async fn fast_membership(cluster: &TestCluster) {
-    let answer = cluster
-        .put(
-            "/api/v1/config",
-            json!({"heartbeat_ms": 50, "validate_ms": 250, "missed_checks": 3}),
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-}
-
 async fn cluster_view(cluster: &TestCluster) -> Value {
     let answer = cluster.get("/api/v1/cluster").await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
@@ -38,7 +26,7 @@ fn nodes(view: &Value) -> Vec<Value> {
 
 async fn every_node_joins_and_the_lowest_live_id_is_master(backend: Backend) {
     let cluster = TestCluster::spawn(backend, 2).await;
-    fast_membership(&cluster).await;
+    cluster.fast_membership().await;
     let view = eventually(
         "a coordinator and two monitor servers, all live",
         || async {
@@ -100,7 +88,7 @@ async fn every_node_joins_and_the_lowest_live_id_is_master(backend: Backend) {
 
 async fn a_node_whose_counter_stops_is_removed_and_a_removed_node_joins_again(backend: Backend) {
     let cluster = TestCluster::spawn(backend, 1).await;
-    fast_membership(&cluster).await;
+    cluster.fast_membership().await;
     // A node that registered and never beats: a process that died at once.
     let ghost = cluster
         .db

@@ -15,17 +15,6 @@ crate::on_both_backends!(
     every_node_reports_its_load_and_every_method_is_accepted,
 );
 
-/// Heartbeats every 50 ms, a look every 250 ms, three missed looks.
-async fn fast_membership(cluster: &TestCluster) {
-    let answer = cluster
-        .put(
-            "/api/v1/config",
-            json!({"heartbeat_ms": 50, "validate_ms": 250, "missed_checks": 3}),
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-}
-
 async fn events_of(cluster: &TestCluster, device: i64) -> Vec<Value> {
     let answer = cluster
         .get(&format!("/api/v1/events?device_id={device}"))
@@ -42,7 +31,7 @@ async fn a_departed_servers_devices_move_with_an_event_each_and_spread_first_pol
     backend: Backend,
 ) {
     let cluster = TestCluster::spawn(backend, 2).await;
-    fast_membership(&cluster).await;
+    cluster.fast_membership().await;
     // A long interval: a first poll put off by half of it is still to come when we look.
     let answer = cluster
         .put("/api/v1/config", json!({"poll_interval_ms": 20_000}))
@@ -96,7 +85,7 @@ async fn a_departed_servers_devices_move_with_an_event_each_and_spread_first_pol
 
 async fn devices_that_fit_nowhere_start_once_capacity_appears(backend: Backend) {
     let mut cluster = TestCluster::spawn(backend, 1).await;
-    fast_membership(&cluster).await;
+    cluster.fast_membership().await;
     let answer = cluster
         .put("/api/v1/config", json!({"max_monitors_per_server": 2}))
         .await;
@@ -153,7 +142,7 @@ async fn devices_that_fit_nowhere_start_once_capacity_appears(backend: Backend) 
 
 async fn every_node_reports_its_load_and_every_method_is_accepted(backend: Backend) {
     let cluster = TestCluster::spawn(backend, 2).await;
-    fast_membership(&cluster).await;
+    cluster.fast_membership().await;
     let nodes = eventually("every node reported its load", || async {
         let view = cluster.get("/api/v1/cluster").await.body;
         let nodes = view["nodes"].as_array()?.clone();

@@ -330,6 +330,18 @@ impl TestCluster {
         self.servers.last().unwrap()
     }
 
+    /// Heartbeats every 50 ms, a look every 250 ms, three missed looks: a dead node goes
+    /// within a second, and a heartbeat held up by a loaded machine is not death.
+    pub async fn fast_membership(&self) {
+        let answer = self
+            .put(
+                "/api/v1/config",
+                json!({"heartbeat_ms": 50, "validate_ms": 250, "missed_checks": 3}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    }
+
     /// Stops a monitor server's HTTP API: from the coordinator's side it is down.
     pub async fn stop_server(&self, index: usize) {
         self.servers[index].handle.stop(false).await;

@@ -13,7 +13,7 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 use crate::helpers::{call, eventually, Backend, Fleet};
-use crate::processes::{coordinator_process, fast_membership, field, Process};
+use crate::processes::{coordinator_process, fast_membership, monitor_server_process, Process};
 
 crate::on_both_backends!(two_coordinators_hammered_with_concurrent_starts_own_each_device_once);
 
@@ -47,14 +47,7 @@ async fn two_coordinators_hammered_with_concurrent_starts_own_each_device_once(b
     let (_second, b) = coordinator_process(&db, dir.path()).await;
     let mut servers: Vec<(Process, String)> = Vec::new();
     for _ in 0..3 {
-        let mut server = Process::spawn(
-            &["monitor-server", "--listen", "127.0.0.1:0", "--db", &db],
-            dir.path(),
-            Some("info"),
-        );
-        let line = server.line_containing("monitor server listening").await;
-        let address = field(&line, "address").to_string();
-        servers.push((server, address));
+        servers.push(monitor_server_process(&db, dir.path()).await);
     }
     let addresses: Vec<String> = servers.iter().map(|(_, a)| a.clone()).collect();
 

@@ -658,6 +658,18 @@ pub(crate) async fn coordinator_process(db: &str, dir: &Path) -> (Process, Strin
     (coordinator, api)
 }
 
+/// Starts a monitor-server process on `db` and returns it with its address.
+pub(crate) async fn monitor_server_process(db: &str, dir: &Path) -> (Process, String) {
+    let mut server = Process::spawn(
+        &["monitor-server", "--listen", "127.0.0.1:0", "--db", db],
+        dir,
+        Some("info"),
+    );
+    let line = server.line_containing("monitor server listening").await;
+    let address = field(&line, "address").to_string();
+    (server, address)
+}
+
 /// Heartbeats every 100 ms, a look every 500 ms, three missed looks are death (one
 /// would take a heartbeat held up by a busy SQLite file under a loaded CI for death).
 pub(crate) async fn fast_membership(http: &awc::Client, api: &str) {
@@ -855,14 +867,7 @@ async fn a_killed_monitor_servers_devices_move_to_the_live_ones_and_a_paused_one
     fast_membership(&http, &api).await;
     let mut servers = Vec::new();
     for _ in 0..3 {
-        let mut server = Process::spawn(
-            &["monitor-server", "--listen", "127.0.0.1:0", "--db", &db],
-            dir.path(),
-            Some("info"),
-        );
-        let line = server.line_containing("monitor server listening").await;
-        let address = field(&line, "address").to_string();
-        servers.push((server, address));
+        servers.push(monitor_server_process(&db, dir.path()).await);
     }
     let names: Vec<String> = (0..9).map(|i| format!("d{i}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
