@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 
 use super::monitor_server::StaleMonitors;
 use super::registry::{ActorRegistry, ActorStats, Tracked};
-use crate::db::models::{NewEvent, NewSample};
+use crate::db::models::{NewEvent, NewSample, EVENT_STATE};
 use crate::db::{self, Db};
 use crate::domain::{HealthState, Metrics};
 use crate::exposition::Histogram;
@@ -497,6 +497,7 @@ impl Handler<StateChanged> for MetricsWriter {
             to_state: change.to.as_str().to_string(),
             at: change.at.naive_utc(),
             reason: printable(&change.reason),
+            kind: EVENT_STATE,
         });
         self.enforce_bounds();
     }

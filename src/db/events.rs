@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::fenced::{FencedRow, Value};
-use super::models::{Event, NewEvent, NewMove};
+use super::models::{Event, NewEvent};
 use super::schema::events;
 use super::DbConn;
 
@@ -26,6 +26,7 @@ impl FencedRow for NewEvent {
         "to_state",
         "at",
         "reason",
+        "kind",
     ];
 
     fn values(&self) -> Vec<Value<'_>> {
@@ -37,12 +38,13 @@ impl FencedRow for NewEvent {
             Value::Text(&self.to_state),
             Value::Time(&self.at),
             Value::Text(&self.reason),
+            Value::Text(self.kind),
         ]
     }
 }
 
 /// Records monitors moved to other servers (written by the scheduler, not fenced).
-pub fn record_moves(conn: &mut DbConn, moves: &[NewMove]) -> QueryResult<usize> {
+pub fn record_moves(conn: &mut DbConn, moves: &[NewEvent]) -> QueryResult<usize> {
     let mut inserted = 0;
     for chunk in moves.chunks(1000) {
         inserted += match conn {

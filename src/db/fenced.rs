@@ -25,7 +25,7 @@ use super::DbConn;
 /// One value of a row, as it is bound.
 pub(super) enum Value<'a> {
     Int(&'a i64),
-    Text(&'a String),
+    Text(&'a str),
     Float(&'a f64),
     Time(&'a NaiveDateTime),
 }
@@ -51,7 +51,7 @@ where
         + HasSqlType<Double>
         + HasSqlType<Timestamp>,
     i64: ToSql<BigInt, DB>,
-    String: ToSql<Text, DB>,
+    str: ToSql<Text, DB>,
     f64: ToSql<Double, DB>,
     NaiveDateTime: ToSql<Timestamp, DB>,
 {

@@ -155,23 +155,11 @@ pub const EVENT_STATE: &str = "state";
 /// `Event::kind` of a monitor moved to another server.
 pub const EVENT_MOVED: &str = "moved";
 
-/// A health change judged by a monitor (`kind` is `state`).
+/// An event to store: a health change judged by a monitor (`kind` is [`EVENT_STATE`])
+/// or a monitor moved to another server ([`EVENT_MOVED`]; the states name the servers).
 #[derive(Debug, Clone, PartialEq, Insertable)]
 #[diesel(table_name = events)]
 pub struct NewEvent {
-    pub device_id: i64,
-    pub company_id: i64,
-    pub epoch: i64,
-    pub from_state: String,
-    pub to_state: String,
-    pub at: NaiveDateTime,
-    pub reason: String,
-}
-
-/// A monitor moved to another server (`kind` is `moved`; the states name the servers).
-#[derive(Debug, Clone, PartialEq, Insertable)]
-#[diesel(table_name = events)]
-pub struct NewMove {
     pub device_id: i64,
     pub company_id: i64,
     pub epoch: i64,

@@ -180,6 +180,7 @@ async fn retention_deletes_only_samples_past_retention_hours(backend: Backend) {
             to_state: "alert".into(),
             at: (Utc::now() - Duration::minutes(minutes_ago)).naive_utc(),
             reason: format!("{minutes_ago} minutes ago"),
+            kind: db::models::EVENT_STATE,
         })
         .collect();
     cluster

@@ -26,7 +26,7 @@ use serde::Serialize;
 use super::balance::{BalanceMethod, Balancer, Candidate};
 use super::SchedulerError;
 use crate::db::models::{
-    Assignment, Device, LoadReport, MonitorServer, NewMove, Node, EVENT_MOVED,
+    Assignment, Device, LoadReport, MonitorServer, NewEvent, Node, EVENT_MOVED,
 };
 use crate::db::{self, Db};
 use crate::domain::{DeviceSpec, MonitorConfig};
@@ -105,11 +105,6 @@ struct Stored {
     /// Read before the servers are asked what they run: a claim moves on from these
     /// epochs, so one made by another scheduler since fails and is left to it.
     assignments: HashMap<i64, Assignment>,
-    /// Read after: a copy the servers showed was claimed before it was started, so
-    /// the owner read now tells the copy to keep.
-    recorded: HashMap<i64, Assignment>,
-    /// The database's time when `recorded` was read.
-    now: NaiveDateTime,
     servers: Vec<MonitorServer>,
     config: crate::db::models::ConfigRow,
     reports: HashMap<i64, LoadReport>,
@@ -129,8 +124,6 @@ async fn read(db: &Db, device_ids: &[i64]) -> Result<Stored, SchedulerError> {
                 companies: db::companies::names_of(conn, &company_ids)?,
                 devices: devices.into_iter().map(|d| (d.id, d)).collect(),
                 assignments: by_device(db::assignments::of_devices(conn, &ids)?),
-                recorded: HashMap::new(),
-                now: NaiveDateTime::default(),
                 servers: db::monitor_servers::list(conn)?,
                 config: db::config::get(conn)?,
                 reports: reports_by_server(db::nodes::list(conn)?),
@@ -179,8 +172,11 @@ pub(super) async fn start_devices(
     device_ids: Vec<i64>,
     rehome: bool,
 ) -> Result<StartReport, SchedulerError> {
-    let mut stored = read(db, &device_ids).await?;
+    let stored = read(db, &device_ids).await?;
     let snapshot = Snapshot::take(client, stored.servers.clone()).await;
+    // Read after the servers were asked: a copy they showed was claimed before it was
+    // started, so the owner read now tells the copy to keep. `now` is the database's
+    // time of this read.
     let ids = device_ids.clone();
     let (recorded, now) = db
         .run(move |conn| {
@@ -188,8 +184,7 @@ pub(super) async fn start_devices(
             Ok((db::assignments::of_devices(conn, &ids)?, now))
         })
         .await?;
-    stored.recorded = by_device(recorded);
-    stored.now = now;
+    let recorded = by_device(recorded);
     let method =
         BalanceMethod::parse(&stored.config.balance_method).unwrap_or(BalanceMethod::RoundRobin);
     let limit = usize::try_from(stored.config.max_monitors_per_server).unwrap_or(0);
@@ -237,8 +232,8 @@ pub(super) async fn start_devices(
             .and_then(|d| stored.companies.get(&d.company_id))
             .map_or("", String::as_str);
         let assignment = stored.assignments.get(&device_id);
-        let recorded = stored.recorded.get(&device_id);
-        if let Some(result) = pass.starting_elsewhere(device_id, recorded, stored.now) {
+        let recorded = recorded.get(&device_id);
+        if let Some(result) = pass.starting_elsewhere(device_id, recorded, now) {
             pass.results[index] = Some(result);
             continue;
         }
@@ -287,7 +282,7 @@ struct StartPass<'a> {
     /// Why servers could not take monitors in this pass.
     problems: HashMap<i64, String>,
     /// Devices started by a re-homing pass, for their `moved` events.
-    moves: Vec<NewMove>,
+    moves: Vec<NewEvent>,
     rehome: bool,
 }
 
@@ -534,7 +529,7 @@ impl StartPass<'_> {
                 Some(_) => "restarted on the same server".to_string(),
                 None => "it was waiting for a server".to_string(),
             };
-            self.moves.push(NewMove {
+            self.moves.push(NewEvent {
                 device_id: p.spec.id,
                 company_id: p.spec.company_id,
                 epoch,
