@@ -57,6 +57,47 @@ async fn info(cluster: &TestCluster) -> Value {
 }
 
 #[actix_rt::test]
+async fn a_batch_start_answers_one_outcome_per_device_and_refuses_bad_bodies() {
+    let cluster = TestCluster::spawn(Backend::Sqlite, 1).await;
+    let server_id = cluster.servers[0].id;
+    start(&cluster, 201, "a").await;
+    let entry = |id: i64, name: &str| json!({ "device": device(&cluster, id, name), "epoch": 1 });
+    let batch = json!({
+        "config": config(3),
+        "monitors": [entry(201, "a"), entry(202, "b"), entry(203, "c"), entry(204, "d")],
+    });
+    let answer = call(&cluster, Method::POST, "/monitors/batch", Some(batch)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(
+        answer.body,
+        json!({
+            "server_id": server_id,
+            "results": [
+                { "device_id": 201, "outcome": "already_running" },
+                { "device_id": 202, "outcome": "started" },
+                { "device_id": 203, "outcome": "started" },
+                { "device_id": 204, "outcome": "at_limit" },
+            ],
+        })
+    );
+    assert_eq!(info(&cluster).await["device_ids"], json!([201, 202, 203]));
+
+    let unknown = json!({ "config": config(10), "monitors": [], "server_id": 9 });
+    let refused = call(&cluster, Method::POST, "/monitors/batch", Some(unknown)).await;
+    assert_error(&refused, StatusCode::BAD_REQUEST, "invalid_body");
+    let mut bad = config(10);
+    bad["timeout_ms"] = json!(0);
+    let bad = json!({ "config": bad, "monitors": [entry(205, "e")] });
+    let refused = call(&cluster, Method::POST, "/monitors/batch", Some(bad)).await;
+    assert_error(&refused, StatusCode::BAD_REQUEST, "invalid_config");
+    assert_eq!(
+        info(&cluster).await["device_ids"],
+        json!([201, 202, 203]),
+        "nothing started by a refused batch"
+    );
+}
+
+#[actix_rt::test]
 async fn a_monitor_starts_once_and_the_server_refuses_monitors_beyond_its_limit() {
     let cluster = TestCluster::spawn(Backend::Sqlite, 1).await;
     let server_id = cluster.servers[0].id;
