@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::Value;
+use vigil::auth::{ClusterToken, Grant};
 use vigil::db::models::{ConfigChanges, NewDevice};
 use vigil::db::scratch::ScratchDb;
 use vigil::db::{self, Db};
@@ -89,17 +90,28 @@ async fn run(scratch: ScratchDb, devices: usize) -> Result<(), Box<dyn std::erro
         .await?
     };
 
-    let coordinator = Coordinator::build(db.clone(), "127.0.0.1:0".parse()?)?;
+    let cluster = ClusterToken::generate()?;
+    let admin = vigil::auth::new_secret()?;
+    let token = admin.secret.clone();
+    db.run(move |conn| db::tokens::issue(conn, "bench", Grant::admin(), &admin))
+        .await?;
+    let coordinator = Coordinator::build(db.clone(), "127.0.0.1:0".parse()?, cluster.clone())?;
     let api = format!("http://{}/api/v1", coordinator.address());
     actix_rt::spawn(coordinator.run_until_stopped());
     for _ in 0..SERVERS {
-        let node =
-            MonitorServerNode::build(db.clone(), "127.0.0.1:0".parse()?, None, probe::standard())
-                .await?;
+        let node = MonitorServerNode::build(
+            db.clone(),
+            "127.0.0.1:0".parse()?,
+            None,
+            cluster.clone(),
+            probe::standard(),
+        )
+        .await?;
         actix_rt::spawn(node.run_until_stopped());
     }
     let http = awc::Client::builder()
         .timeout(Duration::from_secs(600))
+        .bearer_auth(token)
         .finish();
 
     println!("# scheduler bench: {devices} devices, {SERVERS} monitor servers, {backend}, {ROUNDS} rounds");

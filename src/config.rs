@@ -3,11 +3,12 @@
 //! `vigil.example.toml` documents every key.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::auth::ClusterToken;
 use crate::db::DbUrl;
 use crate::error::StartupError;
 
@@ -34,6 +35,7 @@ pub struct FileSettings {
     pub monitor_servers: Option<u16>,
     pub agent_interval_ms: Option<u64>,
     pub log: Option<String>,
+    pub cluster_token_file: Option<PathBuf>,
 }
 
 impl FileSettings {
@@ -60,6 +62,9 @@ pub struct Flags {
     pub advertise: Option<String>,
     pub monitor_servers: Option<u16>,
     pub interval_ms: Option<u64>,
+    pub cluster_token_file: Option<PathBuf>,
+    /// The secret itself, from `VIGIL_CLUSTER_TOKEN` (never a flag: it would show in `ps`).
+    pub cluster_token: Option<String>,
 }
 
 /// Settings every node has.
@@ -77,10 +82,18 @@ pub struct ServeSettings {
     pub monitor_servers: u16,
 }
 
+/// `vigil coordinator`.
+#[derive(Debug, Clone)]
+pub struct CoordinatorSettings {
+    pub node: NodeSettings,
+    pub cluster: ClusterToken,
+}
+
 /// `vigil monitor-server`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct MonitorServerSettings {
     pub node: NodeSettings,
+    pub cluster: ClusterToken,
     /// `HOST[:PORT]` coordinators use to reach this server; see [`advertised_address`].
     pub advertise: Option<String>,
 }
@@ -117,19 +130,23 @@ impl AgentSettings {
     }
 }
 
+/// The database a command works on: `--db`, else the file's `db`, else the default.
+pub fn database_url(flags: &Flags, file: &FileSettings) -> Result<DbUrl, StartupError> {
+    flags
+        .db
+        .clone()
+        .or_else(|| file.db.clone())
+        .unwrap_or_else(|| DEFAULT_DB.into())
+        .parse()
+        .map_err(|e| StartupError::Settings(format!("--db: {e}")))
+}
+
 fn node(
     flags: &Flags,
     file: &FileSettings,
     default_listen: &str,
 ) -> Result<NodeSettings, StartupError> {
-    let db = flags
-        .db
-        .clone()
-        .or_else(|| file.db.clone())
-        .unwrap_or_else(|| DEFAULT_DB.into());
-    let db: DbUrl = db
-        .parse()
-        .map_err(|e| StartupError::Settings(format!("--db: {e}")))?;
+    let db = database_url(flags, file)?;
     let listen = flags
         .listen
         .clone()
@@ -169,18 +186,52 @@ impl ServeSettings {
     }
 }
 
+/// The cluster token of a coordinator or monitor server: from `--cluster-token-file`
+/// (or the file's `cluster_token_file`), else `VIGIL_CLUSTER_TOKEN`. Required: a node
+/// without it could neither call monitor servers nor be called.
+pub fn cluster_token(flags: &Flags, file: &FileSettings) -> Result<ClusterToken, StartupError> {
+    let path = flags
+        .cluster_token_file
+        .clone()
+        .or_else(|| file.cluster_token_file.clone());
+    let (secret, source) = match (path, &flags.cluster_token) {
+        (Some(path), _) => (
+            std::fs::read_to_string(&path).map_err(|e| {
+                StartupError::Settings(format!(
+                    "--cluster-token-file {}: cannot read it: {e}",
+                    path.display()
+                ))
+            })?,
+            format!("--cluster-token-file {}", path.display()),
+        ),
+        (None, Some(secret)) => (secret.clone(), "VIGIL_CLUSTER_TOKEN".to_string()),
+        (None, None) => {
+            return Err(StartupError::Settings(
+                "no cluster token: give --cluster-token-file PATH or set VIGIL_CLUSTER_TOKEN, \
+                 the same secret on every node (make one with: openssl rand -hex 32)"
+                    .into(),
+            ))
+        }
+    };
+    ClusterToken::new(&secret).map_err(|e| StartupError::Settings(format!("{source}: {e}")))
+}
+
 /// `vigil coordinator`.
 pub fn coordinator_settings(
     flags: &Flags,
     file: &FileSettings,
-) -> Result<NodeSettings, StartupError> {
-    node(flags, file, DEFAULT_COORDINATOR_LISTEN)
+) -> Result<CoordinatorSettings, StartupError> {
+    Ok(CoordinatorSettings {
+        node: node(flags, file, DEFAULT_COORDINATOR_LISTEN)?,
+        cluster: cluster_token(flags, file)?,
+    })
 }
 
 impl MonitorServerSettings {
     pub fn resolve(flags: &Flags, file: &FileSettings) -> Result<Self, StartupError> {
         Ok(MonitorServerSettings {
             node: node(flags, file, DEFAULT_MONITOR_SERVER_LISTEN)?,
+            cluster: cluster_token(flags, file)?,
             advertise: flags.advertise.clone().or_else(|| file.advertise.clone()),
         })
     }
@@ -252,9 +303,10 @@ mod tests {
         };
         let flags = Flags {
             listen: Some("127.0.0.1:0".into()),
+            cluster_token: Some("sixteen-chars-at-least".into()),
             ..Default::default()
         };
-        let settings = coordinator_settings(&flags, &file).unwrap();
+        let settings = coordinator_settings(&flags, &file).unwrap().node;
         assert_eq!(settings.db, DbUrl::Sqlite("from-file.db".into()));
         assert_eq!(settings.listen.port(), 0);
         assert_eq!(settings.db_pool_size, DEFAULT_DB_POOL_SIZE);
@@ -276,6 +328,37 @@ mod tests {
         );
         assert!(socket_address("--listen", "8080").is_err());
         assert!(socket_address("--listen", "127.0.0.1:99999").is_err());
+    }
+
+    #[test]
+    fn nodes_need_a_cluster_token_from_a_file_or_the_environment() {
+        let none = coordinator_settings(&Flags::default(), &FileSettings::default()).unwrap_err();
+        assert!(none.to_string().starts_with("no cluster token"), "{none}");
+        let short = Flags {
+            cluster_token: Some("short".into()),
+            ..Default::default()
+        };
+        let err = MonitorServerSettings::resolve(&short, &FileSettings::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "VIGIL_CLUSTER_TOKEN: the cluster token must be at least 16 characters"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cluster.token");
+        std::fs::write(&path, "from-the-file-0123456789\n").unwrap();
+        let from_file = Flags {
+            cluster_token_file: Some(path.clone()),
+            cluster_token: Some("from-the-environment-0123".into()),
+            ..Default::default()
+        };
+        let settings = coordinator_settings(&from_file, &FileSettings::default()).unwrap();
+        assert!(settings.cluster.matches("from-the-file-0123456789"));
+        let missing = Flags {
+            cluster_token_file: Some(dir.path().join("absent")),
+            ..Default::default()
+        };
+        let err = coordinator_settings(&missing, &FileSettings::default()).unwrap_err();
+        assert!(err.to_string().contains("cannot read it"), "{err}");
     }
 
     #[test]

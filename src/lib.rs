@@ -38,6 +38,7 @@
 
 pub mod actors;
 pub mod agent;
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod domain;
@@ -51,4 +52,5 @@ pub mod remote;
 pub mod series;
 pub mod startup;
 pub mod telemetry;
+pub mod token_commands;
 pub mod wire;

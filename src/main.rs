@@ -6,10 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use vigil::config::{
-    self, AgentSettings, FileSettings, Flags, MonitorServerSettings, ServeSettings,
+    self, AgentSettings, CoordinatorSettings, FileSettings, Flags, MonitorServerSettings,
+    ServeSettings,
 };
 use vigil::error::StartupError;
-use vigil::{agent, db, probe, startup, telemetry};
+use vigil::{agent, db, probe, startup, telemetry, token_commands};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +39,55 @@ struct Common {
     config: Option<PathBuf>,
 }
 
+/// What a node of a multi-process cluster needs besides [`Common`].
+#[derive(Args)]
+struct Cluster {
+    /// File holding the cluster token, the secret every node of the cluster shares
+    /// (or set VIGIL_CLUSTER_TOKEN to the secret itself)
+    #[arg(long, env = "VIGIL_CLUSTER_TOKEN_FILE")]
+    cluster_token_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct DbOnly {
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB [default: sqlite://vigil.db]
+    #[arg(long, env = "VIGIL_DB")]
+    db: Option<String>,
+    /// Settings file (TOML); ./vigil.toml is read when present and this is not given
+    #[arg(long, env = "VIGIL_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Make an API token and print it; it is shown this once
+    Create {
+        /// admin (everything), operator (one company, read and write) or viewer (one company, read only)
+        #[arg(long)]
+        role: String,
+        /// The company an operator or viewer token is for
+        #[arg(long)]
+        company: Option<i64>,
+        /// A name to tell the token by [default: its role]
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        db: DbOnly,
+    },
+    /// List the API tokens (never their secrets)
+    List {
+        #[command(flatten)]
+        db: DbOnly,
+    },
+    /// Revoke an API token: it stops working at once
+    Revoke {
+        /// The token's id, as `vigil token list` shows it
+        id: i64,
+        #[command(flatten)]
+        db: DbOnly,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Everything on this machine: coordinator, monitor servers, this host monitored
@@ -52,11 +102,15 @@ enum Command {
     Coordinator {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        cluster: Cluster,
     },
     /// One monitor-server replica
     MonitorServer {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        cluster: Cluster,
         /// HOST[:PORT] coordinators use to reach this server [default: the bound address]
         #[arg(long, env = "VIGIL_ADVERTISE")]
         advertise: Option<String>,
@@ -73,6 +127,11 @@ enum Command {
         /// Settings file (TOML); ./vigil.toml is read when present and this is not given
         #[arg(long, env = "VIGIL_CONFIG")]
         config: Option<PathBuf>,
+    },
+    /// API tokens: create, list, revoke
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
     },
 }
 
@@ -92,17 +151,42 @@ fn main() -> ExitCode {
                 ..flags(common)
             },
         ),
-        Command::Coordinator { ref common } => (common.config.as_deref(), flags(common)),
+        Command::Coordinator {
+            ref common,
+            ref cluster,
+        } => (
+            common.config.as_deref(),
+            Flags {
+                cluster_token_file: cluster.cluster_token_file.clone(),
+                ..flags(common)
+            },
+        ),
         Command::MonitorServer {
             ref common,
+            ref cluster,
             ref advertise,
         } => (
             common.config.as_deref(),
             Flags {
                 advertise: advertise.clone(),
+                cluster_token_file: cluster.cluster_token_file.clone(),
                 ..flags(common)
             },
         ),
+        Command::Token { ref action } => {
+            let db = match action {
+                TokenAction::Create { db, .. }
+                | TokenAction::List { db }
+                | TokenAction::Revoke { db, .. } => db,
+            };
+            (
+                db.config.as_deref(),
+                Flags {
+                    db: db.db.clone(),
+                    ..Flags::default()
+                },
+            )
+        }
         Command::Agent {
             ref listen,
             interval_ms,
@@ -140,6 +224,10 @@ fn main() -> ExitCode {
             Ok(settings) => runtime.block_on(run_agent(settings)),
             Err(error) => Err(error),
         },
+        Command::Token { action } => match config::database_url(&flags, &file) {
+            Ok(url) => runtime.block_on(run_token(url, action)),
+            Err(error) => Err(error),
+        },
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -152,6 +240,8 @@ fn flags(common: &Common) -> Flags {
         db: common.db.clone(),
         listen: common.listen.clone(),
         db_pool_size: common.db_pool_size,
+        // The secret itself is read from the environment only: a flag would show in `ps`.
+        cluster_token: std::env::var("VIGIL_CLUSTER_TOKEN").ok(),
         ..Flags::default()
     }
 }
@@ -172,9 +262,9 @@ fn fail(error: &StartupError) -> ExitCode {
     ExitCode::from(EXIT_STARTUP)
 }
 
-async fn run_coordinator(settings: config::NodeSettings) -> Result<(), StartupError> {
-    let db = db::Db::open(settings.db, settings.db_pool_size).await?;
-    let coordinator = startup::Coordinator::build(db, settings.listen)?;
+async fn run_coordinator(settings: CoordinatorSettings) -> Result<(), StartupError> {
+    let db = db::Db::open(settings.node.db, settings.node.db_pool_size).await?;
+    let coordinator = startup::Coordinator::build(db, settings.node.listen, settings.cluster)?;
     let handle = coordinator.handle();
     until_stopped(handle, coordinator.run_until_stopped()).await
 }
@@ -185,6 +275,7 @@ async fn run_monitor_server(settings: MonitorServerSettings) -> Result<(), Start
         db,
         settings.node.listen,
         settings.advertise.as_deref(),
+        settings.cluster,
         probe::standard(),
     )
     .await?;
@@ -219,4 +310,25 @@ async fn run_agent(settings: AgentSettings) -> Result<(), StartupError> {
     let agent = agent::Agent::build(settings.listen, settings.interval)?;
     let handle = agent.handle();
     until_stopped(handle, agent.run_until_stopped()).await
+}
+
+/// `vigil token …`: prints what the command made or found on stdout.
+async fn run_token(url: db::DbUrl, action: TokenAction) -> Result<(), StartupError> {
+    let db = db::Db::open(url, 1).await?;
+    let printed = match action {
+        TokenAction::Create {
+            role,
+            company,
+            name,
+            ..
+        } => {
+            let created = token_commands::create(&db, &role, company, name.as_deref()).await?;
+            eprintln!("{}", created.note);
+            created.token
+        }
+        TokenAction::List { .. } => token_commands::list(&db).await?,
+        TokenAction::Revoke { id, .. } => token_commands::revoke(&db, id).await?,
+    };
+    println!("{printed}");
+    Ok(())
 }

@@ -1,7 +1,8 @@
 //! `MonitorServerClient`: the coordinator's calls to a monitor server's HTTP API, and
 //! [`Snapshot`], a live look at every server taken at once.
 //!
-//! awc is `!Send`: a client lives on one thread (an actor's or an HTTP worker's).
+//! awc is `!Send`: a client lives on one thread (an actor's or an HTTP worker's). Every
+//! call carries the cluster token; a server refuses calls without it.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use futures_util::future::join_all;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::auth::ClusterToken;
 use crate::db::models::MonitorServer;
 use crate::domain::{DeviceSpec, MonitorConfig, MonitorStatus};
 use crate::wire::{BatchAnswer, BatchOutcome, ConfigApplied, ServerInfo, StartBatchRequest};
@@ -39,12 +41,6 @@ pub struct MonitorServerClient {
     http: awc::Client,
 }
 
-impl Default for MonitorServerClient {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// The error body every Vigil server sends.
 #[derive(Deserialize)]
 struct ErrorBody {
@@ -62,12 +58,13 @@ pub fn base_url(server: &MonitorServer) -> String {
 }
 
 impl MonitorServerClient {
-    pub fn new() -> Self {
+    pub fn new(cluster: &ClusterToken) -> Self {
         let connector = awc::Connector::new().timeout(CONNECT_TIMEOUT);
         let http = awc::Client::builder()
             .connector(connector)
             .timeout(REQUEST_TIMEOUT)
             .disable_redirects()
+            .bearer_auth(cluster.secret())
             .finish();
         MonitorServerClient { http }
     }

@@ -14,11 +14,16 @@ pub fn create(conn: &mut DbConn, name: &str) -> QueryResult<Company> {
         .get_result(conn)
 }
 
-pub fn list(conn: &mut DbConn) -> QueryResult<Vec<Company>> {
-    companies::table
+/// Every company, or only `only` when given.
+pub fn list(conn: &mut DbConn, only: Option<i64>) -> QueryResult<Vec<Company>> {
+    let mut query = companies::table
         .order(companies::id)
         .select(Company::as_select())
-        .load(conn)
+        .into_boxed();
+    if let Some(id) = only {
+        query = query.filter(companies::id.eq(id));
+    }
+    query.load(conn)
 }
 
 pub fn get(conn: &mut DbConn, id: i64) -> QueryResult<Option<Company>> {

@@ -71,6 +71,18 @@ pub fn get(conn: &mut DbConn, id: i64) -> QueryResult<Option<Device>> {
         .optional()
 }
 
+/// The device, if it exists and (when `company_id` is given) belongs to that company.
+pub fn get_in(conn: &mut DbConn, id: i64, company_id: Option<i64>) -> QueryResult<Option<Device>> {
+    let mut query = devices::table
+        .filter(devices::id.eq(id))
+        .select(Device::as_select())
+        .into_boxed();
+    if let Some(company_id) = company_id {
+        query = query.filter(devices::company_id.eq(company_id));
+    }
+    query.first(conn).optional()
+}
+
 pub fn find_by_name(conn: &mut DbConn, company_id: i64, name: &str) -> QueryResult<Option<Device>> {
     devices::table
         .filter(devices::company_id.eq(company_id))

@@ -20,6 +20,7 @@ mod pool;
 pub mod samples;
 pub mod schema;
 pub mod scratch;
+pub mod tokens;
 pub mod url;
 
 use std::sync::Arc;

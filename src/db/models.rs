@@ -5,7 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{
-    assignments, companies, config, devices, events, monitor_servers, nodes, samples,
+    api_tokens, assignments, companies, config, devices, events, monitor_servers, nodes, samples,
 };
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
@@ -207,4 +207,26 @@ pub struct NewNode<'a> {
     pub role: &'a str,
     pub address: &'a str,
     pub server_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = api_tokens)]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+    pub company_id: Option<i64>,
+    pub secret_hash: String,
+    pub prefix: String,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = api_tokens)]
+pub struct NewApiToken<'a> {
+    pub name: &'a str,
+    pub role: &'a str,
+    pub company_id: Option<i64>,
+    pub secret_hash: &'a str,
+    pub prefix: &'a str,
 }

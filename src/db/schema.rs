@@ -1,6 +1,18 @@
 // @generated automatically by Diesel CLI (`diesel print-schema` against PostgreSQL).
 
 diesel::table! {
+    api_tokens (id) {
+        id -> Int8,
+        name -> Text,
+        role -> Text,
+        company_id -> Nullable<Int8>,
+        secret_hash -> Text,
+        prefix -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     assignments (device_id) {
         device_id -> Int8,
         server_id -> Nullable<Int8>,
@@ -100,12 +112,14 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(api_tokens -> companies (company_id));
 diesel::joinable!(assignments -> devices (device_id));
 diesel::joinable!(assignments -> monitor_servers (server_id));
 diesel::joinable!(devices -> companies (company_id));
 diesel::joinable!(nodes -> monitor_servers (server_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    api_tokens,
     assignments,
     companies,
     config,

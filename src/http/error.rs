@@ -17,12 +17,21 @@ pub enum ApiError {
     NotMonitored(i64),
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
+    /// No credentials, or credentials that are not valid: 401 with `WWW-Authenticate`.
+    #[error("{message}")]
+    Unauthorized { code: &'static str, message: String },
+    /// Valid credentials that do not allow this: 403.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
     #[error("{message}")]
     TooManyRequests { code: &'static str, message: String },
+    /// Over the caller's request rate: 429 with `Retry-After`.
+    #[error("too many requests for this token; try again in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -59,6 +68,13 @@ impl ApiError {
         }
     }
 
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Unauthorized {
+            code,
+            message: message.into(),
+        }
+    }
+
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
         ApiError::Unprocessable {
             code,
@@ -72,8 +88,11 @@ impl ApiError {
             ApiError::NotMonitored(_) => "not_monitored",
             ApiError::BadRequest { code, .. }
             | ApiError::Unprocessable { code, .. }
+            | ApiError::Unauthorized { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::TooManyRequests { code, .. } => code,
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
@@ -89,6 +108,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::NotFound(_) | ApiError::NotMonitored(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -110,7 +132,17 @@ impl ResponseError for ApiError {
             ApiError::Unexpected(cause) => tracing::error!(error = ?cause, "request failed"),
             _ => {}
         }
-        HttpResponse::build(self.status_code()).json(ErrorBody {
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            ApiError::Unauthorized { .. } => {
+                response.insert_header(("www-authenticate", "Bearer realm=\"vigil\""));
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                response.insert_header(("retry-after", retry_after_secs.to_string()));
+            }
+            _ => {}
+        }
+        response.json(ErrorBody {
             error: self.to_string(),
             code: self.code(),
         })

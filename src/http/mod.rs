@@ -1,6 +1,7 @@
 //! HTTP servers: the coordinator's REST API, the monitor server's internal API, and
 //! what both serve (health, `/debug/actors`, JSON errors).
 
+pub mod auth;
 pub mod coordinator;
 pub mod debug;
 pub mod error;

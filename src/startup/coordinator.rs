@@ -12,6 +12,7 @@ use crate::actors::membership::{Identity, Leave, Membership, Role};
 use crate::actors::registry::{ActorRegistry, Tracked};
 use crate::actors::retention::{Retention, PRUNE_EVERY};
 use crate::actors::scheduler::SchedulerActor;
+use crate::auth::ClusterToken;
 use crate::db::Db;
 use crate::error::StartupError;
 use crate::http::coordinator::{self, AppState};
@@ -30,10 +31,11 @@ pub struct Coordinator {
 
 impl Coordinator {
     /// Binds `listen`, starts the scheduler on the current arbiter and the HTTP workers.
-    pub fn build(db: Db, listen: SocketAddr) -> Result<Self, StartupError> {
+    /// Calls to monitor servers carry `cluster`.
+    pub fn build(db: Db, listen: SocketAddr, cluster: ClusterToken) -> Result<Self, StartupError> {
         let (listener, address) = bind(listen)?;
         let registry = ActorRegistry::new();
-        let scheduler = SchedulerActor::new(db.clone(), &registry).launch();
+        let scheduler = SchedulerActor::new(db.clone(), &cluster, &registry).launch();
         let membership = Membership::launch(
             db.clone(),
             Identity {
@@ -48,6 +50,7 @@ impl Coordinator {
             .launch(&registry);
         let failover =
             Failover::launch(db.clone(), scheduler.clone(), membership.clone(), &registry);
+        let db_data = web::Data::new(db.clone());
         let state = web::Data::new(AppState {
             db,
             scheduler: scheduler.clone(),
@@ -57,8 +60,9 @@ impl Coordinator {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(db_data.clone())
                 .app_data(registry_data.clone())
-                .app_data(web::Data::new(MonitorServerClient::new()))
+                .app_data(web::Data::new(MonitorServerClient::new(&cluster)))
                 .configure(extract::install)
                 .configure(coordinator::routes)
                 .default_service(web::to(extract::no_route))

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener};
 
 pub use self::coordinator::Coordinator;
 pub use self::monitor_server::MonitorServerNode;
-pub use self::serve::{ensure_local_device, serve, LOCAL_COMPANY};
+pub use self::serve::{admin_token, beside_database, ensure_local_device, serve, LOCAL_COMPANY};
 
 use crate::error::StartupError;
 

@@ -1,9 +1,11 @@
 //! A monitor-server node: registers itself in `monitor_servers`, runs the
-//! `MonitorServerActor` and its small HTTP API.
+//! `MonitorServerActor` and its small HTTP API, which answers only callers that carry
+//! the cluster token (`/healthz` excepted).
 
 use std::net::SocketAddr;
 
 use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use super::bind;
@@ -17,10 +19,12 @@ use crate::actors::registry::{ActorRegistry, Tracked};
 use crate::actors::retention::{Retention, PRUNE_EVERY};
 use crate::actors::scheduler::SchedulerActor;
 use crate::actors::writer::{Flush, MetricsWriter, ReportStaleTo, WriterSettings};
+use crate::auth::ClusterToken;
 use crate::config::advertised_address;
 use crate::db::{self, Db};
 use crate::domain::MonitorConfig;
 use crate::error::StartupError;
+use crate::http::auth::require_cluster_token;
 use crate::http::extract;
 use crate::http::monitor_server::{self, MonitorServerState};
 use crate::probe::ProbeFactory;
@@ -48,9 +52,18 @@ impl MonitorServerNode {
         db: Db,
         listen: SocketAddr,
         advertise: Option<&str>,
+        cluster: ClusterToken,
         probes: ProbeFactory,
     ) -> Result<Self, StartupError> {
-        Self::build_with_writer(db, listen, advertise, probes, WriterSettings::default()).await
+        Self::build_with_writer(
+            db,
+            listen,
+            advertise,
+            cluster,
+            probes,
+            WriterSettings::default(),
+        )
+        .await
     }
 
     /// [`MonitorServerNode::build`] with the metrics writer batching as `writer` says.
@@ -58,6 +71,7 @@ impl MonitorServerNode {
         db: Db,
         listen: SocketAddr,
         advertise: Option<&str>,
+        cluster: ClusterToken,
         probes: ProbeFactory,
         writer: WriterSettings,
     ) -> Result<Self, StartupError> {
@@ -101,7 +115,7 @@ impl MonitorServerNode {
             &registry,
         );
         // Master-only tasks run on whichever node is master, this one included.
-        let scheduler = SchedulerActor::new(db.clone(), &registry).launch();
+        let scheduler = SchedulerActor::new(db.clone(), &cluster, &registry).launch();
         let failover = Failover::launch(db.clone(), scheduler, membership.clone(), &registry);
         let retention = Retention::new(db.clone(), PRUNE_EVERY)
             .on_master_of(membership.clone())
@@ -113,10 +127,13 @@ impl MonitorServerNode {
             writer: writer_stats,
         });
         let registry_data = web::Data::new(registry.clone());
+        let cluster = web::Data::new(cluster);
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(require_cluster_token))
                 .app_data(state.clone())
                 .app_data(registry_data.clone())
+                .app_data(cluster.clone())
                 .configure(extract::install)
                 .configure(monitor_server::routes)
                 .default_service(web::to(extract::no_route))

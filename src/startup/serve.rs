@@ -3,8 +3,17 @@
 //! 8080, so a restart finds them under the same rows), an agent on the port after those
 //! (8083), and this host registered as an `agent` device of company "local" and
 //! monitored.
+//!
+//! The nodes share a cluster token made at each start (they are one process); it is
+//! written beside the database (`vigil.db.cluster-token` for `sqlite://vigil.db`) for
+//! a Prometheus that scrapes the monitor servers. The API needs a token too: the first
+//! start makes an admin token and keeps it beside the database (`vigil.db.admin-token`);
+//! later starts reuse it while it is valid. The address printed at start carries it.
 
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::future::select_all;
@@ -12,9 +21,10 @@ use futures_util::future::select_all;
 use super::{shutdown_signal, Coordinator, MonitorServerNode};
 use crate::actors::scheduler::StartDevices;
 use crate::agent::Agent;
+use crate::auth::{self, ClusterToken, Grant, Role};
 use crate::config::ServeSettings;
 use crate::db::models::{DeviceChanges, NewDevice};
-use crate::db::{self, Db, DbError};
+use crate::db::{self, Db, DbError, DbUrl};
 use crate::domain::DeviceKind;
 use crate::error::StartupError;
 use crate::probe;
@@ -33,7 +43,14 @@ pub async fn serve(settings: ServeSettings) -> Result<(), StartupError> {
     let listen = settings.node.listen;
     let db = Db::open(settings.node.db.clone(), settings.node.db_pool_size).await?;
     tracing::info!(db = %db.url(), "database ready");
-    let coordinator = Coordinator::build(db.clone(), listen)?;
+    let token_file = beside_database(db.url(), "admin-token");
+    let admin_token = admin_token(&db, &token_file).await?;
+    let cluster = ClusterToken::generate().map_err(|e| StartupError::Settings(e.to_string()))?;
+    write_secret(
+        &beside_database(db.url(), "cluster-token"),
+        cluster.secret(),
+    )?;
+    let coordinator = Coordinator::build(db.clone(), listen, cluster.clone())?;
     // The ports after --listen: one per monitor server, then the agent's.
     let after = |index: u16| -> Result<SocketAddr, StartupError> {
         let port = match listen.port() {
@@ -50,7 +67,14 @@ pub async fn serve(settings: ServeSettings) -> Result<(), StartupError> {
     let mut nodes = Vec::new();
     for index in 1..=settings.monitor_servers {
         nodes.push(
-            MonitorServerNode::build(db.clone(), after(index)?, None, probe::standard()).await?,
+            MonitorServerNode::build(
+                db.clone(),
+                after(index)?,
+                None,
+                cluster.clone(),
+                probe::standard(),
+            )
+            .await?,
         );
     }
     let agent = Agent::build(after(settings.monitor_servers + 1)?, AGENT_INTERVAL)?;
@@ -101,7 +125,8 @@ pub async fn serve(settings: ServeSettings) -> Result<(), StartupError> {
         Err(error) => tracing::error!(%error, "could not register this host as a device"),
     }
     tracing::info!(
-        "Vigil is serving http://{public} (devices: http://{public}/api/v1/devices, this host's metrics: http://{public}/api/v1/devices/{{id}}/metrics)"
+        "Vigil is serving http://{public}/?token={admin_token} (API: curl -H 'Authorization: Bearer {admin_token}' http://{public}/api/v1/devices; the admin token is kept in {})",
+        token_file.display()
     );
 
     let ended = tokio::select! {
@@ -182,4 +207,64 @@ pub async fn ensure_local_device(db: &Db, agent: SocketAddr) -> Result<Option<i6
         Ok(device.enabled.then_some(device.id))
     })
     .await
+}
+
+/// Where `vigil serve` keeps a secret named `what`: beside a SQLite file
+/// (`vigil.db.{what}`), or in the working directory for PostgreSQL (`vigil.{what}`).
+pub fn beside_database(url: &DbUrl, what: &str) -> PathBuf {
+    match url {
+        DbUrl::Sqlite(path) => {
+            let mut name = path.as_os_str().to_owned();
+            name.push(format!(".{what}"));
+            PathBuf::from(name)
+        }
+        DbUrl::Postgres(_) => PathBuf::from(format!("vigil.{what}")),
+    }
+}
+
+/// Writes `secret` to `path`, readable by this user only.
+fn write_secret(path: &Path, secret: &str) -> Result<(), StartupError> {
+    let failed =
+        |e: std::io::Error| StartupError::Settings(format!("cannot write {}: {e}", path.display()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(failed)?;
+    writeln!(file, "{secret}").map_err(failed)
+}
+
+/// The admin token in `path` when it is still a valid admin token; else a new one,
+/// written there (readable by this user only).
+pub async fn admin_token(db: &Db, path: &Path) -> Result<String, StartupError> {
+    let unreadable = |e: std::io::Error| {
+        StartupError::Settings(format!("admin token file {}: {e}", path.display()))
+    };
+    let kept = match std::fs::read_to_string(path) {
+        Ok(text) => Some(text.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(unreadable(e)),
+    };
+    if let Some(kept) = kept.filter(|t| auth::looks_like_token(t)) {
+        let hash = auth::hash(&kept);
+        let stored = db
+            .run(move |conn| db::tokens::find_by_hash(conn, &hash))
+            .await?;
+        if stored.is_some_and(|t| t.role == Role::Admin.as_str()) {
+            tracing::info!(file = %path.display(), "using the admin token kept from an earlier start");
+            return Ok(kept);
+        }
+        tracing::warn!(file = %path.display(), "the kept admin token was revoked; making a new one");
+    }
+    let secret = auth::new_secret().map_err(|e| StartupError::Settings(e.to_string()))?;
+    let token = secret.secret.clone();
+    let stored = db
+        .run(move |conn| db::tokens::issue(conn, "serve", Grant::admin(), &secret))
+        .await?
+        .ok_or_else(|| StartupError::Settings("the admin token was not stored".into()))?;
+    write_secret(path, &token)?;
+    tracing::info!(token.id = stored.id, file = %path.display(), "admin token created");
+    Ok(token)
 }

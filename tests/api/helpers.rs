@@ -16,6 +16,7 @@ use vigil::actors::membership::{IsMaster, Membership};
 use vigil::actors::registry::Tracked;
 use vigil::actors::retention::Retention;
 use vigil::actors::writer::WriterSettings;
+use vigil::auth::{ClusterToken, Grant};
 use vigil::db::models::ConfigChanges;
 use vigil::db::scratch::ScratchDb;
 use vigil::db::{self, Db};
@@ -24,6 +25,33 @@ use vigil::startup::{Coordinator, MonitorServerNode};
 
 /// Polls in tests run this often, so state is visible within a fraction of a second.
 pub const TEST_POLL_INTERVAL_MS: i64 = 100;
+/// The cluster token of every test cluster (in-process and processes).
+pub const TEST_CLUSTER_TOKEN: &str = "test-cluster-token-0123456789";
+
+pub fn cluster_token() -> ClusterToken {
+    ClusterToken::new(TEST_CLUSTER_TOKEN).unwrap()
+}
+
+/// Stores a new token for `grant` straight in the database and returns its secret.
+pub async fn issue_token(db: &Db, name: &str, grant: Grant) -> String {
+    let secret = vigil::auth::new_secret().unwrap();
+    let token = secret.secret.clone();
+    let name = name.to_string();
+    db.run(move |conn| db::tokens::issue(conn, &name, grant, &secret))
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("the token's company does not exist"));
+    token
+}
+
+/// A client that sends `token` as its bearer on every call.
+pub fn client_with(token: &str) -> awc::Client {
+    awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .bearer_auth(token)
+        .finish()
+}
+
 /// How long a test waits for an eventually-true condition before failing.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -243,7 +271,11 @@ pub struct TestCluster {
     pub membership: Tracked<Membership>,
     pub servers: Vec<TestServer>,
     pub fleet: Fleet,
+    /// Calls the coordinator with an admin token.
     pub http: awc::Client,
+    pub admin_token: String,
+    /// Calls monitor servers with the cluster token.
+    pub cluster_http: awc::Client,
     /// Dropped last: removes the database.
     _scratch: ScratchDb,
 }
@@ -277,7 +309,10 @@ impl TestCluster {
         })
         .await
         .unwrap();
-        let coordinator = Coordinator::build(db.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+        let admin_token = issue_token(&db, "test admin", Grant::admin()).await;
+        let coordinator =
+            Coordinator::build(db.clone(), "127.0.0.1:0".parse().unwrap(), cluster_token())
+                .unwrap();
         let (coordinator_address, coordinator_handle, retention, membership) = (
             coordinator.address(),
             coordinator.handle(),
@@ -293,9 +328,9 @@ impl TestCluster {
             membership,
             servers: Vec::new(),
             fleet: Fleet::spawn(),
-            http: awc::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .finish(),
+            http: client_with(&admin_token),
+            admin_token,
+            cluster_http: client_with(TEST_CLUSTER_TOKEN),
             _scratch: scratch,
         };
         for _ in 0..servers {
@@ -315,6 +350,7 @@ impl TestCluster {
             self.db.clone(),
             "127.0.0.1:0".parse().unwrap(),
             None,
+            cluster_token(),
             probe::standard(),
             writer,
         )
@@ -350,8 +386,12 @@ impl TestCluster {
     /// Stops the coordinator and starts a new one (new port) on the same database.
     pub async fn restart_coordinator(&mut self) {
         self.coordinator_handle.stop(true).await;
-        let coordinator =
-            Coordinator::build(self.db.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+        let coordinator = Coordinator::build(
+            self.db.clone(),
+            "127.0.0.1:0".parse().unwrap(),
+            cluster_token(),
+        )
+        .unwrap();
         self.coordinator = coordinator.address();
         self.coordinator_handle = coordinator.handle();
         self.retention = coordinator.retention();
@@ -392,7 +432,7 @@ impl TestCluster {
     /// GETs a text answer from monitor server `index`; fails on a non-200.
     pub async fn server_text(&self, index: usize, path: &str) -> String {
         let url = format!("http://{}{path}", self.servers[index].address);
-        text_of(&self.http, &url).await
+        text_of(&self.cluster_http, &url).await
     }
 
     /// Waits until the coordinator is the cluster's master (master-only tasks run).
@@ -434,7 +474,7 @@ impl TestCluster {
         body: Option<Value>,
     ) -> Answer {
         let url = format!("http://{}{path}", self.servers[index].address);
-        self.call_url(method, &url, body).await
+        call(&self.cluster_http, method, &url, body).await
     }
 
     /// `POST /api/v1/devices/{id}/start`.

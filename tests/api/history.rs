@@ -189,7 +189,12 @@ async fn retention_deletes_only_samples_past_retention_hours(backend: Backend) {
         .await
         .unwrap();
     // A second coordinator is not the master: it leaves retention to the first.
-    let second = Coordinator::build(cluster.db.clone(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let second = Coordinator::build(
+        cluster.db.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        crate::helpers::cluster_token(),
+    )
+    .unwrap();
     let second_membership = second.membership();
     eventually("the second coordinator joined", || async {
         let view = second_membership.send(GetCluster).await.unwrap();

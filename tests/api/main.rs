@@ -23,3 +23,4 @@ mod processes;
 mod prometheus_server;
 mod scheduling;
 mod schema;
+mod tenants;

@@ -12,8 +12,10 @@ use actix_web::http::{Method, StatusCode};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
-use crate::helpers::{call, eventually, Backend, Fleet};
-use crate::processes::{coordinator_process, fast_membership, monitor_server_process, Process};
+use crate::helpers::{call, client_with, eventually, Backend, Fleet, TEST_CLUSTER_TOKEN};
+use crate::processes::{
+    admin_client, coordinator_process, fast_membership, monitor_server_process, Process,
+};
 
 crate::on_both_backends!(two_coordinators_hammered_with_concurrent_starts_own_each_device_once);
 
@@ -39,9 +41,8 @@ async fn two_coordinators_hammered_with_concurrent_starts_own_each_device_once(b
     let db = scratch.url_arg();
     let dir = tempfile::tempdir().unwrap();
     let fleet = Fleet::spawn();
-    let http = awc::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .finish();
+    let http = admin_client(&db, dir.path());
+    let servers_http = client_with(TEST_CLUSTER_TOKEN);
     let (_first, a) = coordinator_process(&db, dir.path()).await;
     fast_membership(&http, &a).await;
     let (_second, b) = coordinator_process(&db, dir.path()).await;
@@ -135,7 +136,7 @@ async fn two_coordinators_hammered_with_concurrent_starts_own_each_device_once(b
         }
 
         // Each device runs exactly once, where its ownership record says.
-        let placed = what_runs_where(&http, &addresses).await;
+        let placed = what_runs_where(&servers_http, &addresses).await;
         let mut everywhere: Vec<i64> = placed.iter().flat_map(|(_, ids)| ids.clone()).collect();
         everywhere.sort_unstable();
         assert_eq!(everywhere, devices, "round {round}: each device runs once");
@@ -168,7 +169,7 @@ async fn two_coordinators_hammered_with_concurrent_starts_own_each_device_once(b
             assert_eq!(stop.status, StatusCode::OK, "{stop:?}");
         }
         eventually("nothing runs", || async {
-            let placed = what_runs_where(&http, &addresses).await;
+            let placed = what_runs_where(&servers_http, &addresses).await;
             placed.iter().all(|(_, ids)| ids.is_empty()).then_some(())
         })
         .await;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use actix_web::http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{call, eventually, Backend, Fleet};
+use crate::helpers::{call, client_with, eventually, Backend, Fleet, TEST_CLUSTER_TOKEN};
 
 crate::on_both_backends!(a_killed_monitor_server_process_shows_down_while_the_other_stays_up);
 
@@ -33,6 +33,8 @@ const INHERITED_SETTINGS: &[&str] = &[
     "VIGIL_MONITOR_SERVERS",
     "VIGIL_ADVERTISE",
     "VIGIL_AGENT_INTERVAL_MS",
+    "VIGIL_CLUSTER_TOKEN",
+    "VIGIL_CLUSTER_TOKEN_FILE",
 ];
 
 /// A running `vigil` child whose stderr is read line by line on a thread. Dropping it
@@ -72,6 +74,8 @@ impl Process {
         if let Some(log) = log {
             command.env("RUST_LOG", log);
         }
+        // Every node of a test cluster shares one cluster token unless a test says otherwise.
+        command.env("VIGIL_CLUSTER_TOKEN", TEST_CLUSTER_TOKEN);
         command.envs(env.iter().copied());
         let mut child = command
             .spawn()
@@ -202,6 +206,46 @@ async fn bad_settings_exit_with_code_2_and_one_line_on_stderr() {
             "sqlite:// or postgres://",
         ),
         (&["serve", "--listen", "nonsense"][..], "HOST:PORT"),
+        (
+            &[
+                "coordinator",
+                "--cluster-token-file",
+                "/nonexistent/cluster-token",
+            ][..],
+            "--cluster-token-file /nonexistent/cluster-token: cannot read it",
+        ),
+        (
+            &["token", "create", "--role", "root", "--db", "sqlite://t.db"][..],
+            "--role: unknown role \"root\"",
+        ),
+        (
+            &[
+                "token",
+                "create",
+                "--role",
+                "viewer",
+                "--db",
+                "sqlite://t.db",
+            ][..],
+            "a viewer token is for one company",
+        ),
+        (
+            &[
+                "token",
+                "create",
+                "--role",
+                "operator",
+                "--company",
+                "7",
+                "--db",
+                "sqlite://t.db",
+            ][..],
+            "company 7 does not exist",
+        ),
+        (
+            &["token", "revoke", "99", "--db", "sqlite://t.db"][..],
+            "no token 99",
+        ),
     ] {
         let (code, stderr) = run_to_exit(args, GIVE_UP).await;
         assert_eq!(code, Some(2), "vigil {args:?}: stderr {stderr:?}");
@@ -212,6 +256,80 @@ async fn bad_settings_exit_with_code_2_and_one_line_on_stderr() {
         );
         assert!(stderr[0].contains(says), "vigil {args:?}: {stderr:?}");
     }
+}
+
+/// Runs `vigil token ARGS --db DB` in `dir` to a successful end; returns its stdout.
+fn token_command(args: &[&str], db: &str, dir: &Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("token")
+        .args(args)
+        .args(["--db", db])
+        .current_dir(dir)
+        .env_remove("VIGIL_DB")
+        .env_remove("VIGIL_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "vigil token {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[actix_rt::test]
+async fn tokens_are_made_listed_and_revoked_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("vigil.db").display());
+    let admin = token_command(
+        &["create", "--role", "admin", "--name", "ops"],
+        &db,
+        dir.path(),
+    );
+    let admin = admin.trim();
+    assert!(admin.starts_with("vgl_") && admin.len() == 68, "{admin}");
+    let (_coordinator, api) = coordinator_process(&db, dir.path()).await;
+    let http = client_with(admin);
+    let company = call(
+        &http,
+        Method::POST,
+        &format!("{api}/companies"),
+        Some(json!({"name": "acme"})),
+    )
+    .await;
+    assert_eq!(company.status, StatusCode::CREATED, "{company:?}");
+    let company = company.body["id"].as_i64().unwrap().to_string();
+    let viewer = token_command(
+        &["create", "--role", "viewer", "--company", &company],
+        &db,
+        dir.path(),
+    );
+    let viewer = client_with(viewer.trim());
+    let seen = call(&viewer, Method::GET, &format!("{api}/companies"), None).await;
+    assert_eq!(seen.status, StatusCode::OK, "{seen:?}");
+    assert_eq!(seen.body.as_array().unwrap().len(), 1, "{seen:?}");
+
+    let listed = token_command(&["list"], &db, dir.path());
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 3, "{listed}");
+    assert!(
+        lines[1].contains("admin") && lines[1].contains("ops"),
+        "{listed}"
+    );
+    assert!(
+        lines[2].contains("viewer") && lines[2].contains(&company),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(&admin[10..]),
+        "a secret was listed: {listed}"
+    );
+    let viewer_id = lines[2].split_whitespace().next().unwrap();
+
+    let revoked = token_command(&["revoke", viewer_id], &db, dir.path());
+    assert_eq!(revoked.trim(), format!("token {viewer_id} revoked"));
+    let refused = call(&viewer, Method::GET, &format!("{api}/companies"), None).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{refused:?}");
 }
 
 #[actix_rt::test]
@@ -251,9 +369,23 @@ async fn serve_monitors_this_host_and_stops_cleanly_on_sigterm() {
     );
     let line = serve.line_containing("Vigil is serving http://").await;
     let (_, rest) = line.split_once("Vigil is serving http://").unwrap();
-    let address = rest.split_whitespace().next().unwrap().to_string();
-    let http = awc::Client::default();
+    let url = rest.split_whitespace().next().unwrap();
+    let (address, token) = url
+        .split_once("/?token=")
+        .unwrap_or_else(|| panic!("no token in the address printed: {line}"));
+    // The token printed is the one kept beside the database.
+    let kept = std::fs::read_to_string(dir.path().join("vigil.db.admin-token")).unwrap();
+    assert_eq!(kept.trim(), token);
+    let http = client_with(token);
     let base = format!("http://{address}");
+    let anonymous = call(
+        &awc::Client::default(),
+        Method::GET,
+        &format!("{base}/api/v1/devices"),
+        None,
+    )
+    .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{anonymous:?}");
 
     let companies = call(
         &http,
@@ -366,7 +498,7 @@ async fn a_killed_monitor_server_process_shows_down_while_the_other_stays_up(bac
     let db = scratch.url_arg();
     let dir = tempfile::tempdir().unwrap();
     let fleet = Fleet::spawn();
-    let http = awc::Client::default();
+    let http = admin_client(&db, dir.path());
 
     let listen = ["--listen", "127.0.0.1:0", "--db", &db];
     let mut coordinator = Process::spawn(
@@ -639,6 +771,27 @@ async fn start_company_of(
     devices
 }
 
+/// An admin token made by `vigil token create` on `db` (the command line's own path),
+/// and a client that sends it.
+pub(crate) fn admin_client(db: &str, dir: &Path) -> awc::Client {
+    let output = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "token", "create", "--role", "admin", "--name", "test", "--db", db,
+        ])
+        .current_dir(dir)
+        .env_remove("VIGIL_DB")
+        .env_remove("VIGIL_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "vigil token create: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout).unwrap();
+    client_with(token.trim())
+}
+
 /// The cluster as the coordinator at `api` sees it.
 async fn cluster_of(http: &awc::Client, api: &str) -> Value {
     let answer = call(http, Method::GET, &format!("{api}/cluster"), None).await;
@@ -682,7 +835,7 @@ pub(crate) async fn fast_membership(http: &awc::Client, api: &str) {
 async fn when_the_master_coordinator_is_killed_the_next_takes_over() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("vigil.db").display());
-    let http = awc::Client::default();
+    let http = admin_client(&db, dir.path());
     let (mut first, first_api) = coordinator_process(&db, dir.path()).await;
     fast_membership(&http, &first_api).await;
     let (_second, second_api) = coordinator_process(&db, dir.path()).await;
@@ -713,7 +866,7 @@ async fn when_the_master_coordinator_is_killed_the_next_takes_over() {
 async fn a_paused_monitor_server_is_removed_and_joins_again_when_it_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("vigil.db").display());
-    let http = awc::Client::default();
+    let http = admin_client(&db, dir.path());
     let (_coordinator, api) = coordinator_process(&db, dir.path()).await;
     fast_membership(&http, &api).await;
     let mut server = Process::spawn(
@@ -772,7 +925,7 @@ async fn monitor_servers_with_skewed_clocks_are_not_removed() {
     }
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("vigil.db").display());
-    let http = awc::Client::default();
+    let http = admin_client(&db, dir.path());
     let (_coordinator, api) = coordinator_process(&db, dir.path()).await;
     fast_membership(&http, &api).await;
     // One server three hours ahead, one three hours behind.
@@ -842,6 +995,7 @@ pub(crate) async fn running_on(http: &awc::Client, addresses: &[String]) -> Opti
     for address in addresses {
         let mut response = http
             .get(format!("http://{address}/monitors"))
+            .bearer_auth(TEST_CLUSTER_TOKEN)
             .send()
             .await
             .ok()?;
@@ -861,7 +1015,7 @@ pub(crate) async fn running_on(http: &awc::Client, addresses: &[String]) -> Opti
 async fn a_killed_monitor_servers_devices_move_to_the_live_ones_and_a_paused_one_fences_itself() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("vigil.db").display());
-    let http = awc::Client::default();
+    let http = admin_client(&db, dir.path());
     let fleet = Fleet::spawn();
     let (_coordinator, api) = coordinator_process(&db, dir.path()).await;
     fast_membership(&http, &api).await;

@@ -12,7 +12,7 @@ use actix_web::http::StatusCode;
 use serde_json::{json, Value};
 use vigil::agent::Agent;
 
-use crate::helpers::{Backend, TestCluster, PATIENCE};
+use crate::helpers::{Backend, TestCluster, PATIENCE, TEST_CLUSTER_TOKEN};
 
 /// Where Debian's `prometheus` package puts the server.
 const PROMETHEUS: &str = "/usr/bin/prometheus";
@@ -140,7 +140,20 @@ async fn the_readme_configuration_scrapes_every_node() {
     cluster.start_device(device).await;
 
     let server = cluster.servers[0].address.to_string();
+    let secrets = tempfile::tempdir().unwrap();
+    let admin_file = secrets.path().join("vigil.db.admin-token");
+    let cluster_file = secrets.path().join("vigil.db.cluster-token");
+    std::fs::write(&admin_file, format!("{}\n", cluster.admin_token)).unwrap();
+    std::fs::write(&cluster_file, format!("{TEST_CLUSTER_TOKEN}\n")).unwrap();
     let config = readme_config()
+        .replace(
+            "/srv/vigil/vigil.db.admin-token",
+            &admin_file.display().to_string(),
+        )
+        .replace(
+            "/srv/vigil/vigil.db.cluster-token",
+            &cluster_file.display().to_string(),
+        )
         .replace("scrape_interval: 15s", "scrape_interval: 1s")
         .replace("127.0.0.1:8080", &cluster.coordinator.to_string())
         .replace(

@@ -75,7 +75,7 @@ async fn migrating_an_existing_database_again_changes_nothing(backend: Backend) 
         .unwrap();
     let again = Db::open(scratch.url().clone(), 1).await.unwrap();
     let names: Vec<String> = again
-        .run(db::companies::list)
+        .run(|conn| db::companies::list(conn, None))
         .await
         .unwrap()
         .into_iter()

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::registry::{ActorRegistry, ActorStats, Tracked};
+use crate::auth::ClusterToken;
 use crate::db::models::ConfigChanges;
 use crate::db::{Db, DbError};
 use crate::remote::MonitorServerClient;
@@ -45,10 +46,10 @@ pub struct SchedulerActor {
 }
 
 impl SchedulerActor {
-    pub fn new(db: Db, registry: &ActorRegistry) -> Self {
+    pub fn new(db: Db, cluster: &ClusterToken, registry: &ActorRegistry) -> Self {
         SchedulerActor {
             db,
-            client: MonitorServerClient::new(),
+            client: MonitorServerClient::new(cluster),
             stats: registry.register(KIND, "1"),
         }
     }

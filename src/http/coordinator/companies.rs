@@ -11,6 +11,7 @@ use crate::actors::scheduler::{StartDevices, StopDevices};
 use crate::db::companies::Deletion;
 use crate::db::models::Company;
 use crate::db::{self, Db};
+use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 
 #[derive(Debug, Deserialize)]
@@ -21,8 +22,10 @@ pub struct NewCompanyBody {
 
 pub async fn create(
     state: web::Data<AppState>,
+    caller: Caller,
     body: web::Json<NewCompanyBody>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.admin("create companies")?;
     let name = input::name("name", &body.name)?;
     let stored_name = name.clone();
     let company = state
@@ -43,28 +46,47 @@ pub async fn create(
     Ok(HttpResponse::Created().json(CompanyView::from(company)))
 }
 
-pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let companies = state.db.run(db::companies::list).await?;
+/// Every company for an admin; a scoped token's own company for the others.
+pub async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let scope = caller.scope();
+    let companies = state
+        .db
+        .run(move |conn| db::companies::list(conn, scope))
+        .await?;
     let views: Vec<CompanyView> = companies.into_iter().map(CompanyView::from).collect();
     Ok(HttpResponse::Ok().json(views))
 }
 
-/// The company, or the 404 every company route answers for a missing one.
-pub async fn existing(db: &Db, id: i64) -> Result<Company, ApiError> {
-    db.run(move |conn| db::companies::get(conn, id))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("company {id} does not exist")))
+fn not_found(id: i64) -> ApiError {
+    ApiError::NotFound(format!("company {id} does not exist"))
 }
 
-pub async fn get(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
-    let company = existing(&state.db, id.into_inner()).await?;
+/// The company, or the 404 every company route answers for a missing one and for
+/// another tenant's.
+pub async fn existing(db: &Db, caller: &Caller, id: i64) -> Result<Company, ApiError> {
+    if !caller.sees(id) {
+        return Err(not_found(id));
+    }
+    db.run(move |conn| db::companies::get(conn, id))
+        .await?
+        .ok_or_else(|| not_found(id))
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let company = existing(&state.db, &caller, id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(CompanyView::from(company)))
 }
 
 pub async fn delete(
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.admin("delete companies")?;
     let id = id.into_inner();
     match state
         .db
@@ -75,7 +97,7 @@ pub async fn delete(
             tracing::info!(company.id = id, "company deleted");
             Ok(HttpResponse::Ok().json(json!({ "id": id, "deleted": true })))
         }
-        Deletion::NotFound => Err(ApiError::NotFound(format!("company {id} does not exist"))),
+        Deletion::NotFound => Err(not_found(id)),
         Deletion::Monitored(count) => Err(ApiError::conflict(
             "company_monitored",
             format!(
@@ -87,10 +109,12 @@ pub async fn delete(
 
 pub async fn start(
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.writer()?;
     let id = id.into_inner();
-    existing(&state.db, id).await?;
+    existing(&state.db, &caller, id).await?;
     let device_ids = state
         .db
         .run(move |conn| db::devices::enabled_ids_of_company(conn, id))
@@ -112,10 +136,12 @@ pub async fn start(
 
 pub async fn stop(
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.writer()?;
     let id = id.into_inner();
-    existing(&state.db, id).await?;
+    existing(&state.db, &caller, id).await?;
     let device_ids = state
         .db
         .run(move |conn| db::devices::ids_of_company(conn, id))

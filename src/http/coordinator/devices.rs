@@ -14,6 +14,7 @@ use crate::actors::scheduler::{
 use crate::db::models::{Device, DeviceChanges, NewDevice};
 use crate::db::{self, Db};
 use crate::domain::DeviceKind;
+use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::probe;
 use crate::remote::MonitorServerClient;
@@ -21,7 +22,8 @@ use crate::remote::MonitorServerClient;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewDeviceBody {
-    company_id: i64,
+    /// Required with an admin token; a scoped token's devices go to its own company.
+    company_id: Option<i64>,
     name: String,
     address: String,
     kind: String,
@@ -120,11 +122,35 @@ fn duplicate_name(name: &str) -> ApiError {
     )
 }
 
-/// The device, or the 404 every device route answers for a missing one.
-pub async fn existing(db: &Db, id: i64) -> Result<Device, ApiError> {
-    db.run(move |conn| db::devices::get(conn, id))
+fn not_found(id: i64) -> ApiError {
+    ApiError::NotFound(format!("device {id} does not exist"))
+}
+
+/// The device, or the 404 every device route answers for a missing one and for
+/// another tenant's.
+pub async fn existing(db: &Db, caller: &Caller, id: i64) -> Result<Device, ApiError> {
+    let scope = caller.scope();
+    db.run(move |conn| db::devices::get_in(conn, id, scope))
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("device {id} does not exist")))
+        .ok_or_else(|| not_found(id))
+}
+
+/// The company a new device goes to: the token's own, or for an admin the one named.
+/// Another tenant's company answers as a missing one.
+fn company_of_new(caller: &Caller, named: Option<i64>) -> Result<i64, ApiError> {
+    let missing = |id: i64| {
+        ApiError::unprocessable("company_not_found", format!("company {id} does not exist"))
+    };
+    match (caller.scope(), named) {
+        (Some(own), None) => Ok(own),
+        (Some(own), Some(id)) if id == own => Ok(own),
+        (Some(_), Some(id)) => Err(missing(id)),
+        (None, Some(id)) => Ok(id),
+        (None, None) => Err(ApiError::bad_request(
+            "invalid_body",
+            "company_id is required with an admin token",
+        )),
+    }
 }
 
 /// The device with its live monitoring.
@@ -140,14 +166,16 @@ async fn view(
 
 pub async fn create(
     state: web::Data<AppState>,
+    caller: Caller,
     body: web::Json<NewDeviceBody>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.writer()?;
     let body = body.into_inner();
+    let company_id = company_of_new(&caller, body.company_id)?;
     let name = input::name("name", &body.name)?;
     let kind = kind(&body.kind)?;
     let address = address(kind, &body.address)?;
     let expected_status = expected_status(kind, body.expected_status)?;
-    let company_id = body.company_id;
     let enabled = body.enabled.unwrap_or(true);
     let stored_name = name.clone();
     let created = state
@@ -188,13 +216,21 @@ pub async fn create(
     Ok(HttpResponse::Created().json(DeviceView::new(device, None)))
 }
 
+/// Devices the caller sees: a scoped token's company only, whatever `company_id` says.
 pub async fn list(
     state: web::Data<AppState>,
+    caller: Caller,
     client: web::Data<MonitorServerClient>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (limit, offset) = input::page(query.limit, query.offset)?;
-    let company_id = query.company_id;
+    let company_id = match (caller.scope(), query.company_id) {
+        (Some(own), Some(asked)) if own != asked => {
+            return Ok(HttpResponse::Ok().json(Vec::<DeviceView>::new()))
+        }
+        (Some(own), _) => Some(own),
+        (None, asked) => asked,
+    };
     let devices = state
         .db
         .run(move |conn| db::devices::list(conn, company_id, limit, offset))
@@ -213,10 +249,11 @@ pub async fn list(
 
 pub async fn get(
     state: web::Data<AppState>,
+    caller: Caller,
     client: web::Data<MonitorServerClient>,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let device = existing(&state.db, id.into_inner()).await?;
+    let device = existing(&state.db, &caller, id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(view(&state.db, &client, device).await?))
 }
 
@@ -271,10 +308,12 @@ impl From<RouteOutcome> for Routing {
 
 pub async fn update(
     state: web::Data<AppState>,
+    caller: Caller,
     client: web::Data<MonitorServerClient>,
     id: web::Path<i64>,
     body: web::Json<DevicePatch>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.writer()?;
     let id = id.into_inner();
     let patch = body.into_inner();
     if patch.is_empty() {
@@ -283,7 +322,7 @@ pub async fn update(
             "give at least one of name, address, kind, expected_status or enabled to change",
         ));
     }
-    let current = existing(&state.db, id).await?;
+    let current = existing(&state.db, &caller, id).await?;
     let new_kind = match &patch.kind {
         Some(value) => kind(value)?,
         None => kind(&current.kind)?,
@@ -321,7 +360,7 @@ pub async fn update(
                 e.into()
             }
         })?
-        .ok_or_else(|| ApiError::NotFound(format!("device {id} does not exist")))?;
+        .ok_or_else(|| not_found(id))?;
     tracing::info!(device.id = id, "device saved");
     let routing = Routing::from(
         state
@@ -335,17 +374,19 @@ pub async fn update(
 
 pub async fn delete(
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.writer()?;
     let id = id.into_inner();
-    existing(&state.db, id).await?;
+    existing(&state.db, &caller, id).await?;
     match state
         .scheduler
         .send(DeleteDevice { device_id: id })
         .await??
     {
         DeleteOutcome::Deleted => Ok(HttpResponse::Ok().json(json!({ "id": id, "deleted": true }))),
-        DeleteOutcome::NotFound => Err(ApiError::NotFound(format!("device {id} does not exist"))),
+        DeleteOutcome::NotFound => Err(not_found(id)),
         DeleteOutcome::NotStopped(reason) => Err(ApiError::Unavailable(format!(
             "device {id} was not deleted: its monitor could not be stopped ({reason})"
         ))),
@@ -354,10 +395,12 @@ pub async fn delete(
 
 pub async fn start(
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.writer()?;
     let id = id.into_inner();
-    let device = existing(&state.db, id).await?;
+    let device = existing(&state.db, &caller, id).await?;
     if !device.enabled {
         return Err(ApiError::conflict(
             "device_disabled",
@@ -376,10 +419,12 @@ pub async fn start(
 
 pub async fn stop(
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.writer()?;
     let id = id.into_inner();
-    existing(&state.db, id).await?;
+    existing(&state.db, &caller, id).await?;
     let report = state
         .scheduler
         .send(StopDevices {

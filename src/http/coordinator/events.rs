@@ -11,6 +11,7 @@ use super::AppState;
 use crate::db;
 use crate::db::events::EventFilter;
 use crate::db::models::Event;
+use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 
 #[derive(Debug, Deserialize)]
@@ -56,11 +57,20 @@ impl From<Event> for EventView {
     }
 }
 
+/// Events the caller sees: a scoped token's company only, whatever `company_id` says.
 pub async fn list(
     state: web::Data<AppState>,
+    caller: Caller,
     query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
+    let company_id = match (caller.scope(), query.company_id) {
+        (Some(own), Some(asked)) if own != asked => {
+            return Ok(HttpResponse::Ok().json(Vec::<EventView>::new()))
+        }
+        (Some(own), _) => Some(own),
+        (None, asked) => asked,
+    };
     let (limit, offset) = input::page(query.limit, query.offset)?;
     let since = query
         .since
@@ -69,7 +79,7 @@ pub async fn list(
         .transpose()?;
     let filter = EventFilter {
         device_id: query.device_id,
-        company_id: query.company_id,
+        company_id,
         since,
     };
     let events = state

@@ -1,6 +1,7 @@
 //! The coordinator's `GET /metrics`: how many devices, monitored devices and monitor
 //! servers there are, and the latest stored reading of every device, labelled with the
-//! device's and its company's names, for a Prometheus to scrape or federate.
+//! device's and its company's names, for a Prometheus to scrape or federate. An admin
+//! token sees everything; a company's token its own devices and counts only.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,7 @@ use super::AppState;
 use crate::db::{self, DbConn};
 use crate::domain::MonitorConfig;
 use crate::exposition::{Exposition, Kind};
+use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::metrics::{respond, write_devices, DeviceReading};
 
@@ -22,18 +24,26 @@ const MIN_FRESH_MS: i64 = 10 * 60 * 1000;
 struct Scrape {
     devices: i64,
     monitored: i64,
-    servers: usize,
+    /// `None` for a company's token: servers are shared infrastructure.
+    servers: Option<usize>,
     readings: Vec<DeviceReading>,
 }
 
-fn collect(conn: &mut DbConn) -> diesel::QueryResult<Scrape> {
+/// What one scrape shows: every company's devices, or only `company`'s.
+fn collect(conn: &mut DbConn, company: Option<i64>) -> diesel::QueryResult<Scrape> {
     let config = MonitorConfig::from(&db::config::get(conn)?);
     let interval_ms = i64::try_from(config.poll_interval_ms).unwrap_or(i64::MAX);
     let fresh_ms = interval_ms.saturating_mul(FRESH_POLLS).max(MIN_FRESH_MS);
     let since_ms = Utc::now().timestamp_millis().saturating_sub(fresh_ms);
     let readings = db::samples::latest_of_all(conn, since_ms)?;
+    let own: Option<std::collections::HashSet<i64>> = company
+        .map(|id| db::devices::ids_of_company(conn, id).map(|ids| ids.into_iter().collect()))
+        .transpose()?;
     let mut by_device: BTreeMap<i64, BTreeMap<String, f64>> = BTreeMap::new();
     for r in readings {
+        if own.as_ref().is_some_and(|own| !own.contains(&r.device_id)) {
+            continue;
+        }
         by_device
             .entry(r.device_id)
             .or_default()
@@ -59,17 +69,33 @@ fn collect(conn: &mut DbConn) -> diesel::QueryResult<Scrape> {
             })
         })
         .collect();
-    Ok(Scrape {
-        devices: db::devices::count(conn)?,
-        monitored: db::assignments::count_monitored(conn)?,
-        servers: db::monitor_servers::list(conn)?.len(),
-        readings,
+    Ok(match (company, own) {
+        (Some(id), Some(own)) => Scrape {
+            devices: own.len() as i64,
+            monitored: db::assignments::monitored_in_company(conn, id)?,
+            servers: None,
+            readings,
+        },
+        _ => Scrape {
+            devices: db::devices::count(conn)?,
+            monitored: db::assignments::count_monitored(conn)?,
+            servers: Some(db::monitor_servers::list(conn)?.len()),
+            readings,
+        },
     })
 }
 
-pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let scrape = state.db.run(collect).await?;
+pub async fn metrics(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let scope = caller.scope();
+    let scrape = state.db.run(move |conn| collect(conn, scope)).await?;
     let mut out = Exposition::new();
+    let servers = scrape.servers.map(|n| {
+        (
+            "vigil_monitor_servers",
+            "Monitor servers registered.",
+            n as f64,
+        )
+    });
     for (name, help, value) in [
         (
             "vigil_devices",
@@ -81,12 +107,10 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
             "Devices assigned to a monitor server.",
             scrape.monitored as f64,
         ),
-        (
-            "vigil_monitor_servers",
-            "Monitor servers registered.",
-            scrape.servers as f64,
-        ),
-    ] {
+    ]
+    .into_iter()
+    .chain(servers)
+    {
         out.family(name, Kind::Gauge, help);
         out.sample(name, &[], value);
     }

@@ -14,6 +14,7 @@ use super::views::utc;
 use super::AppState;
 use crate::db;
 use crate::domain::MAX_RETENTION_HOURS;
+use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::series;
 
@@ -161,13 +162,14 @@ struct History {
 
 pub async fn history(
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<i64>,
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let device_id = id.into_inner();
     let range = Range::of(&query, Utc::now())?;
     let filter = filter(query.metric.as_deref())?;
-    existing(&state.db, device_id).await?;
+    existing(&state.db, &caller, device_id).await?;
     let Range {
         from_ms,
         to_ms,
@@ -238,10 +240,11 @@ struct Latest {
 
 pub async fn latest(
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let device_id = id.into_inner();
-    existing(&state.db, device_id).await?;
+    existing(&state.db, &caller, device_id).await?;
     let (readings, event) = state
         .db
         .run(move |conn| {

@@ -9,17 +9,21 @@ mod history;
 mod input;
 mod monitor_servers;
 mod settings;
+mod tokens;
 pub mod views;
 
 use actix_web::http::StatusCode;
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::actors::membership::{GetCluster, Membership};
-use crate::actors::registry::Tracked;
+use crate::actors::registry::{ActorRegistry, Tracked};
 use crate::actors::scheduler::SchedulerActor;
 use crate::db::Db;
+use crate::http::auth::{require_token, Caller};
+use crate::http::error::ApiError;
 use crate::http::extract::resource;
 
 /// What every coordinator handler shares. The per-worker `MonitorServerClient` is
@@ -52,6 +56,7 @@ async fn index() -> HttpResponse {
             "config": "/api/v1/config",
             "events": "/api/v1/events",
             "cluster": "/api/v1/cluster",
+            "tokens": "/api/v1/tokens",
             "metrics": "/metrics",
             "actors": "/debug/actors",
             "health": "/healthz",
@@ -60,12 +65,24 @@ async fn index() -> HttpResponse {
 }
 
 /// `GET /api/v1/cluster`: every node with its role, address, counter and last advance,
-/// and which is master, as this coordinator saw them at its last look.
-async fn cluster(state: web::Data<AppState>) -> Result<HttpResponse, crate::http::error::ApiError> {
+/// and which is master, as this coordinator saw them at its last look. Admin only.
+async fn cluster(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    caller.admin("see the cluster")?;
     Ok(HttpResponse::Ok().json(state.membership.send(GetCluster).await?))
 }
 
-/// The coordinator's route table.
+/// `GET /debug/actors` on the coordinator: admin only.
+async fn debug_actors(
+    caller: Caller,
+    registry: web::Data<ActorRegistry>,
+    query: web::Query<crate::http::debug::ActorsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.admin("see the actors")?;
+    Ok(crate::http::debug::actors(registry, query).await)
+}
+
+/// The coordinator's route table. `/` and `/healthz` are open; everything else needs an
+/// API token (`require_token`), and each handler checks what its caller may do.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/").route(web::get().to(index)))
         .service(
@@ -73,10 +90,29 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(crate::http::healthz))
                 .route(web::head().to(crate::http::healthz)),
         )
-        .service(resource("/debug/actors").route(web::get().to(crate::http::debug::actors)))
-        .service(resource("/metrics").route(web::get().to(exposition::metrics)))
+        .service(
+            resource("/debug/actors")
+                .wrap(from_fn(require_token))
+                .route(web::get().to(debug_actors)),
+        )
+        .service(
+            resource("/metrics")
+                .wrap(from_fn(require_token))
+                .route(web::get().to(exposition::metrics)),
+        )
         .service(
             web::scope("/api/v1")
+                .wrap(from_fn(require_token))
+                .service(
+                    resource("/tokens")
+                        .route(web::get().to(tokens::list))
+                        .route(web::post().to(tokens::create)),
+                )
+                .service(
+                    resource("/tokens/{id}")
+                        .route(web::get().to(tokens::get))
+                        .route(web::delete().to(tokens::revoke)),
+                )
                 .service(
                     resource("/companies")
                         .route(web::get().to(companies::list))

@@ -1,6 +1,7 @@
 //! `/api/v1/monitor-servers`: the registered servers with their live status (a server
 //! that is down shows as `down` with `running_monitors: null`; it never fails the list),
-//! and forgetting a server that is gone for good.
+//! and forgetting a server that is gone for good. Admin only: servers are the
+//! infrastructure every company shares.
 
 use actix_web::{web, HttpResponse};
 
@@ -10,22 +11,27 @@ use super::views::server_views;
 use super::AppState;
 use crate::actors::scheduler::{ForgetOutcome, ForgetServer};
 use crate::db;
+use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::remote::MonitorServerClient;
 
 pub async fn list(
     state: web::Data<AppState>,
+    caller: Caller,
     client: web::Data<MonitorServerClient>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.admin("see the monitor servers")?;
     let servers = state.db.run(db::monitor_servers::list).await?;
     Ok(HttpResponse::Ok().json(server_views(&client, servers).await))
 }
 
 pub async fn get(
     state: web::Data<AppState>,
+    caller: Caller,
     client: web::Data<MonitorServerClient>,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.admin("see the monitor servers")?;
     let id = id.into_inner();
     let server = state
         .db
@@ -43,8 +49,10 @@ pub async fn get(
 /// started elsewhere, stopped or deleted). Refused while the server still answers.
 pub async fn delete(
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.admin("forget monitor servers")?;
     let id = id.into_inner();
     match state.scheduler.send(ForgetServer { server_id: id }).await?? {
         ForgetOutcome::Forgotten { released } => Ok(HttpResponse::Ok().json(json!({

@@ -1,5 +1,6 @@
 //! `/api/v1/config`: read the config (with the live monitor servers, as seed 000's
-//! `MonitorServerResponse` list), and change it: saved, then broadcast to every server.
+//! `MonitorServerResponse` list, for admins), and change it (admins only): saved, then
+//! broadcast to every server.
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -9,6 +10,7 @@ use super::AppState;
 use crate::actors::scheduler::{ApplyConfig, ServerApplied, ServerUnreached};
 use crate::db;
 use crate::db::models::ConfigChanges;
+use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::remote::MonitorServerClient;
 
@@ -55,7 +57,10 @@ impl ConfigPatch {
 struct ConfigWithServers {
     #[serde(flatten)]
     config: ConfigView,
-    monitor_servers: Vec<MonitorServerView>,
+    /// The servers, for an admin only: a company's token sees the settings its devices
+    /// are polled with, not the infrastructure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    monitor_servers: Option<Vec<MonitorServerView>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -67,15 +72,20 @@ struct ConfigApplied {
 
 pub async fn get(
     state: web::Data<AppState>,
+    caller: Caller,
     client: web::Data<MonitorServerClient>,
 ) -> Result<HttpResponse, ApiError> {
-    let (row, servers) = state
-        .db
-        .run(|conn| Ok((db::config::get(conn)?, db::monitor_servers::list(conn)?)))
-        .await?;
+    let row = state.db.run(db::config::get).await?;
+    let monitor_servers = match caller.scope() {
+        Some(_) => None,
+        None => {
+            let servers = state.db.run(db::monitor_servers::list).await?;
+            Some(server_views(&client, servers).await)
+        }
+    };
     Ok(HttpResponse::Ok().json(ConfigWithServers {
         config: row.into(),
-        monitor_servers: server_views(&client, servers).await,
+        monitor_servers,
     }))
 }
 
@@ -95,8 +105,10 @@ fn narrow(field: &str, value: Option<i64>) -> Result<Option<i32>, ApiError> {
 
 pub async fn update(
     state: web::Data<AppState>,
+    caller: Caller,
     body: web::Json<ConfigPatch>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.admin("change the config")?;
     let patch = body.into_inner();
     if patch.is_empty() {
         return Err(ApiError::bad_request(

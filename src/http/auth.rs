@@ -1,0 +1,192 @@
+//! Credentials on HTTP: the coordinator's API tokens (`Authorization: Bearer vgl_…`,
+//! checked by [`require_token`], the caller handed to handlers as [`Caller`]) and the
+//! cluster token every call to a monitor server carries ([`require_cluster_token`]).
+
+use std::future::{ready, Ready};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderMap, AUTHORIZATION};
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+
+use super::error::ApiError;
+use crate::auth::{self, ClusterToken, Grant, Role};
+use crate::db::{self, Db};
+
+/// Who is calling: the token's id and what it may do. Handlers take it as an argument;
+/// [`require_token`] has put it on the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub token_id: i64,
+    pub grant: Grant,
+}
+
+impl Caller {
+    /// The one company a scoped token sees; `None` for admin.
+    pub fn scope(&self) -> Option<i64> {
+        self.grant.company_id()
+    }
+
+    /// Whether objects of `company_id` exist for this caller.
+    pub fn sees(&self, company_id: i64) -> bool {
+        self.grant.sees(company_id)
+    }
+
+    /// Refuses (403) anyone but an admin.
+    pub fn admin(&self, what: &str) -> Result<(), ApiError> {
+        if self.grant.role() == Role::Admin {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "only an admin token may {what}; this is a {} token",
+                self.grant.role()
+            )))
+        }
+    }
+
+    /// Refuses (403) a viewer: the route changes something.
+    pub fn writer(&self) -> Result<(), ApiError> {
+        if self.grant.may_write() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "a viewer token may only read; this needs an operator or admin token".into(),
+            ))
+        }
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        ready(
+            req.extensions()
+                .get::<Caller>()
+                .copied()
+                .ok_or_else(missing_token),
+        )
+    }
+}
+
+fn missing_token() -> ApiError {
+    ApiError::unauthorized(
+        "missing_token",
+        "this route needs a token: send the header Authorization: Bearer <token>",
+    )
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::unauthorized(
+        "invalid_token",
+        "the token is not valid: it is unknown or was revoked",
+    )
+}
+
+/// The credential of an `Authorization: Bearer …` header; `None` when there is none.
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| invalid_token())?;
+    let (scheme, credential) = value.split_once(' ').ok_or_else(invalid_token)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::unauthorized(
+            "invalid_token",
+            "use the Bearer scheme: Authorization: Bearer <token>",
+        ));
+    }
+    Ok(Some(credential.trim()))
+}
+
+/// The caller a presented API token stands for.
+pub async fn identify(db: &Db, presented: &str) -> Result<Caller, ApiError> {
+    if !auth::looks_like_token(presented) {
+        return Err(invalid_token());
+    }
+    let hash = auth::hash(presented);
+    let token = db
+        .run(move |conn| db::tokens::find_by_hash(conn, &hash))
+        .await?
+        .ok_or_else(invalid_token)?;
+    let grant = token
+        .role
+        .parse::<Role>()
+        .ok()
+        .and_then(|role| Grant::new(role, token.company_id).ok())
+        .ok_or_else(|| {
+            tracing::error!(token.id = token.id, role = %token.role, "stored token has a bad role");
+            invalid_token()
+        })?;
+    Ok(Caller {
+        token_id: token.id,
+        grant,
+    })
+}
+
+/// Middleware: the request carries a valid API token (401 otherwise); its [`Caller`]
+/// goes on the request for the handler.
+pub async fn require_token(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let db = req
+        .app_data::<web::Data<Db>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("no database for authentication")))?;
+    let presented = bearer(req.headers())?.ok_or_else(missing_token)?;
+    let caller = identify(&db, presented).await?;
+    req.extensions_mut().insert(caller);
+    next.call(req).await
+}
+
+/// Middleware for a monitor server: every call but `/healthz` carries the cluster token
+/// (401 otherwise).
+pub async fn require_cluster_token(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.path() != "/healthz" {
+        let token = req
+            .app_data::<web::Data<ClusterToken>>()
+            .cloned()
+            .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("no cluster token configured")))?;
+        let presented = bearer(req.headers())?.ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing_cluster_token",
+                "monitor servers answer only nodes of their cluster: send Authorization: Bearer <cluster token>",
+            )
+        })?;
+        if !token.matches(presented) {
+            return Err(ApiError::unauthorized(
+                "invalid_cluster_token",
+                "the cluster token is not this cluster's",
+            )
+            .into());
+        }
+    }
+    next.call(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::HeaderValue;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        map
+    }
+
+    #[test]
+    fn bearer_credentials_are_read_from_the_header() {
+        assert_eq!(bearer(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(bearer(&headers("Bearer abc")).unwrap(), Some("abc"));
+        assert_eq!(bearer(&headers("bearer  abc ")).unwrap(), Some("abc"));
+        assert!(bearer(&headers("Basic dXNlcjpwYXNz")).is_err());
+        assert!(bearer(&headers("Bearer")).is_err());
+    }
+}

@@ -1,0 +1,157 @@
+//! `/api/v1/tokens`: make, list, read and revoke API tokens. Admin only. A new token's
+//! secret is in the answer to its creation and nowhere else, ever.
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::views::utc;
+use super::AppState;
+use crate::auth::{self, Grant, Role};
+use crate::db;
+use crate::db::models::ApiToken;
+use crate::http::auth::Caller;
+use crate::http::error::ApiError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTokenBody {
+    role: String,
+    company_id: Option<i64>,
+    name: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenView {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+    /// The company an operator or viewer token is for; `null` for admin tokens.
+    pub company_id: Option<i64>,
+    /// The token's first characters, to tell it apart; never the whole secret.
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<ApiToken> for TokenView {
+    fn from(t: ApiToken) -> Self {
+        TokenView {
+            id: t.id,
+            name: t.name,
+            role: t.role,
+            company_id: t.company_id,
+            prefix: t.prefix,
+            created_at: utc(t.created_at),
+        }
+    }
+}
+
+/// A token just made: its view and, this once, its secret.
+#[derive(Debug, Serialize)]
+struct Created {
+    #[serde(flatten)]
+    view: TokenView,
+    token: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    company_id: Option<i64>,
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<NewTokenBody>,
+) -> Result<HttpResponse, ApiError> {
+    caller.admin("make tokens")?;
+    let body = body.into_inner();
+    let role: Role = body
+        .role
+        .parse()
+        .map_err(|e: auth::UnknownRole| ApiError::bad_request("invalid_role", e.to_string()))?;
+    let grant = Grant::new(role, body.company_id)
+        .map_err(|e| ApiError::bad_request("invalid_role", e.to_string()))?;
+    let name = auth::token_name(body.name.as_deref().unwrap_or(role.as_str()))
+        .map_err(|e| ApiError::bad_request("invalid_name", e))?;
+    let secret = auth::new_secret().map_err(|e| ApiError::Unexpected(e.into()))?;
+    let token = secret.secret.clone();
+    let stored = state
+        .db
+        .run(move |conn| db::tokens::issue(conn, &name, grant, &secret))
+        .await?
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "company_not_found",
+                format!(
+                    "company {} does not exist",
+                    body.company_id.unwrap_or_default()
+                ),
+            )
+        })?;
+    tracing::info!(
+        token.id = stored.id,
+        role = %role,
+        company.id = ?stored.company_id,
+        by = caller.token_id,
+        "token created"
+    );
+    Ok(HttpResponse::Created().json(Created {
+        view: stored.into(),
+        token,
+    }))
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.admin("list tokens")?;
+    let company_id = query.company_id;
+    let tokens = state
+        .db
+        .run(move |conn| db::tokens::list(conn, company_id))
+        .await?;
+    let views: Vec<TokenView> = tokens.into_iter().map(TokenView::from).collect();
+    Ok(HttpResponse::Ok().json(views))
+}
+
+fn not_found(id: i64) -> ApiError {
+    ApiError::NotFound(format!("token {id} does not exist"))
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    caller.admin("read tokens")?;
+    let id = id.into_inner();
+    let token = state
+        .db
+        .run(move |conn| db::tokens::get(conn, id))
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    Ok(HttpResponse::Ok().json(TokenView::from(token)))
+}
+
+pub async fn revoke(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    caller.admin("revoke tokens")?;
+    let id = id.into_inner();
+    if !state
+        .db
+        .run(move |conn| db::tokens::revoke(conn, id))
+        .await?
+    {
+        return Err(not_found(id));
+    }
+    tracing::info!(token.id = id, by = caller.token_id, "token revoked");
+    Ok(HttpResponse::Ok().json(json!({ "id": id, "revoked": true })))
+}
