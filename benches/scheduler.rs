@@ -18,8 +18,9 @@ use vigil::auth::{ClusterToken, Grant};
 use vigil::db::models::{ConfigChanges, NewDevice};
 use vigil::db::scratch::ScratchDb;
 use vigil::db::{self, Db};
+use vigil::http::rate::RateLimit;
 use vigil::probe;
-use vigil::startup::{Coordinator, MonitorServerNode};
+use vigil::startup::{Coordinator, CoordinatorOptions, MonitorServerNode};
 
 const SERVERS: usize = 3;
 const ROUNDS: usize = 3;
@@ -95,7 +96,15 @@ async fn run(scratch: ScratchDb, devices: usize) -> Result<(), Box<dyn std::erro
     let token = admin.secret.clone();
     db.run(move |conn| db::tokens::issue(conn, "bench", Grant::admin(), &admin))
         .await?;
-    let coordinator = Coordinator::build(db.clone(), "127.0.0.1:0".parse()?, cluster.clone())?;
+    let coordinator = Coordinator::build(
+        db.clone(),
+        "127.0.0.1:0".parse()?,
+        cluster.clone(),
+        CoordinatorOptions {
+            rate_limit: RateLimit::OFF,
+            ..CoordinatorOptions::default()
+        },
+    )?;
     let api = format!("http://{}/api/v1", coordinator.address());
     actix_rt::spawn(coordinator.run_until_stopped());
     for _ in 0..SERVERS {
@@ -104,7 +113,7 @@ async fn run(scratch: ScratchDb, devices: usize) -> Result<(), Box<dyn std::erro
             "127.0.0.1:0".parse()?,
             None,
             cluster.clone(),
-            probe::standard(),
+            probe::standard(probe::AddressPolicy::default()),
         )
         .await?;
         actix_rt::spawn(node.run_until_stopped());

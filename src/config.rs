@@ -11,6 +11,8 @@ use serde::Deserialize;
 use crate::auth::ClusterToken;
 use crate::db::DbUrl;
 use crate::error::StartupError;
+use crate::http::rate::RateLimit;
+use crate::probe::AddressPolicy;
 
 pub const DEFAULT_DB: &str = "sqlite://vigil.db";
 pub const DEFAULT_COORDINATOR_LISTEN: &str = "127.0.0.1:8080";
@@ -36,6 +38,9 @@ pub struct FileSettings {
     pub agent_interval_ms: Option<u64>,
     pub log: Option<String>,
     pub cluster_token_file: Option<PathBuf>,
+    pub deny_networks: Option<Vec<String>>,
+    pub rate_limit: Option<u32>,
+    pub rate_limit_burst: Option<u32>,
 }
 
 impl FileSettings {
@@ -65,6 +70,10 @@ pub struct Flags {
     pub cluster_token_file: Option<PathBuf>,
     /// The secret itself, from `VIGIL_CLUSTER_TOKEN` (never a flag: it would show in `ps`).
     pub cluster_token: Option<String>,
+    /// Comma-separated CIDRs; an empty string denies nothing.
+    pub deny_networks: Option<String>,
+    pub rate_limit: Option<u32>,
+    pub rate_limit_burst: Option<u32>,
 }
 
 /// Settings every node has.
@@ -73,6 +82,10 @@ pub struct NodeSettings {
     pub db: DbUrl,
     pub listen: SocketAddr,
     pub db_pool_size: u32,
+    /// Networks no device address may point into.
+    pub address_policy: AddressPolicy,
+    /// Requests per API token (the coordinator's).
+    pub rate_limit: RateLimit,
 }
 
 /// `vigil serve`.
@@ -161,10 +174,36 @@ fn node(
             "--db-pool-size must be at least 1".into(),
         ));
     }
+    let denied: Option<Vec<String>> = flags
+        .deny_networks
+        .as_ref()
+        .map(|list| list.split(',').map(String::from).collect())
+        .or_else(|| file.deny_networks.clone());
+    let address_policy = match denied {
+        Some(networks) => AddressPolicy::new(&networks)
+            .map_err(|e| StartupError::Settings(format!("--deny-networks: {e}")))?,
+        None => AddressPolicy::default(),
+    };
+    let per_second = flags
+        .rate_limit
+        .or(file.rate_limit)
+        .unwrap_or(RateLimit::default().per_second);
+    // Two seconds' worth at once unless told otherwise.
+    let burst = flags
+        .rate_limit_burst
+        .or(file.rate_limit_burst)
+        .unwrap_or(per_second.saturating_mul(2));
+    if per_second > 0 && burst == 0 {
+        return Err(StartupError::Settings(
+            "--rate-limit-burst must be at least 1".into(),
+        ));
+    }
     Ok(NodeSettings {
         db,
         listen: socket_address("--listen", &listen)?,
         db_pool_size,
+        address_policy,
+        rate_limit: RateLimit { per_second, burst },
     })
 }
 
@@ -328,6 +367,65 @@ mod tests {
         );
         assert!(socket_address("--listen", "8080").is_err());
         assert!(socket_address("--listen", "127.0.0.1:99999").is_err());
+    }
+
+    #[test]
+    fn the_address_policy_defaults_to_link_local_and_takes_cidrs() {
+        let defaults = ServeSettings::resolve(&Flags::default(), &FileSettings::default()).unwrap();
+        assert_eq!(defaults.node.address_policy, AddressPolicy::default());
+        let file = FileSettings {
+            deny_networks: Some(vec!["10.0.0.0/8".into()]),
+            ..Default::default()
+        };
+        let from_file = ServeSettings::resolve(&Flags::default(), &file).unwrap();
+        assert_eq!(from_file.node.address_policy.denied().len(), 1);
+        let flags = Flags {
+            deny_networks: Some("169.254.0.0/16, 192.168.0.0/16".into()),
+            ..Default::default()
+        };
+        let from_flag = ServeSettings::resolve(&flags, &file).unwrap();
+        assert_eq!(from_flag.node.address_policy.denied().len(), 2);
+        let none = Flags {
+            deny_networks: Some(String::new()),
+            ..Default::default()
+        };
+        let open = ServeSettings::resolve(&none, &file).unwrap();
+        assert!(open.node.address_policy.denied().is_empty());
+        let bad = Flags {
+            deny_networks: Some("10.0.0.0/40".into()),
+            ..Default::default()
+        };
+        let err = ServeSettings::resolve(&bad, &file).unwrap_err().to_string();
+        assert!(err.starts_with("--deny-networks: \"10.0.0.0/40\""), "{err}");
+    }
+
+    #[test]
+    fn the_rate_limit_defaults_to_100_a_second_and_bursts_of_twice_that() {
+        let defaults = ServeSettings::resolve(&Flags::default(), &FileSettings::default()).unwrap();
+        assert_eq!(defaults.node.rate_limit, RateLimit::default());
+        let file = FileSettings {
+            rate_limit: Some(10),
+            ..Default::default()
+        };
+        let from_file = ServeSettings::resolve(&Flags::default(), &file).unwrap();
+        assert_eq!(
+            from_file.node.rate_limit,
+            RateLimit {
+                per_second: 10,
+                burst: 20
+            }
+        );
+        let off = Flags {
+            rate_limit: Some(0),
+            ..Default::default()
+        };
+        let off = ServeSettings::resolve(&off, &file).unwrap();
+        assert_eq!(off.node.rate_limit.per_second, 0);
+        let no_burst = Flags {
+            rate_limit_burst: Some(0),
+            ..Default::default()
+        };
+        assert!(ServeSettings::resolve(&no_burst, &file).is_err());
     }
 
     #[test]

@@ -37,6 +37,16 @@ struct Common {
     /// Settings file (TOML); ./vigil.toml is read when present and this is not given
     #[arg(long, env = "VIGIL_CONFIG")]
     config: Option<PathBuf>,
+    /// Networks device addresses may not point into, comma-separated CIDRs; "" denies
+    /// nothing [default: 169.254.0.0/16,fe80::/10,fd00:ec2::254/128,100.100.100.200/32]
+    #[arg(long, env = "VIGIL_DENY_NETWORKS")]
+    deny_networks: Option<String>,
+    /// API requests per second each token may make; 0 turns the limit off [default: 100]
+    #[arg(long, env = "VIGIL_RATE_LIMIT")]
+    rate_limit: Option<u32>,
+    /// API requests a token may make at once [default: twice --rate-limit]
+    #[arg(long, env = "VIGIL_RATE_LIMIT_BURST")]
+    rate_limit_burst: Option<u32>,
 }
 
 /// What a node of a multi-process cluster needs besides [`Common`].
@@ -240,6 +250,9 @@ fn flags(common: &Common) -> Flags {
         db: common.db.clone(),
         listen: common.listen.clone(),
         db_pool_size: common.db_pool_size,
+        deny_networks: common.deny_networks.clone(),
+        rate_limit: common.rate_limit,
+        rate_limit_burst: common.rate_limit_burst,
         // The secret itself is read from the environment only: a flag would show in `ps`.
         cluster_token: std::env::var("VIGIL_CLUSTER_TOKEN").ok(),
         ..Flags::default()
@@ -264,7 +277,15 @@ fn fail(error: &StartupError) -> ExitCode {
 
 async fn run_coordinator(settings: CoordinatorSettings) -> Result<(), StartupError> {
     let db = db::Db::open(settings.node.db, settings.node.db_pool_size).await?;
-    let coordinator = startup::Coordinator::build(db, settings.node.listen, settings.cluster)?;
+    let coordinator = startup::Coordinator::build(
+        db,
+        settings.node.listen,
+        settings.cluster,
+        startup::CoordinatorOptions {
+            address_policy: settings.node.address_policy,
+            rate_limit: settings.node.rate_limit,
+        },
+    )?;
     let handle = coordinator.handle();
     until_stopped(handle, coordinator.run_until_stopped()).await
 }
@@ -276,7 +297,7 @@ async fn run_monitor_server(settings: MonitorServerSettings) -> Result<(), Start
         settings.node.listen,
         settings.advertise.as_deref(),
         settings.cluster,
-        probe::standard(),
+        probe::standard(settings.node.address_policy),
     )
     .await?;
     let handle = node.handle();

@@ -3,6 +3,7 @@
 //! cluster token every call to a monitor server carries ([`require_cluster_token`]).
 
 use std::future::{ready, Ready};
+use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -11,6 +12,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
 use super::error::ApiError;
+use super::rate::RateLimiter;
 use crate::auth::{self, ClusterToken, Grant, Role};
 use crate::db::{self, Db};
 
@@ -126,8 +128,8 @@ pub async fn identify(db: &Db, presented: &str) -> Result<Caller, ApiError> {
     })
 }
 
-/// Middleware: the request carries a valid API token (401 otherwise); its [`Caller`]
-/// goes on the request for the handler.
+/// Middleware: the request carries a valid API token (401 otherwise) within its rate
+/// (429 otherwise); its [`Caller`] goes on the request for the handler.
 pub async fn require_token(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -138,6 +140,14 @@ pub async fn require_token(
         .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("no database for authentication")))?;
     let presented = bearer(req.headers())?.ok_or_else(missing_token)?;
     let caller = identify(&db, presented).await?;
+    if let Some(limiter) = req.app_data::<web::Data<RateLimiter>>() {
+        limiter
+            .take(caller.token_id, Instant::now())
+            .map_err(|retry_after_secs| {
+                tracing::debug!(token.id = caller.token_id, "rate limited");
+                ApiError::RateLimited { retry_after_secs }
+            })?;
+    }
     req.extensions_mut().insert(caller);
     next.call(req).await
 }

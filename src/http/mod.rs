@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod monitor_server;
+pub mod rate;
 
 use actix_web::HttpResponse;
 use serde_json::json;

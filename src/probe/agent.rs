@@ -1,12 +1,14 @@
 //! The `agent` probe: read a Vigil agent's `/metrics.json` and turn it into series.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::future::LocalBoxFuture;
 use futures_util::FutureExt;
 
-use super::http::{client, fetch};
+use super::http::DeviceClient;
+use super::policy::AddressPolicy;
 use super::{document_url, Probe};
 use crate::agent::AgentReport;
 use crate::domain::{DeviceSpec, PollResult};
@@ -16,19 +18,21 @@ use crate::domain::{DeviceSpec, PollResult};
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 
 pub(super) struct AgentProbe {
-    client: awc::Client,
+    client: DeviceClient,
 }
 
 impl AgentProbe {
-    pub(super) fn new() -> Self {
-        AgentProbe { client: client() }
+    pub(super) fn new(policy: Arc<AddressPolicy>) -> Self {
+        AgentProbe {
+            client: DeviceClient::new(policy),
+        }
     }
 }
 
 impl Probe for AgentProbe {
     fn poll(&self, device: &DeviceSpec, timeout: Duration) -> LocalBoxFuture<'static, PollResult> {
         let url = document_url(&device.address, "/metrics.json");
-        let fetched = fetch(&self.client, &url, timeout, MAX_DOCUMENT_BYTES);
+        let fetched = self.client.fetch(&url, timeout, MAX_DOCUMENT_BYTES);
         async move {
             let fetched = match fetched.await {
                 Ok(fetched) => fetched,

@@ -2,8 +2,10 @@
 //! expected status), with the latency to the response head. The body is drained
 //! (bounded) so the connection is reused.
 //!
-//! This file also holds the HTTP client every HTTP-speaking probe shares, and
-//! [`fetch`], the bounded GET the `agent` and `prometheus` probes read documents with.
+//! This file also holds [`DeviceClient`], the HTTP client every HTTP-speaking probe
+//! shares: it connects only where the address policy allows, and its
+//! [`DeviceClient::fetch`] is the bounded GET the `agent` and `prometheus` probes read
+//! documents with.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -12,6 +14,7 @@ use chrono::Utc;
 use futures_util::future::LocalBoxFuture;
 use futures_util::FutureExt;
 
+use super::policy::AddressPolicy;
 use super::{millis, Probe};
 use crate::domain::{DeviceSpec, Metrics, PollResult};
 use crate::series::HTTP_STATUS_CODE;
@@ -20,7 +23,7 @@ use crate::series::HTTP_STATUS_CODE;
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub(super) struct HttpProbe {
-    client: awc::Client,
+    client: DeviceClient,
 }
 
 thread_local! {
@@ -38,14 +41,49 @@ thread_local! {
 }
 
 impl HttpProbe {
-    pub(super) fn new() -> Self {
-        HttpProbe { client: client() }
+    pub(super) fn new(policy: Arc<AddressPolicy>) -> Self {
+        HttpProbe {
+            client: DeviceClient::new(policy),
+        }
     }
 }
 
-/// This thread's HTTP client.
-pub(super) fn client() -> awc::Client {
-    CLIENT.with(awc::Client::clone)
+/// This thread's HTTP client, with the address policy it must keep to.
+#[derive(Clone)]
+pub(super) struct DeviceClient {
+    http: awc::Client,
+    policy: Arc<AddressPolicy>,
+}
+
+impl DeviceClient {
+    pub(super) fn new(policy: Arc<AddressPolicy>) -> Self {
+        DeviceClient {
+            http: CLIENT.with(awc::Client::clone),
+            policy,
+        }
+    }
+
+    /// A GET of `url` bound to the address its host resolves to now, if the policy
+    /// allows every address it resolves to; resolution counts against `deadline`.
+    async fn get(
+        &self,
+        url: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<awc::ClientRequest, String> {
+        let parsed =
+            url::Url::parse(url).map_err(|e| format!("address {url:?} is not a URL: {e}"))?;
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| format!("address {url:?} names no host"))?;
+        let port = parsed
+            .port_or_known_default()
+            .ok_or_else(|| format!("address {url:?} names no port"))?;
+        let address = tokio::time::timeout_at(deadline, self.policy.resolve(host, port))
+            .await
+            .map_err(|_| format!("{host} did not resolve in time"))??;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        Ok(self.http.get(url).address(address).timeout(left))
+    }
 }
 
 /// A document a device answered with.
@@ -56,18 +94,31 @@ pub(super) struct Fetched {
     pub latency_ms: f64,
 }
 
-/// GETs `url` and reads the body, all within `timeout`; a body over `max_bytes`, a
-/// non-2xx answer or no answer is an error in words.
-pub(super) fn fetch(
-    client: &awc::Client,
-    url: &str,
-    timeout: Duration,
-    max_bytes: usize,
-) -> LocalBoxFuture<'static, Result<Fetched, (f64, String)>> {
-    let request = client.get(url).timeout(timeout);
-    async move {
+impl DeviceClient {
+    /// GETs `url` and reads the body, all within `timeout`; a body over `max_bytes`, a
+    /// non-2xx answer, a denied address or no answer is an error in words.
+    pub(super) fn fetch(
+        &self,
+        url: &str,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> LocalBoxFuture<'static, Result<Fetched, (f64, String)>> {
+        let (client, url) = (self.clone(), url.to_string());
+        async move { client.fetch_now(&url, timeout, max_bytes).await }.boxed_local()
+    }
+
+    async fn fetch_now(
+        &self,
+        url: &str,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<Fetched, (f64, String)> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + timeout;
+        let request = self
+            .get(url, deadline)
+            .await
+            .map_err(|e| (millis(started), e))?;
         let mut response = request
             .send()
             .await
@@ -99,7 +150,6 @@ pub(super) fn fetch(
             latency_ms,
         })
     }
-    .boxed_local()
 }
 
 /// Server certificates are checked against the Mozilla root set (webpki-roots), loaded
@@ -128,11 +178,15 @@ fn build_tls_config() -> Arc<rustls::ClientConfig> {
 
 impl Probe for HttpProbe {
     fn poll(&self, device: &DeviceSpec, timeout: Duration) -> LocalBoxFuture<'static, PollResult> {
-        let request = self.client.get(&device.address).timeout(timeout);
+        let (client, url) = (self.client.clone(), device.address.clone());
         let expected = device.expected_status;
         async move {
             let started = Instant::now();
             let deadline = tokio::time::Instant::now() + timeout;
+            let request = match client.get(&url, deadline).await {
+                Ok(request) => request,
+                Err(error) => return PollResult::failed(millis(started), error),
+            };
             match request.send().await {
                 Ok(mut response) => {
                     let latency_ms = millis(started);

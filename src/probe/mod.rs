@@ -8,6 +8,7 @@
 
 mod agent;
 mod http;
+pub mod policy;
 mod prometheus;
 mod tcp;
 
@@ -17,6 +18,8 @@ use std::time::{Duration, Instant};
 use futures_util::future::LocalBoxFuture;
 
 use crate::domain::{DeviceKind, DeviceSpec, PollResult};
+
+pub use self::policy::AddressPolicy;
 
 pub use self::prometheus::{
     parse_exposition, ExpositionSample, ParsedExposition, SampleKind, MAX_RAW_SERIES, NODE_SERIES,
@@ -31,14 +34,17 @@ pub trait Probe {
 pub type ProbeFactory = Arc<dyn Fn() -> Box<dyn Probe> + Send + Sync>;
 
 /// The probes Vigil ships, chosen by the device's kind at every poll (a device
-/// update may change the kind).
-pub fn standard() -> ProbeFactory {
-    Arc::new(|| {
+/// update may change the kind), connecting only where `policy` allows.
+pub fn standard(policy: AddressPolicy) -> ProbeFactory {
+    let policy = Arc::new(policy);
+    Arc::new(move || {
         Box::new(KindProbe {
-            agent: agent::AgentProbe::new(),
-            prometheus: prometheus::PrometheusProbe::new(),
-            http: http::HttpProbe::new(),
-            tcp: tcp::TcpProbe,
+            agent: agent::AgentProbe::new(Arc::clone(&policy)),
+            prometheus: prometheus::PrometheusProbe::new(Arc::clone(&policy)),
+            http: http::HttpProbe::new(Arc::clone(&policy)),
+            tcp: tcp::TcpProbe {
+                policy: Arc::clone(&policy),
+            },
         })
     })
 }
@@ -69,6 +75,18 @@ pub fn validate_address(kind: DeviceKind, address: &str) -> Result<(), String> {
         }
         DeviceKind::Tcp => tcp::validate_address(address),
     }
+}
+
+/// The host of a valid address of `kind` (`10.0.0.1`, `[fe80::1]`, `db-1`).
+pub fn host_of(kind: DeviceKind, address: &str) -> Option<String> {
+    let url = match kind {
+        DeviceKind::Tcp => url::Url::parse(&format!(
+            "tcp://{}",
+            address.strip_prefix("tcp://").unwrap_or(address)
+        )),
+        _ => url::Url::parse(address),
+    };
+    url.ok()?.host_str().map(String::from)
 }
 
 /// The URL a document is read from: the address itself, or `default_path` when the

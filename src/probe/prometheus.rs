@@ -18,6 +18,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -25,7 +26,8 @@ use futures_util::future::LocalBoxFuture;
 use futures_util::FutureExt;
 use prometheus_parse::{LineInfo, SampleType};
 
-use super::http::{client, fetch};
+use super::http::DeviceClient;
+use super::policy::AddressPolicy;
 use super::{document_url, Probe};
 use crate::agent::disk_usage;
 use crate::domain::{DeviceSpec, Metrics, PollResult};
@@ -694,7 +696,7 @@ fn read_exposition(body: &[u8]) -> Result<ParsedExposition, String> {
 }
 
 pub(super) struct PrometheusProbe {
-    client: awc::Client,
+    client: DeviceClient,
     /// The counters of the last successful poll and the URL they came from, to turn
     /// the next poll's counters into rates. The probe lives on its monitor's thread
     /// and is borrowed only between awaits, never across one.
@@ -702,9 +704,9 @@ pub(super) struct PrometheusProbe {
 }
 
 impl PrometheusProbe {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(policy: Arc<AddressPolicy>) -> Self {
         PrometheusProbe {
-            client: client(),
+            client: DeviceClient::new(policy),
             previous: Rc::default(),
         }
     }
@@ -713,7 +715,7 @@ impl PrometheusProbe {
 impl Probe for PrometheusProbe {
     fn poll(&self, device: &DeviceSpec, timeout: Duration) -> LocalBoxFuture<'static, PollResult> {
         let url = document_url(&device.address, "/metrics");
-        let fetched = fetch(&self.client, &url, timeout, MAX_DOCUMENT_BYTES);
+        let fetched = self.client.fetch(&url, timeout, MAX_DOCUMENT_BYTES);
         let previous = Rc::clone(&self.previous);
         let device_id = device.id;
         async move {

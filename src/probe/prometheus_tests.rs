@@ -486,7 +486,7 @@ fn device(address: String) -> DeviceSpec {
 #[actix_rt::test]
 async fn the_probe_reads_an_exposition_over_http() {
     let address = serve();
-    let probe = PrometheusProbe::new();
+    let probe = PrometheusProbe::new(std::sync::Arc::default());
     let timeout = Duration::from_secs(5);
     let node = device(format!("http://{address}"));
 

@@ -1,23 +1,46 @@
 //! The `tcp` probe: open a TCP connection to `host:port`; up when it connects, with
 //! the connect time as latency.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::future::LocalBoxFuture;
 use futures_util::FutureExt;
 
+use super::policy::AddressPolicy;
 use super::{millis, Probe};
 use crate::domain::{DeviceSpec, Metrics, PollResult};
 
-pub(super) struct TcpProbe;
+pub(super) struct TcpProbe {
+    pub(super) policy: Arc<AddressPolicy>,
+}
+
+/// `host:port` of a checked address, as [`url::Url`] splits it.
+fn host_and_port(target: &str) -> Result<(String, u16), String> {
+    let url = url::Url::parse(&format!("tcp://{target}"))
+        .map_err(|e| format!("address {target:?} is not host:port: {e}"))?;
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => Ok((host.to_string(), port)),
+        _ => Err(format!("address {target:?} is not host:port")),
+    }
+}
 
 impl Probe for TcpProbe {
     fn poll(&self, device: &DeviceSpec, timeout: Duration) -> LocalBoxFuture<'static, PollResult> {
         let target = target(&device.address).to_string();
+        let policy = Arc::clone(&self.policy);
         async move {
             let started = Instant::now();
-            match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&target)).await {
+            // Resolved and checked once; the connection goes to the address checked.
+            let connect = async {
+                let (host, port) = host_and_port(&target)?;
+                let address = policy.resolve(&host, port).await?;
+                tokio::net::TcpStream::connect(address)
+                    .await
+                    .map_err(|e| format!("could not connect: {e}"))
+            };
+            match tokio::time::timeout(timeout, connect).await {
                 Ok(Ok(_stream)) => PollResult {
                     at: Utc::now(),
                     up: true,
@@ -26,9 +49,7 @@ impl Probe for TcpProbe {
                     error: None,
                     metrics: Metrics::new(),
                 },
-                Ok(Err(e)) => {
-                    PollResult::failed(millis(started), format!("could not connect: {e}"))
-                }
+                Ok(Err(error)) => PollResult::failed(millis(started), error),
                 Err(_) => PollResult::failed(
                     millis(started),
                     format!("did not connect within {} ms", timeout.as_millis()),

@@ -17,7 +17,18 @@ use crate::db::Db;
 use crate::error::StartupError;
 use crate::http::coordinator::{self, AppState};
 use crate::http::extract;
+use crate::http::rate::{RateLimit, RateLimiter};
+use crate::probe::AddressPolicy;
 use crate::remote::MonitorServerClient;
+
+/// What the public API enforces besides tokens.
+#[derive(Debug, Clone, Default)]
+pub struct CoordinatorOptions {
+    /// Device addresses in networks it denies are refused when saved.
+    pub address_policy: AddressPolicy,
+    /// Requests per token.
+    pub rate_limit: RateLimit,
+}
 
 pub struct Coordinator {
     address: SocketAddr,
@@ -32,7 +43,12 @@ pub struct Coordinator {
 impl Coordinator {
     /// Binds `listen`, starts the scheduler on the current arbiter and the HTTP workers.
     /// Calls to monitor servers carry `cluster`.
-    pub fn build(db: Db, listen: SocketAddr, cluster: ClusterToken) -> Result<Self, StartupError> {
+    pub fn build(
+        db: Db,
+        listen: SocketAddr,
+        cluster: ClusterToken,
+        options: CoordinatorOptions,
+    ) -> Result<Self, StartupError> {
         let (listener, address) = bind(listen)?;
         let registry = ActorRegistry::new();
         let scheduler = SchedulerActor::new(db.clone(), &cluster, &registry).launch();
@@ -55,12 +71,15 @@ impl Coordinator {
             db,
             scheduler: scheduler.clone(),
             membership: membership.clone(),
+            policy: options.address_policy,
         });
+        let limiter = web::Data::new(RateLimiter::new(options.rate_limit));
         let registry_data = web::Data::new(registry.clone());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(db_data.clone())
+                .app_data(limiter.clone())
                 .app_data(registry_data.clone())
                 .app_data(web::Data::new(MonitorServerClient::new(&cluster)))
                 .configure(extract::install)

@@ -9,7 +9,7 @@ mod serve;
 
 use std::net::{SocketAddr, TcpListener};
 
-pub use self::coordinator::Coordinator;
+pub use self::coordinator::{Coordinator, CoordinatorOptions};
 pub use self::monitor_server::MonitorServerNode;
 pub use self::serve::{admin_token, beside_database, ensure_local_device, serve, LOCAL_COMPANY};
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use futures_util::future::select_all;
 
-use super::{shutdown_signal, Coordinator, MonitorServerNode};
+use super::{shutdown_signal, Coordinator, CoordinatorOptions, MonitorServerNode};
 use crate::actors::scheduler::StartDevices;
 use crate::agent::Agent;
 use crate::auth::{self, ClusterToken, Grant, Role};
@@ -50,7 +50,12 @@ pub async fn serve(settings: ServeSettings) -> Result<(), StartupError> {
         &beside_database(db.url(), "cluster-token"),
         cluster.secret(),
     )?;
-    let coordinator = Coordinator::build(db.clone(), listen, cluster.clone())?;
+    let policy = settings.node.address_policy.clone();
+    let options = CoordinatorOptions {
+        address_policy: policy.clone(),
+        rate_limit: settings.node.rate_limit,
+    };
+    let coordinator = Coordinator::build(db.clone(), listen, cluster.clone(), options)?;
     // The ports after --listen: one per monitor server, then the agent's.
     let after = |index: u16| -> Result<SocketAddr, StartupError> {
         let port = match listen.port() {
@@ -72,7 +77,7 @@ pub async fn serve(settings: ServeSettings) -> Result<(), StartupError> {
                 after(index)?,
                 None,
                 cluster.clone(),
-                probe::standard(),
+                probe::standard(policy.clone()),
             )
             .await?,
         );

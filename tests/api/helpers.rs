@@ -20,13 +20,23 @@ use vigil::auth::{ClusterToken, Grant};
 use vigil::db::models::ConfigChanges;
 use vigil::db::scratch::ScratchDb;
 use vigil::db::{self, Db};
+use vigil::http::rate::RateLimit;
 use vigil::probe;
-use vigil::startup::{Coordinator, MonitorServerNode};
+use vigil::startup::{Coordinator, CoordinatorOptions, MonitorServerNode};
 
 /// Polls in tests run this often, so state is visible within a fraction of a second.
 pub const TEST_POLL_INTERVAL_MS: i64 = 100;
 /// The cluster token of every test cluster (in-process and processes).
 pub const TEST_CLUSTER_TOKEN: &str = "test-cluster-token-0123456789";
+
+/// A coordinator's options in tests: the default address policy, no rate limit (tests
+/// call as fast as they can; the rate limit has its own test).
+pub fn test_options() -> CoordinatorOptions {
+    CoordinatorOptions {
+        rate_limit: RateLimit::OFF,
+        ..CoordinatorOptions::default()
+    }
+}
 
 pub fn cluster_token() -> ClusterToken {
     ClusterToken::new(TEST_CLUSTER_TOKEN).unwrap()
@@ -310,9 +320,13 @@ impl TestCluster {
         .await
         .unwrap();
         let admin_token = issue_token(&db, "test admin", Grant::admin()).await;
-        let coordinator =
-            Coordinator::build(db.clone(), "127.0.0.1:0".parse().unwrap(), cluster_token())
-                .unwrap();
+        let coordinator = Coordinator::build(
+            db.clone(),
+            "127.0.0.1:0".parse().unwrap(),
+            cluster_token(),
+            test_options(),
+        )
+        .unwrap();
         let (coordinator_address, coordinator_handle, retention, membership) = (
             coordinator.address(),
             coordinator.handle(),
@@ -346,12 +360,22 @@ impl TestCluster {
 
     /// Starts one more monitor server on port 0 whose writer batches as `writer` says.
     pub async fn add_server_with_writer(&mut self, writer: WriterSettings) -> &TestServer {
+        self.add_server_with(writer, probe::AddressPolicy::default())
+            .await
+    }
+
+    /// Starts one more monitor server on port 0 with this writer and address policy.
+    pub async fn add_server_with(
+        &mut self,
+        writer: WriterSettings,
+        policy: probe::AddressPolicy,
+    ) -> &TestServer {
         let node = MonitorServerNode::build_with_writer(
             self.db.clone(),
             "127.0.0.1:0".parse().unwrap(),
             None,
             cluster_token(),
-            probe::standard(),
+            probe::standard(policy),
             writer,
         )
         .await
@@ -390,6 +414,7 @@ impl TestCluster {
             self.db.clone(),
             "127.0.0.1:0".parse().unwrap(),
             cluster_token(),
+            test_options(),
         )
         .unwrap();
         self.coordinator = coordinator.address();

@@ -193,6 +193,7 @@ async fn retention_deletes_only_samples_past_retention_hours(backend: Backend) {
         cluster.db.clone(),
         "127.0.0.1:0".parse().unwrap(),
         crate::helpers::cluster_token(),
+        crate::helpers::test_options(),
     )
     .unwrap();
     let second_membership = second.membership();

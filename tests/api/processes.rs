@@ -35,6 +35,9 @@ const INHERITED_SETTINGS: &[&str] = &[
     "VIGIL_AGENT_INTERVAL_MS",
     "VIGIL_CLUSTER_TOKEN",
     "VIGIL_CLUSTER_TOKEN_FILE",
+    "VIGIL_DENY_NETWORKS",
+    "VIGIL_RATE_LIMIT",
+    "VIGIL_RATE_LIMIT_BURST",
 ];
 
 /// A running `vigil` child whose stderr is read line by line on a thread. Dropping it

@@ -678,3 +678,49 @@ async fn serve_keeps_its_admin_token_beside_the_database_until_it_is_revoked() {
     assert_ne!(replaced, renewed);
     assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), replaced);
 }
+
+#[actix_rt::test]
+async fn each_token_is_held_to_its_rate_with_429_and_retry_after() {
+    let scratch = crate::helpers::scratch(Backend::Sqlite);
+    let db = vigil::db::Db::open(scratch.url().clone(), 2).await.unwrap();
+    let options = vigil::startup::CoordinatorOptions {
+        rate_limit: vigil::http::rate::RateLimit {
+            per_second: 1,
+            burst: 2,
+        },
+        ..Default::default()
+    };
+    let coordinator = vigil::startup::Coordinator::build(
+        db.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        crate::helpers::cluster_token(),
+        options,
+    )
+    .unwrap();
+    let url = format!("http://{}/api/v1/companies", coordinator.address());
+    actix_rt::spawn(coordinator.run_until_stopped());
+    let busy = client_with(&issue_token(&db, "busy", Grant::admin()).await);
+    let quiet = client_with(&issue_token(&db, "quiet", Grant::admin()).await);
+    for _ in 0..2 {
+        let answer = call(&busy, Method::GET, &url, None).await;
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    }
+    let response = busy.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap()),
+        Some("1")
+    );
+    let limited = call(&busy, Method::GET, &url, None).await;
+    assert_error(&limited, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    // Another token has its own allowance.
+    let other = call(&quiet, Method::GET, &url, None).await;
+    assert_eq!(other.status, StatusCode::OK, "{other:?}");
+    // After the wait it was told, the busy token is served again.
+    actix_rt::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let again = call(&busy, Method::GET, &url, None).await;
+    assert_eq!(again.status, StatusCode::OK, "{again:?}");
+}

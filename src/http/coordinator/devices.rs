@@ -16,7 +16,7 @@ use crate::db::{self, Db};
 use crate::domain::DeviceKind;
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
-use crate::probe;
+use crate::probe::{self, policy, AddressPolicy};
 use crate::remote::MonitorServerClient;
 
 #[derive(Debug, Deserialize)]
@@ -81,7 +81,9 @@ fn kind(value: &str) -> Result<DeviceKind, ApiError> {
     })
 }
 
-fn address(kind: DeviceKind, value: &str) -> Result<String, ApiError> {
+/// A device address as stored: trimmed, bounded, fit for its kind, and not an IP in a
+/// network the address policy denies (a name is checked after resolution, at each poll).
+fn address(policy: &AddressPolicy, kind: DeviceKind, value: &str) -> Result<String, ApiError> {
     let value = value.trim();
     if value.chars().count() > input::MAX_ADDRESS_CHARS {
         return Err(ApiError::bad_request(
@@ -94,6 +96,13 @@ fn address(kind: DeviceKind, value: &str) -> Result<String, ApiError> {
     }
     probe::validate_address(kind, value)
         .map_err(|e| ApiError::bad_request("invalid_address", e))?;
+    let literal = probe::host_of(kind, value).and_then(|host| policy::literal_ip(&host));
+    if let Some(refusal) = literal.and_then(|ip| policy.refusal(ip)) {
+        return Err(ApiError::unprocessable(
+            "address_denied",
+            format!("address {value:?} is refused: {refusal}"),
+        ));
+    }
     Ok(value.to_string())
 }
 
@@ -174,7 +183,7 @@ pub async fn create(
     let company_id = company_of_new(&caller, body.company_id)?;
     let name = input::name("name", &body.name)?;
     let kind = kind(&body.kind)?;
-    let address = address(kind, &body.address)?;
+    let address = address(&state.policy, kind, &body.address)?;
     let expected_status = expected_status(kind, body.expected_status)?;
     let enabled = body.enabled.unwrap_or(true);
     let stored_name = name.clone();
@@ -335,8 +344,8 @@ pub async fn update(
             .transpose()?,
         // A new kind must still fit the address, so check the address whenever either changes.
         address: match (&patch.address, &patch.kind) {
-            (Some(value), _) => Some(address(new_kind, value)?),
-            (None, Some(_)) => Some(address(new_kind, &current.address)?),
+            (Some(value), _) => Some(address(&state.policy, new_kind, value)?),
+            (None, Some(_)) => Some(address(&state.policy, new_kind, &current.address)?),
             (None, None) => None,
         },
         kind: patch.kind.as_ref().map(|_| new_kind.as_str().to_string()),

@@ -32,6 +32,8 @@ pub struct AppState {
     pub db: Db,
     pub scheduler: Tracked<SchedulerActor>,
     pub membership: Tracked<Membership>,
+    /// Networks device addresses may not point into.
+    pub policy: crate::probe::AddressPolicy,
 }
 
 /// 200 when the operation reached every device asked for, 503 otherwise; same body.
