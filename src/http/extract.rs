@@ -5,7 +5,27 @@
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use serde::{Deserialize, Deserializer};
+
 use super::error::ApiError;
+
+/// An id in a path: a positive integer (a malformed or non-positive one is 400
+/// `invalid_path`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Id(pub i64);
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = i64::deserialize(deserializer)?;
+        if value > 0 {
+            Ok(Id(value))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "ids are positive integers (got {value})"
+            )))
+        }
+    }
+}
 
 /// Largest JSON body any endpoint takes.
 pub const MAX_JSON_BYTES: usize = 64 * 1024;

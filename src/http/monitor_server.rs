@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
-use super::extract::resource;
+use super::extract::{resource, Id};
 use super::metrics::DeviceReading;
 use crate::actors::device_monitor::PollStats;
 use crate::actors::messages::{UpdateConfig, UpdateDevice};
@@ -116,9 +116,9 @@ async fn start_batch(
 
 async fn stop(
     state: web::Data<MonitorServerState>,
-    id: web::Path<i64>,
+    id: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
-    let device_id = id.into_inner();
+    let device_id = id.into_inner().0;
     state
         .actor
         .send(StopMonitor { device_id })
@@ -132,10 +132,10 @@ async fn stop(
 
 async fn update(
     state: web::Data<MonitorServerState>,
-    id: web::Path<i64>,
+    id: web::Path<Id>,
     body: web::Json<DeviceSpec>,
 ) -> Result<HttpResponse, ApiError> {
-    let device_id = id.into_inner();
+    let device_id = id.into_inner().0;
     let device = body.into_inner();
     if device.id != device_id {
         return Err(ApiError::bad_request(
@@ -195,9 +195,9 @@ async fn list(
 
 async fn status(
     state: web::Data<MonitorServerState>,
-    id: web::Path<i64>,
+    id: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
-    let device_id = id.into_inner();
+    let device_id = id.into_inner().0;
     let status = state
         .actor
         .send(GetMonitorStatus { device_id })

@@ -251,7 +251,68 @@ async fn a_path_id_that_is_not_an_integer_is_400_invalid_path() {
             bad,
             "invalid_path",
         ),
+        // Ids are positive.
+        Refusal::bodiless(Method::GET, "/api/v1/devices/0", bad, "invalid_path"),
+        Refusal::bodiless(Method::DELETE, "/api/v1/devices/-1", bad, "invalid_path"),
+        Refusal::bodiless(Method::GET, "/api/v1/companies/-7", bad, "invalid_path"),
+        Refusal::bodiless(Method::DELETE, "/api/v1/tokens/0", bad, "invalid_path"),
+        Refusal::bodiless(
+            Method::GET,
+            "/api/v1/devices/-2/metrics/latest",
+            bad,
+            "invalid_path",
+        ),
     ];
+    refuse_all(&cluster, refusals).await;
+}
+
+#[actix_rt::test]
+async fn deeply_nested_bodies_are_400_and_change_nothing() {
+    let cluster = TestCluster::spawn(Backend::Sqlite, 1).await;
+    let company = cluster.company("acme").await;
+    let device = cluster.device(company, "d").await;
+    let json_type = Some("application/json");
+    let bad = StatusCode::BAD_REQUEST;
+    // 20,000 levels (40 KB, under the size limit): refused at the first bracket where a
+    // value is expected, never parsed down to the bottom.
+    let deep = |field: &str| {
+        format!(
+            "{{\"{field}\": {}{}}}",
+            "[".repeat(20_000),
+            "]".repeat(20_000)
+        )
+    };
+    // 100 levels: parsed, but not what any field holds.
+    let nested = |field: &str| format!("{{\"{field}\": {}{}}}", "[".repeat(100), "]".repeat(100));
+    let mut refusals = Vec::new();
+    for (method, path, field) in [
+        (Method::POST, "/api/v1/companies".to_string(), "name"),
+        (Method::POST, "/api/v1/devices".to_string(), "address"),
+        (Method::PUT, format!("/api/v1/devices/{device}"), "name"),
+        (
+            Method::PUT,
+            "/api/v1/config".to_string(),
+            "poll_interval_ms",
+        ),
+        (Method::POST, "/api/v1/tokens".to_string(), "role"),
+    ] {
+        refusals.push(Refusal::raw(
+            method.clone(),
+            path.clone(),
+            json_type,
+            deep(field),
+            bad,
+            "invalid_body",
+        ));
+        refusals.push(Refusal::raw(
+            method,
+            path,
+            json_type,
+            nested(field),
+            bad,
+            "invalid_body",
+        ));
+    }
     refuse_all(&cluster, refusals).await;
 }
 

@@ -13,6 +13,7 @@ use crate::db::models::Company;
 use crate::db::{self, Db};
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
+use crate::http::extract::Id;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,19 +76,19 @@ pub async fn existing(db: &Db, caller: &Caller, id: i64) -> Result<Company, ApiE
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<i64>,
+    id: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
-    let company = existing(&state.db, &caller, id.into_inner()).await?;
+    let company = existing(&state.db, &caller, id.into_inner().0).await?;
     Ok(HttpResponse::Ok().json(CompanyView::from(company)))
 }
 
 pub async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<i64>,
+    id: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     caller.admin("delete companies")?;
-    let id = id.into_inner();
+    let id = id.into_inner().0;
     match state
         .db
         .run(move |conn| db::companies::delete_unless_monitored(conn, id))
@@ -110,10 +111,10 @@ pub async fn delete(
 pub async fn start(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<i64>,
+    id: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     caller.writer()?;
-    let id = id.into_inner();
+    let id = id.into_inner().0;
     existing(&state.db, &caller, id).await?;
     let device_ids = state
         .db
@@ -137,10 +138,10 @@ pub async fn start(
 pub async fn stop(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<i64>,
+    id: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     caller.writer()?;
-    let id = id.into_inner();
+    let id = id.into_inner().0;
     existing(&state.db, &caller, id).await?;
     let device_ids = state
         .db

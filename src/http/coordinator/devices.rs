@@ -16,6 +16,7 @@ use crate::db::{self, Db};
 use crate::domain::DeviceKind;
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
+use crate::http::extract::Id;
 use crate::probe::{self, policy, AddressPolicy};
 use crate::remote::MonitorServerClient;
 
@@ -260,9 +261,9 @@ pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
     client: web::Data<MonitorServerClient>,
-    id: web::Path<i64>,
+    id: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
-    let device = existing(&state.db, &caller, id.into_inner()).await?;
+    let device = existing(&state.db, &caller, id.into_inner().0).await?;
     Ok(HttpResponse::Ok().json(view(&state.db, &client, device).await?))
 }
 
@@ -319,11 +320,11 @@ pub async fn update(
     state: web::Data<AppState>,
     caller: Caller,
     client: web::Data<MonitorServerClient>,
-    id: web::Path<i64>,
+    id: web::Path<Id>,
     body: web::Json<DevicePatch>,
 ) -> Result<HttpResponse, ApiError> {
     caller.writer()?;
-    let id = id.into_inner();
+    let id = id.into_inner().0;
     let patch = body.into_inner();
     if patch.is_empty() {
         return Err(ApiError::bad_request(
@@ -384,10 +385,10 @@ pub async fn update(
 pub async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<i64>,
+    id: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     caller.writer()?;
-    let id = id.into_inner();
+    let id = id.into_inner().0;
     existing(&state.db, &caller, id).await?;
     match state
         .scheduler
@@ -405,10 +406,10 @@ pub async fn delete(
 pub async fn start(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<i64>,
+    id: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     caller.writer()?;
-    let id = id.into_inner();
+    let id = id.into_inner().0;
     let device = existing(&state.db, &caller, id).await?;
     if !device.enabled {
         return Err(ApiError::conflict(
@@ -429,10 +430,10 @@ pub async fn start(
 pub async fn stop(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<i64>,
+    id: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     caller.writer()?;
-    let id = id.into_inner();
+    let id = id.into_inner().0;
     existing(&state.db, &caller, id).await?;
     let report = state
         .scheduler

@@ -16,6 +16,7 @@ use crate::db;
 use crate::domain::MAX_RETENTION_HOURS;
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
+use crate::http::extract::Id;
 use crate::series;
 
 /// Buckets when `points` is not given.
@@ -163,10 +164,10 @@ struct History {
 pub async fn history(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<i64>,
+    id: web::Path<Id>,
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let device_id = id.into_inner();
+    let device_id = id.into_inner().0;
     let range = Range::of(&query, Utc::now())?;
     let filter = filter(query.metric.as_deref())?;
     existing(&state.db, &caller, device_id).await?;
@@ -241,9 +242,9 @@ struct Latest {
 pub async fn latest(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<i64>,
+    id: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
-    let device_id = id.into_inner();
+    let device_id = id.into_inner().0;
     existing(&state.db, &caller, device_id).await?;
     let (readings, event) = state
         .db

@@ -13,6 +13,7 @@ use crate::actors::scheduler::{ForgetOutcome, ForgetServer};
 use crate::db;
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
+use crate::http::extract::Id;
 use crate::remote::MonitorServerClient;
 
 pub async fn list(
@@ -29,10 +30,10 @@ pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
     client: web::Data<MonitorServerClient>,
-    id: web::Path<i64>,
+    id: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     caller.admin("see the monitor servers")?;
-    let id = id.into_inner();
+    let id = id.into_inner().0;
     let server = state
         .db
         .run(move |conn| db::monitor_servers::get(conn, id))
@@ -50,10 +51,10 @@ pub async fn get(
 pub async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<i64>,
+    id: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     caller.admin("forget monitor servers")?;
-    let id = id.into_inner();
+    let id = id.into_inner().0;
     match state.scheduler.send(ForgetServer { server_id: id }).await?? {
         ForgetOutcome::Forgotten { released } => Ok(HttpResponse::Ok().json(json!({
             "id": id,

@@ -13,6 +13,7 @@ use crate::db;
 use crate::db::models::ApiToken;
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
+use crate::http::extract::Id;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,10 +127,10 @@ fn not_found(id: i64) -> ApiError {
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<i64>,
+    id: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     caller.admin("read tokens")?;
-    let id = id.into_inner();
+    let id = id.into_inner().0;
     let token = state
         .db
         .run(move |conn| db::tokens::get(conn, id))
@@ -141,10 +142,10 @@ pub async fn get(
 pub async fn revoke(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<i64>,
+    id: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     caller.admin("revoke tokens")?;
-    let id = id.into_inner();
+    let id = id.into_inner().0;
     if !state
         .db
         .run(move |conn| db::tokens::revoke(conn, id))
