@@ -49,7 +49,8 @@ pub async fn serve(settings: ServeSettings) -> Result<(), StartupError> {
     write_secret(
         &beside_database(db.url(), "cluster-token"),
         cluster.secret(),
-    )?;
+    )
+    .await?;
     let policy = settings.node.address_policy.clone();
     let options = CoordinatorOptions {
         address_policy: policy.clone(),
@@ -227,41 +228,60 @@ pub fn beside_database(url: &DbUrl, what: &str) -> PathBuf {
     }
 }
 
-/// Writes `secret` to `path`, readable by this user only.
-fn write_secret(path: &Path, secret: &str) -> Result<(), StartupError> {
-    let failed =
-        |e: std::io::Error| StartupError::Settings(format!("cannot write {}: {e}", path.display()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(failed)?;
-    writeln!(file, "{secret}").map_err(failed)
+/// Writes `secret` to `path`, readable by this user only, off the event loop.
+async fn write_secret(path: &Path, secret: &str) -> Result<(), StartupError> {
+    let (path, secret) = (path.to_path_buf(), secret.to_string());
+    blocking(move || {
+        let failed = |e: std::io::Error| {
+            StartupError::Settings(format!("cannot write {}: {e}", path.display()))
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(failed)?;
+        writeln!(file, "{secret}").map_err(failed)
+    })
+    .await
+}
+
+/// Runs file work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StartupError> + Send + 'static,
+) -> Result<T, StartupError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StartupError::Settings(format!("a file task failed: {e}")))?
 }
 
 /// The admin token in `path` when it is still a valid admin token; else a new one,
 /// written there (readable by this user only).
 pub async fn admin_token(db: &Db, path: &Path) -> Result<String, StartupError> {
-    let unreadable = |e: std::io::Error| {
-        StartupError::Settings(format!("admin token file {}: {e}", path.display()))
-    };
-    let kept = match std::fs::read_to_string(path) {
-        Ok(text) => Some(text.trim().to_string()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(unreadable(e)),
-    };
-    if let Some(kept) = kept.filter(|t| auth::looks_like_token(t)) {
+    let file = path.to_path_buf();
+    let kept = blocking(move || match std::fs::read_to_string(&file) {
+        Ok(text) => Ok(Some(text.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StartupError::Settings(format!(
+            "admin token file {}: {e}",
+            file.display()
+        ))),
+    })
+    .await?;
+    if let Some(kept) = kept {
         let hash = auth::hash(&kept);
-        let stored = db
-            .run(move |conn| db::tokens::find_by_hash(conn, &hash))
-            .await?;
+        let stored = if auth::looks_like_token(&kept) {
+            db.run(move |conn| db::tokens::find_by_hash(conn, &hash))
+                .await?
+        } else {
+            None
+        };
         if stored.is_some_and(|t| t.role == Role::Admin.as_str()) {
             tracing::info!(file = %path.display(), "using the admin token kept from an earlier start");
             return Ok(kept);
         }
-        tracing::warn!(file = %path.display(), "the kept admin token was revoked; making a new one");
+        tracing::warn!(file = %path.display(), "the kept admin token is no longer valid; making a new one");
     }
     let secret = auth::new_secret().map_err(|e| StartupError::Settings(e.to_string()))?;
     let token = secret.secret.clone();
@@ -269,7 +289,7 @@ pub async fn admin_token(db: &Db, path: &Path) -> Result<String, StartupError> {
         .run(move |conn| db::tokens::issue(conn, "serve", Grant::admin(), &secret))
         .await?
         .ok_or_else(|| StartupError::Settings("the admin token was not stored".into()))?;
-    write_secret(path, &token)?;
+    write_secret(path, &token).await?;
     tracing::info!(token.id = stored.id, file = %path.display(), "admin token created");
     Ok(token)
 }
