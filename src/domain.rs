@@ -146,7 +146,7 @@ impl From<&ConfigRow> for MonitorConfig {
 }
 
 /// A device's health as its monitor last judged it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthState {
     /// Started, not polled yet.
@@ -175,7 +175,7 @@ impl HealthState {
 pub type Metrics = BTreeMap<String, f64>;
 
 /// The outcome of one poll.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PollResult {
     pub at: DateTime<Utc>,

@@ -500,7 +500,7 @@ impl Handler<Leave> for Membership {
 }
 
 /// A node as this node sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NodeView {
     pub id: i64,
     pub role: String,
@@ -520,7 +520,7 @@ pub struct NodeView {
 }
 
 /// The cluster as this node saw it at its last look.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ClusterView {
     /// The node answering; `null` while it is rejoining.
     pub this_node: Option<i64>,

@@ -8,7 +8,8 @@ use serde_json::json;
 
 use crate::actors::registry::ActorRegistry;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ActorsQuery {
     kind: Option<String>,

@@ -47,7 +47,7 @@ pub enum ApiError {
 }
 
 /// The JSON error body of DESIGN.md.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
     pub error: String,
     pub code: &'a str,

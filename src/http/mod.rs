@@ -14,6 +14,7 @@ use actix_web::HttpResponse;
 use serde_json::json;
 
 /// `GET /healthz`: the process is up and serving.
+#[utoipa::path(method(get, head), path = "/healthz", tag = "meta", security(()), responses((status = 200, description = "Up", body = Object)))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }

@@ -17,6 +17,7 @@ mod failover;
 mod metrics_store;
 mod monitor_server_api;
 mod node_exporter;
+mod openapi;
 mod placement;
 mod probes;
 mod processes;

@@ -15,44 +15,27 @@ crate::on_both_backends!(
     scoped_tokens_see_and_change_only_their_company,
 );
 
-/// Every route of the coordinator under `/api/v1`, and `/metrics` and `/debug/actors`,
-/// with ids that exist: each needs a token.
+/// Every route of the router but the open ones (`/`, `/healthz`, the OpenAPI
+/// document), with ids that exist, and an unknown path under `/api/v1`: each needs a
+/// token.
 fn protected_routes(company: i64, device: i64) -> Vec<(Method, String)> {
-    let mut routes = vec![
-        (Method::GET, "/metrics".to_string()),
-        (Method::GET, "/debug/actors".to_string()),
-    ];
-    for (method, path) in [
-        (Method::GET, "/companies".to_string()),
-        (Method::POST, "/companies".to_string()),
-        (Method::GET, format!("/companies/{company}")),
-        (Method::DELETE, format!("/companies/{company}")),
-        (Method::POST, format!("/companies/{company}/start")),
-        (Method::POST, format!("/companies/{company}/stop")),
-        (Method::GET, "/devices".to_string()),
-        (Method::POST, "/devices".to_string()),
-        (Method::GET, format!("/devices/{device}")),
-        (Method::PUT, format!("/devices/{device}")),
-        (Method::DELETE, format!("/devices/{device}")),
-        (Method::POST, format!("/devices/{device}/start")),
-        (Method::POST, format!("/devices/{device}/stop")),
-        (Method::GET, format!("/devices/{device}/metrics")),
-        (Method::GET, format!("/devices/{device}/metrics/latest")),
-        (Method::GET, "/events".to_string()),
-        (Method::GET, "/cluster".to_string()),
-        (Method::GET, "/config".to_string()),
-        (Method::PUT, "/config".to_string()),
-        (Method::GET, "/monitor-servers".to_string()),
-        (Method::GET, "/monitor-servers/1".to_string()),
-        (Method::DELETE, "/monitor-servers/1".to_string()),
-        (Method::GET, "/tokens".to_string()),
-        (Method::POST, "/tokens".to_string()),
-        (Method::GET, "/tokens/1".to_string()),
-        (Method::DELETE, "/tokens/1".to_string()),
-        (Method::GET, "/no-such-route".to_string()),
-    ] {
-        routes.push((method, format!("/api/v1{path}")));
-    }
+    let open = ["/", "/healthz", "/api/v1/openapi.json"];
+    let mut routes: Vec<(Method, String)> = vigil::http::coordinator::endpoints()
+        .into_iter()
+        .filter(|(_, path)| !open.contains(path))
+        .map(|(method, path)| {
+            let id = if path.starts_with("/api/v1/companies/") {
+                company
+            } else if path.starts_with("/api/v1/devices/") {
+                device
+            } else {
+                1
+            };
+            (method, path.replace("{id}", &id.to_string()))
+        })
+        .collect();
+    assert!(routes.len() >= 28, "{routes:?}");
+    routes.push((Method::GET, "/api/v1/no-such-route".to_string()));
     routes
 }
 

@@ -12,13 +12,13 @@ use crate::db::{self, Db};
 use crate::domain::{self, DeviceSpec, MonitorConfig};
 use crate::remote::{MonitorServerClient, Snapshot};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ServerApplied {
     pub server_id: i64,
     pub monitors_updated: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ServerUnreached {
     pub server_id: i64,
     pub reason: String,

@@ -33,7 +33,7 @@ use crate::domain::{DeviceSpec, MonitorConfig};
 use crate::remote::{MonitorServerClient, Snapshot};
 use crate::wire::{BatchEntry, BatchOutcome, StartBatchRequest};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StartStatus {
     Started,
@@ -41,7 +41,7 @@ pub enum StartStatus {
     Failed,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StartResult {
     pub device_id: i64,
     pub status: StartStatus,
@@ -50,7 +50,7 @@ pub struct StartResult {
 }
 
 /// `started K of N monitors`, with one result per device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StartReport {
     pub requested: usize,
     pub started: usize,

@@ -8,7 +8,7 @@ use super::SchedulerError;
 use crate::db::{self, Db};
 use crate::remote::{MonitorServerClient, Snapshot};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StopStatus {
     Stopped,
@@ -16,7 +16,7 @@ pub enum StopStatus {
     Failed,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StopResult {
     pub device_id: i64,
     pub status: StopStatus,
@@ -24,7 +24,7 @@ pub struct StopResult {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StopReport {
     pub requested: usize,
     pub stopped: usize,

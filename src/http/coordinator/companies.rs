@@ -2,12 +2,11 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::input;
-use super::views::CompanyView;
+use super::views::{CompanyView, Deleted};
 use super::AppState;
-use crate::actors::scheduler::{StartDevices, StopDevices};
+use crate::actors::scheduler::{StartDevices, StartReport, StopDevices, StopReport};
 use crate::db::companies::Deletion;
 use crate::db::models::Company;
 use crate::db::{self, Db};
@@ -15,12 +14,13 @@ use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::extract::Id;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCompanyBody {
     name: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/companies", tag = "companies", request_body = NewCompanyBody, responses((status = 201, description = "Created", body = CompanyView)))]
 pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
@@ -48,6 +48,7 @@ pub async fn create(
 }
 
 /// Every company for an admin; a scoped token's own company for the others.
+#[utoipa::path(get, path = "/api/v1/companies", tag = "companies", responses((status = 200, description = "The companies the token sees", body = Vec<CompanyView>)))]
 pub async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let scope = caller.scope();
     let companies = state
@@ -73,6 +74,7 @@ pub async fn existing(db: &Db, caller: &Caller, id: i64) -> Result<Company, ApiE
         .ok_or_else(|| not_found(id))
 }
 
+#[utoipa::path(get, path = "/api/v1/companies/{id}", tag = "companies", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "The company", body = CompanyView)))]
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
@@ -82,6 +84,7 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(CompanyView::from(company)))
 }
 
+#[utoipa::path(delete, path = "/api/v1/companies/{id}", tag = "companies", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Deleted with its devices, samples, events and tokens", body = Deleted)))]
 pub async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
@@ -96,7 +99,7 @@ pub async fn delete(
     {
         Deletion::Deleted => {
             tracing::info!(company.id = id, "company deleted");
-            Ok(HttpResponse::Ok().json(json!({ "id": id, "deleted": true })))
+            Ok(HttpResponse::Ok().json(Deleted { id, deleted: true }))
         }
         Deletion::NotFound => Err(not_found(id)),
         Deletion::Monitored(count) => Err(ApiError::conflict(
@@ -108,6 +111,7 @@ pub async fn delete(
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/companies/{id}/start", tag = "companies", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Every enabled device is monitored", body = StartReport), (status = 503, description = "Some could not be placed", body = StartReport)))]
 pub async fn start(
     state: web::Data<AppState>,
     caller: Caller,
@@ -135,6 +139,7 @@ pub async fn start(
     Ok(super::report_response(report.all_monitored(), &report))
 }
 
+#[utoipa::path(post, path = "/api/v1/companies/{id}/stop", tag = "companies", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Every monitor stopped", body = StopReport), (status = 503, description = "Some could not be stopped", body = StopReport)))]
 pub async fn stop(
     state: web::Data<AppState>,
     caller: Caller,

@@ -2,14 +2,13 @@
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::input;
-use super::views::{monitoring_of, DeviceView};
+use super::views::{monitoring_of, Deleted, DeviceView};
 use super::AppState;
 use crate::actors::scheduler::{
-    DeleteDevice, DeleteOutcome, RouteDeviceUpdate, RouteOutcome, StartDevices, StopDevices,
-    StopStatus,
+    DeleteDevice, DeleteOutcome, RouteDeviceUpdate, RouteOutcome, StartDevices, StartReport,
+    StopDevices, StopResult, StopStatus,
 };
 use crate::db::models::{Device, DeviceChanges, NewDevice};
 use crate::db::{self, Db};
@@ -20,7 +19,7 @@ use crate::http::extract::Id;
 use crate::probe::{self, policy, AddressPolicy};
 use crate::remote::MonitorServerClient;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDeviceBody {
     /// Required with an admin token; a scoped token's devices go to its own company.
@@ -32,7 +31,7 @@ pub struct NewDeviceBody {
     enabled: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DevicePatch {
     name: Option<String>,
@@ -68,7 +67,8 @@ impl DevicePatch {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     company_id: Option<i64>,
@@ -174,6 +174,7 @@ async fn view(
     Ok(DeviceView::new(device, current))
 }
 
+#[utoipa::path(post, path = "/api/v1/devices", tag = "devices", request_body = NewDeviceBody, responses((status = 201, description = "Created", body = DeviceView)))]
 pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
@@ -227,6 +228,7 @@ pub async fn create(
 }
 
 /// Devices the caller sees: a scoped token's company only, whatever `company_id` says.
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(ListQuery), responses((status = 200, description = "The devices the token sees, with their monitoring", body = Vec<DeviceView>)))]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
@@ -257,6 +259,7 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(views))
 }
 
+#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "The device with its monitoring", body = DeviceView)))]
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
@@ -268,14 +271,14 @@ pub async fn get(
 }
 
 /// `PUT /devices/{id}`: the device as saved, and how the change reached its monitor.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct DeviceUpdated {
     device: DeviceView,
     routing: Routing,
 }
 
 /// How a saved change reached the device's monitor.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Routing {
     status: &'static str,
     server_id: Option<i64>,
@@ -316,6 +319,7 @@ impl From<RouteOutcome> for Routing {
     }
 }
 
+#[utoipa::path(put, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = i64, Path, minimum = 1)), request_body = DevicePatch, responses((status = 200, description = "Saved, and how the change reached its monitor", body = DeviceUpdated)))]
 pub async fn update(
     state: web::Data<AppState>,
     caller: Caller,
@@ -382,6 +386,7 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(DeviceUpdated { device, routing }))
 }
 
+#[utoipa::path(delete, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Its monitor stopped, then deleted", body = Deleted)))]
 pub async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
@@ -395,7 +400,7 @@ pub async fn delete(
         .send(DeleteDevice { device_id: id })
         .await??
     {
-        DeleteOutcome::Deleted => Ok(HttpResponse::Ok().json(json!({ "id": id, "deleted": true }))),
+        DeleteOutcome::Deleted => Ok(HttpResponse::Ok().json(Deleted { id, deleted: true })),
         DeleteOutcome::NotFound => Err(not_found(id)),
         DeleteOutcome::NotStopped(reason) => Err(ApiError::Unavailable(format!(
             "device {id} was not deleted: its monitor could not be stopped ({reason})"
@@ -403,6 +408,7 @@ pub async fn delete(
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/devices/{id}/start", tag = "devices", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Monitored", body = StartReport), (status = 503, description = "Not placed", body = StartReport)))]
 pub async fn start(
     state: web::Data<AppState>,
     caller: Caller,
@@ -427,6 +433,7 @@ pub async fn start(
     Ok(super::report_response(report.all_monitored(), &report))
 }
 
+#[utoipa::path(post, path = "/api/v1/devices/{id}/stop", tag = "devices", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Stopped", body = StopResult)))]
 pub async fn stop(
     state: web::Data<AppState>,
     caller: Caller,

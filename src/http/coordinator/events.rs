@@ -14,7 +14,8 @@ use crate::db::models::Event;
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     device_id: Option<i64>,
@@ -25,7 +26,7 @@ pub struct EventsQuery {
     offset: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventView {
     pub id: i64,
     pub device_id: i64,
@@ -58,6 +59,7 @@ impl From<Event> for EventView {
 }
 
 /// Events the caller sees: a scoped token's company only, whatever `company_id` says.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery), responses((status = 200, description = "State changes and moves, newest first", body = Vec<EventView>)))]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,

@@ -30,7 +30,8 @@ const MAX_METRIC_FILTERS: usize = 100;
 /// Most points (buckets of all series together) one answer holds.
 const MAX_ANSWER_POINTS: i64 = 200_000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     minutes: Option<i64>,
@@ -132,7 +133,7 @@ fn wanted(filter: &Option<Vec<String>>, key: &str) -> bool {
         .is_none_or(|names| names.iter().any(|n| n == key || n == series::name(key)))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Point {
     /// Start of the bucket.
     at: DateTime<Utc>,
@@ -143,7 +144,7 @@ struct Point {
     count: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Series {
     /// The series as stored: name and labels.
     series: String,
@@ -152,7 +153,7 @@ struct Series {
     points: Vec<Point>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct History {
     device_id: i64,
     from: DateTime<Utc>,
@@ -161,6 +162,7 @@ struct History {
     series: Vec<Series>,
 }
 
+#[utoipa::path(get, path = "/api/v1/devices/{id}/metrics", tag = "metrics", params(("id" = i64, Path, minimum = 1), HistoryQuery), responses((status = 200, description = "Every series, min/avg/max per bucket", body = History)))]
 pub async fn history(
     state: web::Data<AppState>,
     caller: Caller,
@@ -228,7 +230,7 @@ pub async fn history(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Latest {
     device_id: i64,
     /// When the latest stored poll happened; `null` when none is stored.
@@ -239,6 +241,7 @@ struct Latest {
     metrics: BTreeMap<String, f64>,
 }
 
+#[utoipa::path(get, path = "/api/v1/devices/{id}/metrics/latest", tag = "metrics", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "The newest stored poll and the current state", body = Latest)))]
 pub async fn latest(
     state: web::Data<AppState>,
     caller: Caller,

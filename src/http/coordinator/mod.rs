@@ -8,17 +8,18 @@ mod exposition;
 mod history;
 mod input;
 mod monitor_servers;
+mod openapi;
 mod settings;
 mod tokens;
 pub mod views;
 
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::actors::membership::{GetCluster, Membership};
+use crate::actors::membership::{ClusterView, GetCluster, Membership};
 use crate::actors::registry::{ActorRegistry, Tracked};
 use crate::actors::scheduler::SchedulerActor;
 use crate::db::Db;
@@ -46,6 +47,8 @@ fn report_response(complete: bool, report: &impl Serialize) -> HttpResponse {
     HttpResponse::build(status).json(report)
 }
 
+/// `GET /`: what this server is and where its API lives.
+#[utoipa::path(get, path = "/", tag = "meta", security(()), responses((status = 200, description = "Name, version and links", body = Object)))]
 async fn index() -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "name": "vigil",
@@ -68,12 +71,14 @@ async fn index() -> HttpResponse {
 
 /// `GET /api/v1/cluster`: every node with its role, address, counter and last advance,
 /// and which is master, as this coordinator saw them at its last look. Admin only.
+#[utoipa::path(get, path = "/api/v1/cluster", tag = "cluster", responses((status = 200, description = "The nodes and the master", body = ClusterView)))]
 async fn cluster(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.admin("see the cluster")?;
     Ok(HttpResponse::Ok().json(state.membership.send(GetCluster).await?))
 }
 
 /// `GET /debug/actors` on the coordinator: admin only.
+#[utoipa::path(get, path = "/debug/actors", tag = "meta", params(crate::http::debug::ActorsQuery), responses((status = 200, description = "Every actor of this node: mailbox, messages handled, recent ones", body = Object)))]
 async fn debug_actors(
     caller: Caller,
     registry: web::Data<ActorRegistry>,
@@ -83,79 +88,114 @@ async fn debug_actors(
     Ok(crate::http::debug::actors(registry, query).await)
 }
 
-/// The coordinator's route table. `/` and `/healthz` are open; everything else needs an
-/// API token (`require_token`), and each handler checks what its caller may do.
+/// One route of the coordinator: method, path (the same in actix and in OpenAPI), and
+/// how to build its handler's route. [`routes`] registers exactly these, so the table
+/// is the router, and a test holds it against the OpenAPI document.
+pub struct Endpoint {
+    pub method: Method,
+    pub path: &'static str,
+    route: fn() -> actix_web::Route,
+}
+
+macro_rules! endpoint {
+    ($method:ident $path:literal => $handler:path) => {
+        Endpoint {
+            method: Method::$method,
+            path: $path,
+            route: || web::route().method(Method::$method).to($handler),
+        }
+    };
+}
+
+/// Open to anyone: the index, the health check and the API's description.
+fn public_endpoints() -> Vec<Endpoint> {
+    vec![
+        endpoint!(GET "/" => index),
+        endpoint!(GET "/healthz" => crate::http::healthz),
+        endpoint!(HEAD "/healthz" => crate::http::healthz),
+        endpoint!(GET "/api/v1/openapi.json" => openapi::document),
+    ]
+}
+
+/// Behind an API token.
+fn token_endpoints() -> Vec<Endpoint> {
+    vec![
+        endpoint!(GET "/metrics" => exposition::metrics),
+        endpoint!(GET "/debug/actors" => debug_actors),
+        endpoint!(GET "/api/v1/tokens" => tokens::list),
+        endpoint!(POST "/api/v1/tokens" => tokens::create),
+        endpoint!(GET "/api/v1/tokens/{id}" => tokens::get),
+        endpoint!(DELETE "/api/v1/tokens/{id}" => tokens::revoke),
+        endpoint!(GET "/api/v1/companies" => companies::list),
+        endpoint!(POST "/api/v1/companies" => companies::create),
+        endpoint!(GET "/api/v1/companies/{id}" => companies::get),
+        endpoint!(DELETE "/api/v1/companies/{id}" => companies::delete),
+        endpoint!(POST "/api/v1/companies/{id}/start" => companies::start),
+        endpoint!(POST "/api/v1/companies/{id}/stop" => companies::stop),
+        endpoint!(GET "/api/v1/devices" => devices::list),
+        endpoint!(POST "/api/v1/devices" => devices::create),
+        endpoint!(GET "/api/v1/devices/{id}" => devices::get),
+        endpoint!(PUT "/api/v1/devices/{id}" => devices::update),
+        endpoint!(DELETE "/api/v1/devices/{id}" => devices::delete),
+        endpoint!(POST "/api/v1/devices/{id}/start" => devices::start),
+        endpoint!(POST "/api/v1/devices/{id}/stop" => devices::stop),
+        endpoint!(GET "/api/v1/devices/{id}/metrics" => history::history),
+        endpoint!(GET "/api/v1/devices/{id}/metrics/latest" => history::latest),
+        endpoint!(GET "/api/v1/events" => events::list),
+        endpoint!(GET "/api/v1/cluster" => cluster),
+        endpoint!(GET "/api/v1/config" => settings::get),
+        endpoint!(PUT "/api/v1/config" => settings::update),
+        endpoint!(GET "/api/v1/monitor-servers" => monitor_servers::list),
+        endpoint!(GET "/api/v1/monitor-servers/{id}" => monitor_servers::get),
+        endpoint!(DELETE "/api/v1/monitor-servers/{id}" => monitor_servers::delete),
+    ]
+}
+
+/// Every `(method, path)` the coordinator serves.
+pub fn endpoints() -> Vec<(Method, &'static str)> {
+    public_endpoints()
+        .into_iter()
+        .chain(token_endpoints())
+        .map(|e| (e.method, e.path))
+        .collect()
+}
+
+/// The endpoints as resources, one per path (in first-seen order, `prefix` taken off
+/// the path), each answering 405 in JSON to the methods it does not serve.
+fn resources(endpoints: Vec<Endpoint>, prefix: &str) -> Vec<actix_web::Resource> {
+    let mut paths: Vec<(&'static str, Vec<Endpoint>)> = Vec::new();
+    for endpoint in endpoints {
+        match paths.iter_mut().find(|(path, _)| *path == endpoint.path) {
+            Some((_, same)) => same.push(endpoint),
+            None => paths.push((endpoint.path, vec![endpoint])),
+        }
+    }
+    paths
+        .into_iter()
+        .map(|(path, endpoints)| {
+            let path = path.strip_prefix(prefix).unwrap_or(path);
+            endpoints
+                .into_iter()
+                .fold(resource(path), |r, e| r.route((e.route)()))
+        })
+        .collect()
+}
+
+/// The coordinator's route table. The public endpoints are open; every other one needs
+/// an API token (`require_token`), and each handler checks what its caller may do.
+/// Unknown paths under `/api/v1` need a token too, so they reveal nothing.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/").route(web::get().to(index)))
-        .service(
-            resource("/healthz")
-                .route(web::get().to(crate::http::healthz))
-                .route(web::head().to(crate::http::healthz)),
-        )
-        .service(
-            resource("/debug/actors")
-                .wrap(from_fn(require_token))
-                .route(web::get().to(debug_actors)),
-        )
-        .service(
-            resource("/metrics")
-                .wrap(from_fn(require_token))
-                .route(web::get().to(exposition::metrics)),
-        )
-        .service(
-            web::scope("/api/v1")
-                .wrap(from_fn(require_token))
-                .service(
-                    resource("/tokens")
-                        .route(web::get().to(tokens::list))
-                        .route(web::post().to(tokens::create)),
-                )
-                .service(
-                    resource("/tokens/{id}")
-                        .route(web::get().to(tokens::get))
-                        .route(web::delete().to(tokens::revoke)),
-                )
-                .service(
-                    resource("/companies")
-                        .route(web::get().to(companies::list))
-                        .route(web::post().to(companies::create)),
-                )
-                .service(
-                    resource("/companies/{id}")
-                        .route(web::get().to(companies::get))
-                        .route(web::delete().to(companies::delete)),
-                )
-                .service(resource("/companies/{id}/start").route(web::post().to(companies::start)))
-                .service(resource("/companies/{id}/stop").route(web::post().to(companies::stop)))
-                .service(
-                    resource("/devices")
-                        .route(web::get().to(devices::list))
-                        .route(web::post().to(devices::create)),
-                )
-                .service(
-                    resource("/devices/{id}")
-                        .route(web::get().to(devices::get))
-                        .route(web::put().to(devices::update))
-                        .route(web::delete().to(devices::delete)),
-                )
-                .service(resource("/devices/{id}/start").route(web::post().to(devices::start)))
-                .service(resource("/devices/{id}/stop").route(web::post().to(devices::stop)))
-                .service(resource("/devices/{id}/metrics").route(web::get().to(history::history)))
-                .service(
-                    resource("/devices/{id}/metrics/latest").route(web::get().to(history::latest)),
-                )
-                .service(resource("/events").route(web::get().to(events::list)))
-                .service(resource("/cluster").route(web::get().to(cluster)))
-                .service(
-                    resource("/config")
-                        .route(web::get().to(settings::get))
-                        .route(web::put().to(settings::update)),
-                )
-                .service(resource("/monitor-servers").route(web::get().to(monitor_servers::list)))
-                .service(
-                    resource("/monitor-servers/{id}")
-                        .route(web::get().to(monitor_servers::get))
-                        .route(web::delete().to(monitor_servers::delete)),
-                ),
-        );
+    for open in resources(public_endpoints(), "") {
+        cfg.service(open);
+    }
+    let (api, other): (Vec<Endpoint>, Vec<Endpoint>) = token_endpoints()
+        .into_iter()
+        .partition(|e| e.path.starts_with("/api/v1/"));
+    for guarded in resources(other, "") {
+        cfg.service(guarded.wrap(from_fn(require_token)));
+    }
+    cfg.service(resources(api, "/api/v1").into_iter().fold(
+        web::scope("/api/v1").wrap(from_fn(require_token)),
+        |scope, r| scope.service(r),
+    ));
 }

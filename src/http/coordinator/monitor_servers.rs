@@ -5,9 +5,9 @@
 
 use actix_web::{web, HttpResponse};
 
-use serde_json::json;
+use serde::Serialize;
 
-use super::views::server_views;
+use super::views::{server_views, MonitorServerView};
 use super::AppState;
 use crate::actors::scheduler::{ForgetOutcome, ForgetServer};
 use crate::db;
@@ -16,6 +16,15 @@ use crate::http::error::ApiError;
 use crate::http::extract::Id;
 use crate::remote::MonitorServerClient;
 
+/// A server forgotten, and how many devices it held that are now unmonitored.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Forgotten {
+    id: i64,
+    deleted: bool,
+    devices_released: usize,
+}
+
+#[utoipa::path(get, path = "/api/v1/monitor-servers", tag = "cluster", responses((status = 200, description = "Every server with its live status", body = Vec<MonitorServerView>)))]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
@@ -26,6 +35,7 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(server_views(&client, servers).await))
 }
 
+#[utoipa::path(get, path = "/api/v1/monitor-servers/{id}", tag = "cluster", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "The server with its live status", body = MonitorServerView)))]
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
@@ -48,6 +58,7 @@ pub async fn get(
 
 /// Forgets a server that is gone for good: its devices become unmonitored (and can be
 /// started elsewhere, stopped or deleted). Refused while the server still answers.
+#[utoipa::path(delete, path = "/api/v1/monitor-servers/{id}", tag = "cluster", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Forgotten; its devices released", body = Forgotten)))]
 pub async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
@@ -56,11 +67,11 @@ pub async fn delete(
     caller.admin("forget monitor servers")?;
     let id = id.into_inner().0;
     match state.scheduler.send(ForgetServer { server_id: id }).await?? {
-        ForgetOutcome::Forgotten { released } => Ok(HttpResponse::Ok().json(json!({
-            "id": id,
-            "deleted": true,
-            "devices_released": released,
-        }))),
+        ForgetOutcome::Forgotten { released } => Ok(HttpResponse::Ok().json(Forgotten {
+            id,
+            deleted: true,
+            devices_released: released,
+        })),
         ForgetOutcome::NotFound => Err(ApiError::NotFound(format!("monitor server {id} does not exist"))),
         ForgetOutcome::StillUp { running_monitors } => Err(ApiError::conflict(
             "server_up",

@@ -16,7 +16,7 @@ use crate::remote::MonitorServerClient;
 
 /// A partial config; numbers are taken wide so out-of-range values get our message,
 /// not a parser's.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigPatch {
     max_monitors_per_server: Option<i64>,
@@ -53,7 +53,7 @@ impl ConfigPatch {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct ConfigWithServers {
     #[serde(flatten)]
     config: ConfigView,
@@ -63,13 +63,14 @@ struct ConfigWithServers {
     monitor_servers: Option<Vec<MonitorServerView>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct ConfigApplied {
     config: ConfigView,
     applied: Vec<ServerApplied>,
     unreachable: Vec<ServerUnreached>,
 }
 
+#[utoipa::path(get, path = "/api/v1/config", tag = "config", responses((status = 200, description = "The config (with the servers, for admins)", body = ConfigWithServers)))]
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
@@ -103,6 +104,7 @@ fn narrow(field: &str, value: Option<i64>) -> Result<Option<i32>, ApiError> {
         .transpose()
 }
 
+#[utoipa::path(put, path = "/api/v1/config", tag = "config", request_body = ConfigPatch, responses((status = 200, description = "Saved and broadcast", body = ConfigApplied)))]
 pub async fn update(
     state: web::Data<AppState>,
     caller: Caller,

@@ -4,7 +4,6 @@
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::views::utc;
 use super::AppState;
@@ -15,7 +14,7 @@ use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::extract::Id;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTokenBody {
     role: String,
@@ -23,7 +22,7 @@ pub struct NewTokenBody {
     name: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenView {
     pub id: i64,
     pub name: String,
@@ -49,19 +48,27 @@ impl From<ApiToken> for TokenView {
 }
 
 /// A token just made: its view and, this once, its secret.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Created {
     #[serde(flatten)]
     view: TokenView,
     token: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Revoked {
+    id: i64,
+    revoked: bool,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     company_id: Option<i64>,
 }
 
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewTokenBody, responses((status = 201, description = "The token, with its secret shown this once", body = Created)))]
 pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
@@ -105,6 +112,7 @@ pub async fn create(
     }))
 }
 
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", params(ListQuery), responses((status = 200, description = "Every token (never a secret)", body = Vec<TokenView>)))]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
@@ -124,6 +132,7 @@ fn not_found(id: i64) -> ApiError {
     ApiError::NotFound(format!("token {id} does not exist"))
 }
 
+#[utoipa::path(get, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "The token", body = TokenView)))]
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
@@ -139,6 +148,7 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(TokenView::from(token)))
 }
 
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Revoked: it stops working at once", body = Revoked)))]
 pub async fn revoke(
     state: web::Data<AppState>,
     caller: Caller,
@@ -154,5 +164,5 @@ pub async fn revoke(
         return Err(not_found(id));
     }
     tracing::info!(token.id = id, by = caller.token_id, "token revoked");
-    Ok(HttpResponse::Ok().json(json!({ "id": id, "revoked": true })))
+    Ok(HttpResponse::Ok().json(Revoked { id, revoked: true }))
 }

@@ -20,7 +20,14 @@ pub fn utc(at: NaiveDateTime) -> DateTime<Utc> {
     at.and_utc()
 }
 
-#[derive(Debug, Serialize)]
+/// What a deletion answers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Deleted {
+    pub id: i64,
+    pub deleted: bool,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CompanyView {
     pub id: i64,
     pub name: String,
@@ -38,7 +45,7 @@ impl From<Company> for CompanyView {
 }
 
 /// A device monitored right now: where, under which epoch, and how it is doing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Monitoring {
     pub server_id: i64,
     pub epoch: i64,
@@ -50,7 +57,7 @@ pub struct Monitoring {
     pub started_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeviceView {
     pub id: i64,
     pub company_id: i64,
@@ -143,7 +150,7 @@ pub async fn monitoring_of(
     Ok(monitoring)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ServerStatus {
     Up,
@@ -151,7 +158,7 @@ pub enum ServerStatus {
 }
 
 /// Seed 000's `MonitorServerResponse`: the row, plus what only the live server knows.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MonitorServerView {
     pub id: i64,
     pub host: String,
@@ -195,7 +202,7 @@ pub async fn server_views(
 }
 
 /// The config row as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ConfigView {
     pub monitor_server_current: i64,
     pub max_monitors_per_server: i32,
