@@ -14,7 +14,13 @@ use actix_web::HttpResponse;
 use serde_json::json;
 
 /// `GET /healthz`: the process is up and serving.
-#[utoipa::path(method(get, head), path = "/healthz", tag = "meta", security(()), responses((status = 200, description = "Up", body = Object)))]
+#[utoipa::path(get, operation_id = "healthz", path = "/healthz", tag = "meta", security(()), responses((status = 200, description = "Up", body = Object)))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// `HEAD /healthz`: the same, for checks that only look at the status.
+#[utoipa::path(head, operation_id = "healthz_head", path = "/healthz", tag = "meta", security(()), responses((status = 200, description = "Up")))]
+pub async fn healthz_head() -> HttpResponse {
+    healthz().await
 }

@@ -92,6 +92,12 @@ async fn the_openapi_document_describes_every_route_of_the_router() {
             "{method} {path} documents no success"
         );
     }
+    // Operation ids are unique, as OpenAPI requires.
+    let mut ids = BTreeSet::new();
+    for (method, path) in &routed {
+        let id = doc["paths"][path][method]["operationId"].as_str().unwrap();
+        assert!(ids.insert(id.to_string()), "operationId {id} twice");
+    }
     // Every schema an operation refers to is in the document.
     let text = doc.to_string();
     for reference in text.split("\"#/components/schemas/").skip(1) {

@@ -20,7 +20,7 @@ pub struct NewCompanyBody {
     name: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/companies", tag = "companies", request_body = NewCompanyBody, responses((status = 201, description = "Created", body = CompanyView)))]
+#[utoipa::path(post, operation_id = "create_company", path = "/api/v1/companies", tag = "companies", request_body = NewCompanyBody, responses((status = 201, description = "Created", body = CompanyView)))]
 pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
@@ -48,7 +48,7 @@ pub async fn create(
 }
 
 /// Every company for an admin; a scoped token's own company for the others.
-#[utoipa::path(get, path = "/api/v1/companies", tag = "companies", responses((status = 200, description = "The companies the token sees", body = Vec<CompanyView>)))]
+#[utoipa::path(get, operation_id = "list_companies", path = "/api/v1/companies", tag = "companies", responses((status = 200, description = "The companies the token sees", body = Vec<CompanyView>)))]
 pub async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let scope = caller.scope();
     let companies = state
@@ -74,7 +74,7 @@ pub async fn existing(db: &Db, caller: &Caller, id: i64) -> Result<Company, ApiE
         .ok_or_else(|| not_found(id))
 }
 
-#[utoipa::path(get, path = "/api/v1/companies/{id}", tag = "companies", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "The company", body = CompanyView)))]
+#[utoipa::path(get, operation_id = "get_company", path = "/api/v1/companies/{id}", tag = "companies", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "The company", body = CompanyView)))]
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
@@ -84,7 +84,7 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(CompanyView::from(company)))
 }
 
-#[utoipa::path(delete, path = "/api/v1/companies/{id}", tag = "companies", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Deleted with its devices, samples, events and tokens", body = Deleted)))]
+#[utoipa::path(delete, operation_id = "delete_company", path = "/api/v1/companies/{id}", tag = "companies", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Deleted with its devices, samples, events and tokens", body = Deleted)))]
 pub async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
@@ -111,7 +111,7 @@ pub async fn delete(
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/companies/{id}/start", tag = "companies", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Every enabled device is monitored", body = StartReport), (status = 503, description = "Some could not be placed", body = StartReport)))]
+#[utoipa::path(post, operation_id = "start_company", path = "/api/v1/companies/{id}/start", tag = "companies", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Every enabled device is monitored", body = StartReport), (status = 503, description = "Some could not be placed", body = StartReport)))]
 pub async fn start(
     state: web::Data<AppState>,
     caller: Caller,
@@ -139,7 +139,7 @@ pub async fn start(
     Ok(super::report_response(report.all_monitored(), &report))
 }
 
-#[utoipa::path(post, path = "/api/v1/companies/{id}/stop", tag = "companies", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Every monitor stopped", body = StopReport), (status = 503, description = "Some could not be stopped", body = StopReport)))]
+#[utoipa::path(post, operation_id = "stop_company", path = "/api/v1/companies/{id}/stop", tag = "companies", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Every monitor stopped", body = StopReport), (status = 503, description = "Some could not be stopped", body = StopReport)))]
 pub async fn stop(
     state: web::Data<AppState>,
     caller: Caller,

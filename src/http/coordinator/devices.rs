@@ -174,7 +174,7 @@ async fn view(
     Ok(DeviceView::new(device, current))
 }
 
-#[utoipa::path(post, path = "/api/v1/devices", tag = "devices", request_body = NewDeviceBody, responses((status = 201, description = "Created", body = DeviceView)))]
+#[utoipa::path(post, operation_id = "create_device", path = "/api/v1/devices", tag = "devices", request_body = NewDeviceBody, responses((status = 201, description = "Created", body = DeviceView)))]
 pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
@@ -228,7 +228,7 @@ pub async fn create(
 }
 
 /// Devices the caller sees: a scoped token's company only, whatever `company_id` says.
-#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(ListQuery), responses((status = 200, description = "The devices the token sees, with their monitoring", body = Vec<DeviceView>)))]
+#[utoipa::path(get, operation_id = "list_devices", path = "/api/v1/devices", tag = "devices", params(ListQuery), responses((status = 200, description = "The devices the token sees, with their monitoring", body = Vec<DeviceView>)))]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
@@ -259,7 +259,7 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(views))
 }
 
-#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "The device with its monitoring", body = DeviceView)))]
+#[utoipa::path(get, operation_id = "get_device", path = "/api/v1/devices/{id}", tag = "devices", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "The device with its monitoring", body = DeviceView)))]
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
@@ -319,7 +319,7 @@ impl From<RouteOutcome> for Routing {
     }
 }
 
-#[utoipa::path(put, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = i64, Path, minimum = 1)), request_body = DevicePatch, responses((status = 200, description = "Saved, and how the change reached its monitor", body = DeviceUpdated)))]
+#[utoipa::path(put, operation_id = "update_device", path = "/api/v1/devices/{id}", tag = "devices", params(("id" = i64, Path, minimum = 1)), request_body = DevicePatch, responses((status = 200, description = "Saved, and how the change reached its monitor", body = DeviceUpdated)))]
 pub async fn update(
     state: web::Data<AppState>,
     caller: Caller,
@@ -386,7 +386,7 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(DeviceUpdated { device, routing }))
 }
 
-#[utoipa::path(delete, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Its monitor stopped, then deleted", body = Deleted)))]
+#[utoipa::path(delete, operation_id = "delete_device", path = "/api/v1/devices/{id}", tag = "devices", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Its monitor stopped, then deleted", body = Deleted)))]
 pub async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
@@ -408,7 +408,7 @@ pub async fn delete(
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/devices/{id}/start", tag = "devices", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Monitored", body = StartReport), (status = 503, description = "Not placed", body = StartReport)))]
+#[utoipa::path(post, operation_id = "start_device", path = "/api/v1/devices/{id}/start", tag = "devices", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Monitored", body = StartReport), (status = 503, description = "Not placed", body = StartReport)))]
 pub async fn start(
     state: web::Data<AppState>,
     caller: Caller,
@@ -433,7 +433,7 @@ pub async fn start(
     Ok(super::report_response(report.all_monitored(), &report))
 }
 
-#[utoipa::path(post, path = "/api/v1/devices/{id}/stop", tag = "devices", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Stopped", body = StopResult)))]
+#[utoipa::path(post, operation_id = "stop_device", path = "/api/v1/devices/{id}/stop", tag = "devices", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Stopped", body = StopResult)))]
 pub async fn stop(
     state: web::Data<AppState>,
     caller: Caller,

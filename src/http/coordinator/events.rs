@@ -59,7 +59,7 @@ impl From<Event> for EventView {
 }
 
 /// Events the caller sees: a scoped token's company only, whatever `company_id` says.
-#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery), responses((status = 200, description = "State changes and moves, newest first", body = Vec<EventView>)))]
+#[utoipa::path(get, operation_id = "list_events", path = "/api/v1/events", tag = "events", params(EventsQuery), responses((status = 200, description = "State changes and moves, newest first", body = Vec<EventView>)))]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,

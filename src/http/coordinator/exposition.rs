@@ -85,7 +85,7 @@ fn collect(conn: &mut DbConn, company: Option<i64>) -> diesel::QueryResult<Scrap
     })
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "metrics", responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
+#[utoipa::path(get, operation_id = "metrics", path = "/metrics", tag = "metrics", responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let scope = caller.scope();
     let scrape = state.db.run(move |conn| collect(conn, scope)).await?;

@@ -162,7 +162,7 @@ struct History {
     series: Vec<Series>,
 }
 
-#[utoipa::path(get, path = "/api/v1/devices/{id}/metrics", tag = "metrics", params(("id" = i64, Path, minimum = 1), HistoryQuery), responses((status = 200, description = "Every series, min/avg/max per bucket", body = History)))]
+#[utoipa::path(get, operation_id = "device_history", path = "/api/v1/devices/{id}/metrics", tag = "metrics", params(("id" = i64, Path, minimum = 1), HistoryQuery), responses((status = 200, description = "Every series, min/avg/max per bucket", body = History)))]
 pub async fn history(
     state: web::Data<AppState>,
     caller: Caller,
@@ -241,7 +241,7 @@ struct Latest {
     metrics: BTreeMap<String, f64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/devices/{id}/metrics/latest", tag = "metrics", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "The newest stored poll and the current state", body = Latest)))]
+#[utoipa::path(get, operation_id = "device_latest", path = "/api/v1/devices/{id}/metrics/latest", tag = "metrics", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "The newest stored poll and the current state", body = Latest)))]
 pub async fn latest(
     state: web::Data<AppState>,
     caller: Caller,

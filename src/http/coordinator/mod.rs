@@ -48,7 +48,7 @@ fn report_response(complete: bool, report: &impl Serialize) -> HttpResponse {
 }
 
 /// `GET /`: what this server is and where its API lives.
-#[utoipa::path(get, path = "/", tag = "meta", security(()), responses((status = 200, description = "Name, version and links", body = Object)))]
+#[utoipa::path(get, operation_id = "index", path = "/", tag = "meta", security(()), responses((status = 200, description = "Name, version and links", body = Object)))]
 async fn index() -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "name": "vigil",
@@ -71,14 +71,14 @@ async fn index() -> HttpResponse {
 
 /// `GET /api/v1/cluster`: every node with its role, address, counter and last advance,
 /// and which is master, as this coordinator saw them at its last look. Admin only.
-#[utoipa::path(get, path = "/api/v1/cluster", tag = "cluster", responses((status = 200, description = "The nodes and the master", body = ClusterView)))]
+#[utoipa::path(get, operation_id = "get_cluster", path = "/api/v1/cluster", tag = "cluster", responses((status = 200, description = "The nodes and the master", body = ClusterView)))]
 async fn cluster(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.admin("see the cluster")?;
     Ok(HttpResponse::Ok().json(state.membership.send(GetCluster).await?))
 }
 
 /// `GET /debug/actors` on the coordinator: admin only.
-#[utoipa::path(get, path = "/debug/actors", tag = "meta", params(crate::http::debug::ActorsQuery), responses((status = 200, description = "Every actor of this node: mailbox, messages handled, recent ones", body = Object)))]
+#[utoipa::path(get, operation_id = "debug_actors", path = "/debug/actors", tag = "meta", params(crate::http::debug::ActorsQuery), responses((status = 200, description = "Every actor of this node: mailbox, messages handled, recent ones", body = Object)))]
 async fn debug_actors(
     caller: Caller,
     registry: web::Data<ActorRegistry>,
@@ -112,7 +112,7 @@ fn public_endpoints() -> Vec<Endpoint> {
     vec![
         endpoint!(GET "/" => index),
         endpoint!(GET "/healthz" => crate::http::healthz),
-        endpoint!(HEAD "/healthz" => crate::http::healthz),
+        endpoint!(HEAD "/healthz" => crate::http::healthz_head),
         endpoint!(GET "/api/v1/openapi.json" => openapi::document),
     ]
 }

@@ -24,7 +24,7 @@ pub struct Forgotten {
     devices_released: usize,
 }
 
-#[utoipa::path(get, path = "/api/v1/monitor-servers", tag = "cluster", responses((status = 200, description = "Every server with its live status", body = Vec<MonitorServerView>)))]
+#[utoipa::path(get, operation_id = "list_monitor_servers", path = "/api/v1/monitor-servers", tag = "cluster", responses((status = 200, description = "Every server with its live status", body = Vec<MonitorServerView>)))]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
@@ -35,7 +35,7 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(server_views(&client, servers).await))
 }
 
-#[utoipa::path(get, path = "/api/v1/monitor-servers/{id}", tag = "cluster", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "The server with its live status", body = MonitorServerView)))]
+#[utoipa::path(get, operation_id = "get_monitor_server", path = "/api/v1/monitor-servers/{id}", tag = "cluster", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "The server with its live status", body = MonitorServerView)))]
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
@@ -58,7 +58,7 @@ pub async fn get(
 
 /// Forgets a server that is gone for good: its devices become unmonitored (and can be
 /// started elsewhere, stopped or deleted). Refused while the server still answers.
-#[utoipa::path(delete, path = "/api/v1/monitor-servers/{id}", tag = "cluster", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Forgotten; its devices released", body = Forgotten)))]
+#[utoipa::path(delete, operation_id = "forget_monitor_server", path = "/api/v1/monitor-servers/{id}", tag = "cluster", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Forgotten; its devices released", body = Forgotten)))]
 pub async fn delete(
     state: web::Data<AppState>,
     caller: Caller,

@@ -23,6 +23,7 @@ use crate::http::error::ErrorBody;
     paths(
         super::index,
         crate::http::healthz,
+        crate::http::healthz_head,
         document,
         super::debug_actors,
         super::cluster,
@@ -163,7 +164,7 @@ pub fn json() -> &'static str {
 }
 
 /// `GET /api/v1/openapi.json`.
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", security(()), responses((status = 200, description = "This document", body = Object)))]
+#[utoipa::path(get, operation_id = "openapi", path = "/api/v1/openapi.json", tag = "meta", security(()), responses((status = 200, description = "This document", body = Object)))]
 pub async fn document() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")

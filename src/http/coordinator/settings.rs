@@ -70,7 +70,7 @@ struct ConfigApplied {
     unreachable: Vec<ServerUnreached>,
 }
 
-#[utoipa::path(get, path = "/api/v1/config", tag = "config", responses((status = 200, description = "The config (with the servers, for admins)", body = ConfigWithServers)))]
+#[utoipa::path(get, operation_id = "get_config", path = "/api/v1/config", tag = "config", responses((status = 200, description = "The config (with the servers, for admins)", body = ConfigWithServers)))]
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
@@ -104,7 +104,7 @@ fn narrow(field: &str, value: Option<i64>) -> Result<Option<i32>, ApiError> {
         .transpose()
 }
 
-#[utoipa::path(put, path = "/api/v1/config", tag = "config", request_body = ConfigPatch, responses((status = 200, description = "Saved and broadcast", body = ConfigApplied)))]
+#[utoipa::path(put, operation_id = "update_config", path = "/api/v1/config", tag = "config", request_body = ConfigPatch, responses((status = 200, description = "Saved and broadcast", body = ConfigApplied)))]
 pub async fn update(
     state: web::Data<AppState>,
     caller: Caller,

@@ -68,7 +68,7 @@ pub struct ListQuery {
     company_id: Option<i64>,
 }
 
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewTokenBody, responses((status = 201, description = "The token, with its secret shown this once", body = Created)))]
+#[utoipa::path(post, operation_id = "create_token", path = "/api/v1/tokens", tag = "tokens", request_body = NewTokenBody, responses((status = 201, description = "The token, with its secret shown this once", body = Created)))]
 pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
@@ -112,7 +112,7 @@ pub async fn create(
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", params(ListQuery), responses((status = 200, description = "Every token (never a secret)", body = Vec<TokenView>)))]
+#[utoipa::path(get, operation_id = "list_tokens", path = "/api/v1/tokens", tag = "tokens", params(ListQuery), responses((status = 200, description = "Every token (never a secret)", body = Vec<TokenView>)))]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
@@ -132,7 +132,7 @@ fn not_found(id: i64) -> ApiError {
     ApiError::NotFound(format!("token {id} does not exist"))
 }
 
-#[utoipa::path(get, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "The token", body = TokenView)))]
+#[utoipa::path(get, operation_id = "get_token", path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "The token", body = TokenView)))]
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
@@ -148,7 +148,7 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(TokenView::from(token)))
 }
 
-#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Revoked: it stops working at once", body = Revoked)))]
+#[utoipa::path(delete, operation_id = "revoke_token", path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Revoked: it stops working at once", body = Revoked)))]
 pub async fn revoke(
     state: web::Data<AppState>,
     caller: Caller,
