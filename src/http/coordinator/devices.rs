@@ -76,7 +76,7 @@ pub struct ListQuery {
     offset: Option<i64>,
 }
 
-fn kind(value: &str) -> Result<DeviceKind, ApiError> {
+pub(super) fn kind(value: &str) -> Result<DeviceKind, ApiError> {
     value.parse().map_err(|e: crate::domain::UnknownKind| {
         ApiError::bad_request("invalid_kind", e.to_string())
     })
@@ -84,7 +84,11 @@ fn kind(value: &str) -> Result<DeviceKind, ApiError> {
 
 /// A device address as stored: trimmed, bounded, fit for its kind, and not an IP in a
 /// network the address policy denies (a name is checked after resolution, at each poll).
-fn address(policy: &AddressPolicy, kind: DeviceKind, value: &str) -> Result<String, ApiError> {
+pub(super) fn address(
+    policy: &AddressPolicy,
+    kind: DeviceKind,
+    value: &str,
+) -> Result<String, ApiError> {
     let value = value.trim();
     if value.chars().count() > input::MAX_ADDRESS_CHARS {
         return Err(ApiError::bad_request(
@@ -108,7 +112,10 @@ fn address(policy: &AddressPolicy, kind: DeviceKind, value: &str) -> Result<Stri
 }
 
 /// An expected status: an HTTP status code, and only for `http` devices.
-fn expected_status(kind: DeviceKind, value: Option<i64>) -> Result<Option<i32>, ApiError> {
+pub(super) fn expected_status(
+    kind: DeviceKind,
+    value: Option<i64>,
+) -> Result<Option<i32>, ApiError> {
     let Some(value) = value else { return Ok(None) };
     if kind != DeviceKind::Http {
         return Err(ApiError::bad_request(

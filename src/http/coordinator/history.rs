@@ -45,7 +45,7 @@ pub struct HistoryQuery {
 
 /// The time range and bucket width a history query asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Range {
+pub(super) struct Range {
     from_ms: i64,
     to_ms: i64,
     width_ms: i64,
@@ -56,7 +56,7 @@ fn bad(message: impl Into<String>) -> ApiError {
 }
 
 impl Range {
-    fn of(query: &HistoryQuery, now: DateTime<Utc>) -> Result<Range, ApiError> {
+    pub(super) fn of(query: &HistoryQuery, now: DateTime<Utc>) -> Result<Range, ApiError> {
         let max_minutes = MAX_RETENTION_HOURS * 60;
         if query.minutes.is_some() && query.from.is_some() {
             return Err(bad("give either minutes or from, not both"));
@@ -107,7 +107,7 @@ fn at_ms(ms: i64) -> DateTime<Utc> {
 }
 
 /// The series a `metric` filter keeps: exact series, or every series of a metric name.
-fn filter(raw: Option<&str>) -> Result<Option<Vec<String>>, ApiError> {
+pub(super) fn filter(raw: Option<&str>) -> Result<Option<Vec<String>>, ApiError> {
     let Some(raw) = raw else { return Ok(None) };
     let names: Vec<String> = raw
         .split(',')

@@ -9,6 +9,8 @@ mod history;
 mod input;
 mod monitor_servers;
 mod openapi;
+#[cfg(test)]
+mod property_tests;
 mod settings;
 mod tokens;
 pub mod views;

@@ -91,7 +91,7 @@ pub async fn get(
 }
 
 /// A value for an `INTEGER` column; anything wider is out of every allowed range.
-fn narrow(field: &str, value: Option<i64>) -> Result<Option<i32>, ApiError> {
+pub(super) fn narrow(field: &str, value: Option<i64>) -> Result<Option<i32>, ApiError> {
     value
         .map(|v| {
             i32::try_from(v).map_err(|_| {
