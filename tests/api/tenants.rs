@@ -332,40 +332,30 @@ impl Tenants {
     }
 }
 
-/// Company-scoped routes called with B's ids, with a body where they take one.
+/// Company-scoped routes (every route of the router that takes a company's or a
+/// device's id, but the admin-only company deletion) called with these ids, with a
+/// body where they take one.
 fn b_routes(b: i64, b_device: i64) -> Vec<(Method, String, Option<Value>)> {
-    vec![
-        (Method::GET, format!("/api/v1/companies/{b}"), None),
-        (Method::POST, format!("/api/v1/companies/{b}/start"), None),
-        (Method::POST, format!("/api/v1/companies/{b}/stop"), None),
-        (Method::GET, format!("/api/v1/devices/{b_device}"), None),
-        (
-            Method::PUT,
-            format!("/api/v1/devices/{b_device}"),
-            Some(json!({"name": "taken-over", "enabled": false})),
-        ),
-        (Method::DELETE, format!("/api/v1/devices/{b_device}"), None),
-        (
-            Method::POST,
-            format!("/api/v1/devices/{b_device}/start"),
-            None,
-        ),
-        (
-            Method::POST,
-            format!("/api/v1/devices/{b_device}/stop"),
-            None,
-        ),
-        (
-            Method::GET,
-            format!("/api/v1/devices/{b_device}/metrics?minutes=5"),
-            None,
-        ),
-        (
-            Method::GET,
-            format!("/api/v1/devices/{b_device}/metrics/latest"),
-            None,
-        ),
-    ]
+    let routes: Vec<(Method, String, Option<Value>)> = vigil::http::coordinator::endpoints()
+        .into_iter()
+        .filter_map(|(method, path)| {
+            let id = if path.starts_with("/api/v1/companies/{id}") {
+                b
+            } else if path.starts_with("/api/v1/devices/{id}") {
+                b_device
+            } else {
+                return None;
+            };
+            if method == Method::DELETE && path == "/api/v1/companies/{id}" {
+                return None;
+            }
+            let body =
+                (method == Method::PUT).then(|| json!({"name": "taken-over", "enabled": false}));
+            Some((method, path.replace("{id}", &id.to_string()), body))
+        })
+        .collect();
+    assert!(routes.len() >= 10, "{routes:?}");
+    routes
 }
 
 async fn another_companys_objects_answer_404_and_stay_unchanged(backend: Backend) {
