@@ -299,7 +299,8 @@ async fn run_monitor_server(settings: MonitorServerSettings) -> Result<(), Start
         settings.cluster,
         probe::standard(settings.node.address_policy),
     )
-    .await?;
+    .await?
+    .drain_on_stop();
     let handle = node.handle();
     until_stopped(handle, node.run_until_stopped()).await
 }

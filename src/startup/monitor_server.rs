@@ -14,10 +14,10 @@ use std::sync::Arc;
 use crate::actors::device_monitor::{PollStats, Reporting};
 use crate::actors::failover::Failover;
 use crate::actors::membership::{Identity, Leave, Membership, Role};
-use crate::actors::monitor_server::{Fence, MonitorServerActor, StaleMonitors};
+use crate::actors::monitor_server::{Fence, GetInfo, MonitorServerActor, StaleMonitors};
 use crate::actors::registry::{ActorRegistry, Tracked};
 use crate::actors::retention::{Retention, PRUNE_EVERY};
-use crate::actors::scheduler::SchedulerActor;
+use crate::actors::scheduler::{SchedulerActor, StartDevices};
 use crate::actors::writer::{Flush, MetricsWriter, ReportStaleTo, WriterSettings};
 use crate::auth::ClusterToken;
 use crate::config::advertised_address;
@@ -39,6 +39,10 @@ pub struct MonitorServerNode {
     actor: Tracked<MonitorServerActor>,
     writer: Tracked<MetricsWriter>,
     membership: Tracked<Membership>,
+    /// This node's scheduler (failover uses it; a draining stop hands devices over with it).
+    scheduler: Tracked<SchedulerActor>,
+    /// Hand the devices to the other servers when stopped (see [`Self::drain_on_stop`]).
+    drain: bool,
     /// Master-only: they act when this server is the master.
     _retention: Tracked<Retention>,
     _failover: Tracked<Failover>,
@@ -116,7 +120,8 @@ impl MonitorServerNode {
         );
         // Master-only tasks run on whichever node is master, this one included.
         let scheduler = SchedulerActor::new(db.clone(), &cluster, &registry).launch();
-        let failover = Failover::launch(db.clone(), scheduler, membership.clone(), &registry);
+        let failover =
+            Failover::launch(db.clone(), scheduler.clone(), membership.clone(), &registry);
         let retention = Retention::new(db.clone(), PRUNE_EVERY)
             .on_master_of(membership.clone())
             .launch(&registry);
@@ -151,6 +156,8 @@ impl MonitorServerNode {
             actor,
             writer,
             membership,
+            scheduler,
+            drain: false,
             _retention: retention,
             _failover: failover,
             registry,
@@ -177,10 +184,64 @@ impl MonitorServerNode {
         &self.registry
     }
 
-    /// Serves until the server is stopped, then writes what the metrics writer still
-    /// holds.
+    /// When stopped (SIGTERM), hand every device this server runs to the other servers
+    /// before exiting, instead of leaving them to the master's failover. Not for `vigil
+    /// serve`, whose servers all stop together.
+    pub fn drain_on_stop(mut self) -> Self {
+        self.drain = true;
+        self
+    }
+
+    /// Once the API is closed (the server looks down to every scheduler), places this
+    /// server's devices on the others (claims move their epochs, so what its monitors
+    /// still write is refused), then stops its monitors.
+    async fn hand_off(
+        server_id: i64,
+        actor: &Tracked<MonitorServerActor>,
+        scheduler: &Tracked<SchedulerActor>,
+    ) {
+        let Ok(info) = actor.send(GetInfo).await else {
+            return;
+        };
+        if info.device_ids.is_empty() {
+            return;
+        }
+        tracing::info!(
+            server.id = server_id,
+            devices = info.device_ids.len(),
+            "draining: handing every device to the other servers"
+        );
+        let handed = scheduler
+            .send(StartDevices {
+                device_ids: info.device_ids,
+                rehome: true,
+            })
+            .await;
+        match handed {
+            Ok(Ok(report)) => tracing::info!(
+                server.id = server_id,
+                moved = report.started,
+                already_elsewhere = report.already_running,
+                failed = report.failed,
+                "devices handed over"
+            ),
+            Ok(Err(error)) => {
+                tracing::error!(server.id = server_id, %error, "could not hand the devices over")
+            }
+            Err(error) => {
+                tracing::error!(server.id = server_id, %error, "scheduler unavailable for the hand-over")
+            }
+        }
+        let _ = actor.send(Fence).await;
+    }
+
+    /// Serves until the server is stopped, hands its devices over when draining, then
+    /// writes what the metrics writer still holds and leaves the cluster.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
+        if self.drain {
+            Self::hand_off(self.server_id, &self.actor, &self.scheduler).await;
+        }
         match self.writer.send(Flush).await {
             Ok(Ok(())) => tracing::info!(server.id = self.server_id, "metrics written"),
             Ok(Err(error)) => tracing::warn!(

@@ -1085,3 +1085,64 @@ async fn a_killed_monitor_servers_devices_move_to_the_live_ones_and_a_paused_one
     })
     .await;
 }
+
+#[actix_rt::test]
+async fn a_monitor_server_given_sigterm_hands_its_devices_over_before_it_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("vigil.db").display());
+    let http = admin_client(&db, dir.path());
+    let fleet = Fleet::spawn();
+    let (_coordinator, api) = coordinator_process(&db, dir.path()).await;
+    // Slow membership: a dead server would be noticed only after minutes, so whatever
+    // moves within the test was handed over by the server itself.
+    let slow = json!({"heartbeat_ms": 1000, "validate_ms": 60000, "missed_checks": 5});
+    let answer = call(&http, Method::PUT, &format!("{api}/config"), Some(slow)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        servers.push(monitor_server_process(&db, dir.path()).await);
+    }
+    let names = ["a", "b", "c", "d"];
+    let devices = start_company_of(&http, &api, &fleet, &names).await;
+    let addresses: Vec<String> = servers.iter().map(|(_, a)| a.clone()).collect();
+    let before = running_on(&http, &addresses).await.unwrap();
+    assert!(before.iter().all(|ids| ids.len() == 2), "{before:?}");
+
+    let (mut leaving, _) = servers.remove(0);
+    leaving.signal("TERM");
+    let status = leaving.exit_within(SHUTDOWN_BOUND).await;
+    assert!(status.success(), "{}", leaving.seen.join("\n"));
+    assert!(
+        leaving
+            .seen
+            .iter()
+            .any(|l| l.contains("devices handed over") && l.contains("moved=2")),
+        "{}",
+        leaving.seen.join("\n")
+    );
+    // Already on the other server when the process is gone; recorded there, moved.
+    let running = running_on(&http, &addresses[1..]).await.unwrap();
+    assert_eq!(running[0], devices, "{running:?}");
+    let listed = call(&http, Method::GET, &format!("{api}/devices"), None).await;
+    let mut recorded: Vec<Option<i64>> = listed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["monitoring"]["server_id"].as_i64())
+        .collect();
+    recorded.dedup();
+    assert!(
+        recorded.len() == 1 && recorded[0].is_some(),
+        "every device is recorded on the server that stayed: {listed:?}"
+    );
+    let events = call(&http, Method::GET, &format!("{api}/events"), None).await;
+    let moved = events
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "moved")
+        .count();
+    assert_eq!(moved, 2, "{events:?}");
+}
