@@ -12,6 +12,7 @@ use crate::helpers::{eventually, Backend, TestCluster};
 crate::on_both_backends!(
     every_node_joins_and_the_lowest_live_id_is_master,
     a_node_whose_counter_stops_is_removed_and_a_removed_node_joins_again,
+    a_saturated_pool_does_not_hold_up_heartbeats,
 );
 
 async fn cluster_view(cluster: &TestCluster) -> Value {
@@ -158,4 +159,86 @@ async fn membership_settings_are_checked_as_a_whole() {
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}: {answer:?}");
         assert_eq!(answer.body["code"], "invalid_config", "{body}: {answer:?}");
     }
+}
+
+/// The node's counter, read on a connection of its own (off the test's event loop).
+async fn counter_of(db: &db::Db, node: i64) -> i64 {
+    let db = db.clone();
+    actix_rt::task::spawn_blocking(move || {
+        let mut conn = db.dedicated_connection().unwrap();
+        db::nodes::list(&mut conn)
+            .unwrap()
+            .into_iter()
+            .find(|n| n.id == node)
+            .map(|n| n.counter)
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+async fn a_saturated_pool_does_not_hold_up_heartbeats(backend: Backend) {
+    use std::time::Duration;
+    use vigil::actors::membership::{GetCluster, Identity, Membership, Role};
+    use vigil::actors::registry::ActorRegistry;
+    use vigil::db::models::ConfigChanges;
+
+    let scratch = crate::helpers::scratch(backend);
+    // Two pooled connections, both about to be held by slow API work.
+    let db = db::Db::open(scratch.url().clone(), 2).await.unwrap();
+    db.run(|conn| {
+        db::config::update(
+            conn,
+            &ConfigChanges {
+                heartbeat_ms: Some(50),
+                ..Default::default()
+            },
+        )
+    })
+    .await
+    .unwrap();
+    let registry = ActorRegistry::new();
+    let identity = Identity {
+        role: Role::Coordinator,
+        address: "127.0.0.1:1".into(),
+        server_id: None,
+    };
+    let membership = Membership::launch(db.clone(), identity, &registry);
+    let node = eventually("the node joined", || async {
+        membership.send(GetCluster).await.unwrap().this_node
+    })
+    .await;
+
+    let hold = Duration::from_secs(2);
+    let holders: Vec<_> = (0..2)
+        .map(|_| {
+            let db = db.clone();
+            actix_rt::spawn(async move {
+                db.run(move |_conn| {
+                    std::thread::sleep(hold);
+                    Ok(())
+                })
+                .await
+            })
+        })
+        .collect();
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    // The pool is exhausted: a third piece of work waits for a held connection.
+    let third = {
+        let db = db.clone();
+        actix_rt::spawn(async move { db.run(|_conn| Ok(())).await })
+    };
+    let before = counter_of(&db, node).await;
+    actix_rt::time::sleep(Duration::from_millis(1000)).await;
+    let after = counter_of(&db, node).await;
+    assert!(
+        after >= before + 5,
+        "heartbeats stalled behind the pool: counter {before} -> {after} in 1 s at 50 ms"
+    );
+    assert!(!third.is_finished(), "the pool was not saturated");
+    third.await.unwrap().unwrap();
+    for holder in holders {
+        holder.await.unwrap().unwrap();
+    }
+    let _ = membership.send(vigil::actors::membership::Leave).await;
 }

@@ -61,11 +61,16 @@ async fn a_departed_servers_devices_move_with_an_event_each_and_spread_first_pol
         assert_eq!(status.status, StatusCode::OK, "{status:?}");
         first_polls.push(status.body["polls"].as_u64().unwrap());
         assert_eq!(cluster.monitored_on(*device).await, Some(stays));
-        let moved: Vec<Value> = events_of(&cluster, *device)
-            .await
-            .into_iter()
-            .filter(|e| e["kind"] == "moved")
-            .collect();
+        // The pass records the moves once the servers have taken the devices.
+        let moved = eventually("one move event", || async {
+            let moved: Vec<Value> = events_of(&cluster, *device)
+                .await
+                .into_iter()
+                .filter(|e| e["kind"] == "moved")
+                .collect();
+            (!moved.is_empty()).then_some(moved)
+        })
+        .await;
         assert_eq!(moved.len(), 1, "one move event: {moved:?}");
         assert_eq!(moved[0]["from"], format!("server {gone}"));
         assert_eq!(moved[0]["to"], format!("server {stays}"));
