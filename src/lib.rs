@@ -39,6 +39,7 @@
 pub mod actors;
 pub mod agent;
 pub mod auth;
+pub mod backoff;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -28,6 +28,7 @@ use serde::Serialize;
 
 use super::monitor_server::Fence;
 use super::registry::{ActorRegistry, ActorStats, Tracked};
+use crate::backoff::Backoff;
 use crate::db::models::{NewNode, Node};
 use crate::db::{self, Db, DbConn};
 use crate::load::LoadReader;
@@ -35,8 +36,10 @@ use crate::load::LoadReader;
 /// The kind under which the membership actor appears in the actor registry.
 pub const KIND: &str = "Membership";
 
-/// How long a node whose registration failed waits before trying again.
-const REGISTER_RETRY: Duration = Duration::from_secs(1);
+/// How long a node whose registration failed waits before trying again: from the first
+/// wait, doubling (jittered) up to the last.
+const REGISTER_RETRY_FIRST: Duration = Duration::from_millis(500);
+const REGISTER_RETRY_MAX: Duration = Duration::from_secs(10);
 /// Timing until the first look reads the config.
 const DEFAULT_HEARTBEAT_MS: u64 = 1000;
 const DEFAULT_VALIDATE_MS: i64 = 3000;
@@ -108,6 +111,9 @@ pub struct Membership {
     fence: Option<Recipient<Fence>>,
     /// `heartbeat_ms` as of the last look.
     heartbeat_seen: u64,
+    /// The last look could not read the cluster (the database was away).
+    lost_database: bool,
+    register_retry: Backoff,
     stats: Arc<ActorStats>,
 }
 
@@ -145,6 +151,8 @@ impl Membership {
             judge_after: Instant::now(),
             fence,
             heartbeat_seen: DEFAULT_HEARTBEAT_MS,
+            lost_database: false,
+            register_retry: Backoff::new(REGISTER_RETRY_FIRST, REGISTER_RETRY_MAX),
             stats: Arc::clone(&stats),
         };
         Tracked::new(membership.start(), stats)
@@ -179,6 +187,7 @@ impl Membership {
                 Ok(read) => read,
                 Err(error) => {
                     tracing::warn!(node.id = act.node_id(), %error, "could not read the cluster");
+                    act.lost_database = true;
                     return;
                 }
             };
@@ -197,6 +206,17 @@ impl Membership {
                 act.judge_after = Instant::now() + slowest * 2 + timing.validate;
                 act.seen.clear();
                 act.timing = timing;
+            }
+            if std::mem::take(&mut act.lost_database) {
+                // Every node lost the database too: judge no one until each has had
+                // time to beat again, from fresh baselines.
+                let beat = Duration::from_millis(heartbeat_ms);
+                act.judge_after = Instant::now() + beat * 2 + act.timing.validate;
+                act.seen.clear();
+                tracing::info!(
+                    node.id = act.node_id(),
+                    "the cluster is readable again; judging no node until every one has beaten"
+                );
             }
             act.look(nodes, ctx);
         }));
@@ -317,55 +337,90 @@ fn register(conn: &mut DbConn, identity: &Identity) -> diesel::QueryResult<Node>
 /// to the actor, which rejoins.
 fn heartbeat(db: Db, shared: Arc<Shared>, membership: Addr<Membership>) {
     let mut conn: Option<DbConn> = None;
+    // Failing: the next try comes after a jittered wait from a quarter beat up to one
+    // beat, never longer, so a node whose database came back beats before anyone
+    // judges it.
+    let mut failing: Option<Backoff> = None;
     // The load each beat reports, for the balancing methods that read it.
     let mut load = LoadReader::new();
     if load.is_none() {
         tracing::warn!("this node cannot read its own load; it will beat without reports");
     }
+    let mut pause = Duration::from_millis(shared.heartbeat_ms.load(Ordering::Relaxed).max(1));
     while !shared.stop.load(Ordering::SeqCst) && membership.connected() {
-        std::thread::sleep(Duration::from_millis(
-            shared.heartbeat_ms.load(Ordering::Relaxed).max(1),
-        ));
+        std::thread::sleep(pause);
+        let beat = Duration::from_millis(shared.heartbeat_ms.load(Ordering::Relaxed).max(1));
+        pause = beat;
         let id = shared.node_id.load(Ordering::SeqCst);
         if id == 0 || shared.stop.load(Ordering::SeqCst) {
             continue;
         }
-        if conn.is_none() {
-            match db.dedicated_connection() {
-                Ok(fresh) => conn = Some(fresh),
-                Err(error) => {
-                    tracing::warn!(node.id = id, %error, "heartbeat cannot connect to the database");
-                    continue;
+        let beaten = match conn.as_mut() {
+            Some(c) => beat_once(c, id, &mut load, &shared),
+            None => match db.dedicated_connection() {
+                Ok(mut fresh) => {
+                    let beaten = beat_once(&mut fresh, id, &mut load, &shared);
+                    conn = Some(fresh);
+                    beaten
                 }
-            }
-        }
-        let Some(c) = conn.as_mut() else { continue };
-        let report = load.as_mut().and_then(LoadReader::read);
-        match db::nodes::beat(c, id, report.as_ref()) {
-            Ok(true) => {
-                // A new rate takes effect at the next beat, not at the next look.
-                if let Ok(config) = db::config::get(c) {
-                    if let Ok(ms) = u64::try_from(config.heartbeat_ms) {
-                        shared.heartbeat_ms.store(ms, Ordering::Relaxed);
-                    }
+                Err(error) => Err(error.to_string()),
+            },
+        };
+        match beaten {
+            Ok(alive) => {
+                if let Some(backoff) = failing.take() {
+                    let failures = backoff.failures();
+                    tracing::info!(
+                        node.id = id,
+                        failures,
+                        "heartbeat reaches the database again"
+                    );
                 }
-            }
-            Ok(false) => {
                 // Judged dead while we were away: no longer a member until we rejoin.
-                if shared
-                    .node_id
-                    .compare_exchange(id, 0, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok()
+                if !alive
+                    && shared
+                        .node_id
+                        .compare_exchange(id, 0, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
                 {
                     membership.do_send(Register { removed: Some(id) });
                 }
             }
             Err(error) => {
-                tracing::warn!(node.id = id, %error, "heartbeat failed");
+                let backoff = failing.get_or_insert_with(|| Backoff::new(beat / 4, beat));
+                pause = backoff.failed();
+                tracing::warn!(
+                    node.id = id,
+                    %error,
+                    failures = backoff.failures(),
+                    retry_in_ms = pause.as_millis() as u64,
+                    "heartbeat failed"
+                );
                 conn = None;
             }
         }
     }
+}
+
+/// One beat: advances the counter with the load report and takes a new rate from the
+/// config. `Ok(false)` when the row is gone (this node was judged dead).
+fn beat_once(
+    conn: &mut DbConn,
+    id: i64,
+    load: &mut Option<LoadReader>,
+    shared: &Shared,
+) -> Result<bool, String> {
+    let report = load.as_mut().and_then(LoadReader::read);
+    let alive = db::nodes::beat(conn, id, report.as_ref()).map_err(|e| e.to_string())?;
+    if alive {
+        // A new rate takes effect at the next beat, not at the next look.
+        if let Ok(config) = db::config::get(conn) {
+            if let Ok(ms) = u64::try_from(config.heartbeat_ms) {
+                shared.heartbeat_ms.store(ms, Ordering::Relaxed);
+            }
+        }
+    }
+    Ok(alive)
 }
 
 impl Actor for Membership {
@@ -450,6 +505,7 @@ impl Handler<Register> for Membership {
             act.registering = false;
             match outcome {
                 Ok(node) => {
+                    act.register_retry.reset();
                     act.shared.node_id.store(node.id, Ordering::SeqCst);
                     tracing::info!(
                         node.id = node.id,
@@ -461,8 +517,13 @@ impl Handler<Register> for Membership {
                     act.validate(ctx);
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "could not join the cluster; retrying");
-                    ctx.notify_later(msg, REGISTER_RETRY);
+                    let wait = act.register_retry.failed();
+                    tracing::warn!(
+                        %error,
+                        retry_in_ms = wait.as_millis() as u64,
+                        "could not join the cluster; retrying"
+                    );
+                    ctx.notify_later(msg, wait);
                 }
             }
         }));

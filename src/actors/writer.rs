@@ -29,6 +29,7 @@ use tokio::sync::oneshot;
 
 use super::monitor_server::StaleMonitors;
 use super::registry::{ActorRegistry, ActorStats, Tracked};
+use crate::backoff::Backoff;
 use crate::db::models::{NewEvent, NewSample, EVENT_STATE};
 use crate::db::{self, Db};
 use crate::domain::{HealthState, Metrics};
@@ -62,7 +63,8 @@ impl Default for WriterSettings {
 /// The kind under which writers appear in the actor registry.
 pub const KIND: &str = "MetricsWriter";
 
-/// The first retry delay after a failed write; it doubles up to `MAX_RETRY_DELAY`.
+/// The first retry delay after a failed write; it doubles (jittered) up to
+/// `MAX_RETRY_DELAY`.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
@@ -165,7 +167,7 @@ pub struct MetricsWriter {
     rows: usize,
     events: VecDeque<NewEvent>,
     in_flight: bool,
-    retry_delay: Duration,
+    retry: Backoff,
     retry_at: Option<Instant>,
     /// Callers of `Flush` waiting for an empty buffer.
     waiting: Vec<oneshot::Sender<Result<(), String>>>,
@@ -189,7 +191,7 @@ impl MetricsWriter {
             rows: 0,
             events: VecDeque::new(),
             in_flight: false,
-            retry_delay: FIRST_RETRY_DELAY,
+            retry: Backoff::new(FIRST_RETRY_DELAY, MAX_RETRY_DELAY),
             retry_at: None,
             waiting: Vec::new(),
             drop_logged: false,
@@ -375,10 +377,14 @@ impl MetricsWriter {
             let lag = (Utc::now() - oldest).num_milliseconds().max(0);
             stats.lag_ms.store(lag as u64, Ordering::Relaxed);
         }
-        if self.retry_at.take().is_some() {
-            tracing::info!(server.id = self.server_id, "metrics writes succeed again");
+        if self.retry_at.take().is_some() || self.retry.failures() > 0 {
+            tracing::info!(
+                server.id = self.server_id,
+                failures = self.retry.failures(),
+                "metrics writes succeed again"
+            );
         }
-        self.retry_delay = FIRST_RETRY_DELAY;
+        self.retry.reset();
         self.drop_logged = false;
         tracing::debug!(
             samples = samples.len(),
@@ -391,11 +397,12 @@ impl MetricsWriter {
     /// Puts a failed batch back in front of what came since, and waits before retrying.
     fn failed(&mut self, samples: Vec<Sample>, events: Vec<NewEvent>, error: &str) {
         self.stats.failed_writes.fetch_add(1, Ordering::Relaxed);
+        let wait = self.retry.failed();
         tracing::warn!(
             server.id = self.server_id,
             samples = samples.len(),
             events = events.len(),
-            retry_in_ms = self.retry_delay.as_millis() as u64,
+            retry_in_ms = wait.as_millis() as u64,
             %error,
             "metrics batch not written; keeping it to retry"
         );
@@ -408,8 +415,7 @@ impl MetricsWriter {
         }
         self.enforce_bounds();
         self.buffered_changed();
-        self.retry_at = Some(Instant::now() + self.retry_delay);
-        self.retry_delay = (self.retry_delay * 2).min(MAX_RETRY_DELAY);
+        self.retry_at = Some(Instant::now() + wait);
     }
 }
 

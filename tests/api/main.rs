@@ -18,6 +18,7 @@ mod metrics_store;
 mod monitor_server_api;
 mod node_exporter;
 mod openapi;
+mod outage;
 mod placement;
 mod probes;
 mod processes;

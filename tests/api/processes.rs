@@ -735,7 +735,7 @@ async fn bad_agent_settings_exit_with_code_2_and_one_line_on_stderr() {
 
 /// Creates company "acme" with one fleet device per name (`/d/{name}`) and starts it
 /// whole; every device must start. Returns the device ids in order.
-async fn start_company_of(
+pub(crate) async fn start_company_of(
     http: &awc::Client,
     api: &str,
     fleet: &Fleet,
