@@ -1146,3 +1146,55 @@ async fn a_monitor_server_given_sigterm_hands_its_devices_over_before_it_exits()
         .count();
     assert_eq!(moved, 2, "{events:?}");
 }
+
+/// A stand-in monitor server whose `/info` answers after `delay`: a coordinator call
+/// that lists servers takes that long.
+fn slow_monitor_server(delay: Duration) -> std::net::SocketAddr {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let server = HttpServer::new(move || {
+        App::new().route(
+            "/info",
+            web::get().to(move || async move {
+                actix_rt::time::sleep(delay).await;
+                HttpResponse::Ok().json(json!({
+                    "server_id": 1, "running_monitors": 0, "max_monitors": 10, "device_ids": []
+                }))
+            }),
+        )
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let address = server.addrs()[0];
+    actix_rt::spawn(server.run());
+    address
+}
+
+#[actix_rt::test]
+async fn a_coordinator_given_sigterm_finishes_the_requests_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("vigil.db").display());
+    let http = admin_client(&db, dir.path());
+    let slow = slow_monitor_server(Duration::from_millis(1500));
+    let store = vigil::db::Db::open(db.parse().unwrap(), 1).await.unwrap();
+    store
+        .run(move |conn| vigil::db::monitor_servers::register(conn, "127.0.0.1", slow.port()))
+        .await
+        .unwrap();
+    let (mut coordinator, api) = coordinator_process(&db, dir.path()).await;
+    // Listing the servers asks the slow one: the answer takes 1.5 s.
+    let in_flight = {
+        let (http, url) = (http.clone(), format!("{api}/monitor-servers"));
+        actix_rt::spawn(async move { call(&http, Method::GET, &url, None).await })
+    };
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    coordinator.signal("TERM");
+    let answer = in_flight.await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.body[0]["status"], "up", "{answer:?}");
+    let status = coordinator.exit_within(SHUTDOWN_BOUND).await;
+    assert!(status.success(), "{}", coordinator.seen.join("\n"));
+    // Stopped: new calls find no one.
+    let refused = http.get(format!("{api}/companies")).send().await;
+    assert!(refused.is_err(), "the coordinator still answers");
+}
