@@ -20,6 +20,18 @@ async fn the_openapi_document_describes_every_route_of_the_router() {
     .await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     let doc = answer.body;
+    // The index points at it.
+    let index = call(
+        &awc::Client::default(),
+        actix_web::http::Method::GET,
+        &cluster.url("/"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        index.body["links"]["openapi"], "/api/v1/openapi.json",
+        "{index:?}"
+    );
     assert!(
         doc["openapi"].as_str().unwrap().starts_with("3."),
         "{}",

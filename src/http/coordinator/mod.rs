@@ -64,6 +64,7 @@ async fn index() -> HttpResponse {
             "events": "/api/v1/events",
             "cluster": "/api/v1/cluster",
             "tokens": "/api/v1/tokens",
+            "openapi": "/api/v1/openapi.json",
             "metrics": "/metrics",
             "actors": "/debug/actors",
             "health": "/healthz",
