@@ -11,6 +11,7 @@ use actix_web::http::header::{HeaderMap, AUTHORIZATION};
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
+use super::coordinator::AppState;
 use super::error::ApiError;
 use super::rate::RateLimiter;
 use crate::auth::{self, ClusterToken, Grant, Role};
@@ -33,6 +34,17 @@ impl Caller {
     /// Whether objects of `company_id` exist for this caller.
     pub fn sees(&self, company_id: i64) -> bool {
         self.grant.sees(company_id)
+    }
+
+    /// The company filter of a list that may name one (`company_id`): for an admin,
+    /// what was asked; for a scoped token its own company, or `None` when it asked for
+    /// another (the list is empty, as if that company had nothing).
+    pub fn list_filter(&self, asked: Option<i64>) -> Option<Option<i64>> {
+        match (self.scope(), asked) {
+            (Some(own), Some(asked)) if own != asked => None,
+            (Some(own), _) => Some(Some(own)),
+            (None, asked) => Some(asked),
+        }
     }
 
     /// Refuses (403) anyone but an admin.
@@ -134,12 +146,12 @@ pub async fn require_token(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let db = req
-        .app_data::<web::Data<Db>>()
+    let state = req
+        .app_data::<web::Data<AppState>>()
         .cloned()
         .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("no database for authentication")))?;
     let presented = bearer(req.headers())?.ok_or_else(missing_token)?;
-    let caller = identify(&db, presented).await?;
+    let caller = identify(&state.db, presented).await?;
     if let Some(limiter) = req.app_data::<web::Data<RateLimiter>>() {
         limiter
             .take(caller.token_id, Instant::now())
@@ -189,6 +201,23 @@ mod tests {
         let mut map = HeaderMap::new();
         map.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
         map
+    }
+
+    #[test]
+    fn lists_are_narrowed_to_a_scoped_tokens_company() {
+        let scoped = Caller {
+            token_id: 1,
+            grant: Grant::new(Role::Viewer, Some(7)).unwrap(),
+        };
+        assert_eq!(scoped.list_filter(None), Some(Some(7)));
+        assert_eq!(scoped.list_filter(Some(7)), Some(Some(7)));
+        assert_eq!(scoped.list_filter(Some(8)), None);
+        let admin = Caller {
+            token_id: 2,
+            grant: Grant::admin(),
+        };
+        assert_eq!(admin.list_filter(None), Some(None));
+        assert_eq!(admin.list_filter(Some(8)), Some(Some(8)));
     }
 
     #[test]

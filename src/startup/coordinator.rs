@@ -66,7 +66,6 @@ impl Coordinator {
             .launch(&registry);
         let failover =
             Failover::launch(db.clone(), scheduler.clone(), membership.clone(), &registry);
-        let db_data = web::Data::new(db.clone());
         let state = web::Data::new(AppState {
             db,
             scheduler: scheduler.clone(),
@@ -78,7 +77,6 @@ impl Coordinator {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .app_data(db_data.clone())
                 .app_data(limiter.clone())
                 .app_data(registry_data.clone())
                 .app_data(web::Data::new(MonitorServerClient::new(&cluster)))

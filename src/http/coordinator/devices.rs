@@ -243,12 +243,8 @@ pub async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (limit, offset) = input::page(query.limit, query.offset)?;
-    let company_id = match (caller.scope(), query.company_id) {
-        (Some(own), Some(asked)) if own != asked => {
-            return Ok(HttpResponse::Ok().json(Vec::<DeviceView>::new()))
-        }
-        (Some(own), _) => Some(own),
-        (None, asked) => asked,
+    let Some(company_id) = caller.list_filter(query.company_id) else {
+        return Ok(HttpResponse::Ok().json(Vec::<DeviceView>::new()));
     };
     let devices = state
         .db

@@ -66,12 +66,8 @@ pub async fn list(
     query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
-    let company_id = match (caller.scope(), query.company_id) {
-        (Some(own), Some(asked)) if own != asked => {
-            return Ok(HttpResponse::Ok().json(Vec::<EventView>::new()))
-        }
-        (Some(own), _) => Some(own),
-        (None, asked) => asked,
+    let Some(company_id) = caller.list_filter(query.company_id) else {
+        return Ok(HttpResponse::Ok().json(Vec::<EventView>::new()));
     };
     let (limit, offset) = input::page(query.limit, query.offset)?;
     let since = query
