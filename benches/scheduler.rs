@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::Value;
-use vigil::auth::{ClusterToken, Grant};
+use vigil::auth::{ClusterToken, Grant, TokenRequest};
 use vigil::db::models::{ConfigChanges, NewDevice};
 use vigil::db::scratch::ScratchDb;
 use vigil::db::{self, Db};
@@ -92,10 +92,13 @@ async fn run(scratch: ScratchDb, devices: usize) -> Result<(), Box<dyn std::erro
     };
 
     let cluster = ClusterToken::generate()?;
-    let admin = vigil::auth::new_secret()?;
-    let token = admin.secret.clone();
-    db.run(move |conn| db::tokens::issue(conn, "bench", Grant::admin(), &admin))
-        .await?;
+    let request = TokenRequest {
+        grant: Grant::admin(),
+        name: "bench".into(),
+    };
+    let (_, token) = vigil::auth::issue(&db, request)
+        .await?
+        .ok_or("the bench token was not stored")?;
     let coordinator = Coordinator::build(
         db.clone(),
         "127.0.0.1:0".parse()?,

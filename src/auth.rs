@@ -14,6 +14,8 @@ use ring::digest::{digest, SHA256};
 use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 
+use crate::db::models::ApiToken;
+
 /// What every API token starts with, so a leaked one is recognisable.
 pub const TOKEN_PREFIX: &str = "vgl_";
 /// Hex digits shown of a token in lists, after [`TOKEN_PREFIX`]: enough to tell tokens
@@ -140,6 +142,61 @@ impl Grant {
     pub fn may_write(&self) -> bool {
         self.role != Role::Viewer
     }
+}
+
+/// A token someone asked for, checked: what it may do and what it is called (its
+/// role's name when none is given).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRequest {
+    pub grant: Grant,
+    pub name: String,
+}
+
+/// Why a token request was refused; each names the field at fault.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenRequestError {
+    #[error(transparent)]
+    Role(#[from] UnknownRole),
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+    #[error("{0}")]
+    Name(String),
+}
+
+impl TokenRequest {
+    pub fn new(
+        role: &str,
+        company_id: Option<i64>,
+        name: Option<&str>,
+    ) -> Result<Self, TokenRequestError> {
+        let role: Role = role.parse()?;
+        let grant = Grant::new(role, company_id)?;
+        let name = token_name(name.unwrap_or(role.as_str())).map_err(TokenRequestError::Name)?;
+        Ok(TokenRequest { grant, name })
+    }
+}
+
+/// Why a checked token was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error(transparent)]
+    Random(#[from] RandomUnavailable),
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+}
+
+/// Makes the token `request` asks for: stored (hashed), and its secret, shown this once.
+/// `None` when its company does not exist.
+pub async fn issue(
+    db: &crate::db::Db,
+    request: TokenRequest,
+) -> Result<Option<(ApiToken, String)>, IssueError> {
+    let secret = new_secret()?;
+    let token = secret.secret.clone();
+    let stored = db
+        .run(move |conn| crate::db::tokens::issue(conn, &request.name, request.grant, &secret))
+        .await?;
+    Ok(stored.map(|stored| (stored, token)))
 }
 
 /// A new API token: the secret to show once, and what the database keeps.
@@ -309,6 +366,27 @@ mod tests {
         assert!(Grant::admin().sees(8) && Grant::admin().may_write());
         assert_eq!("operator".parse::<Role>(), Ok(Role::Operator));
         assert!("root".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn token_requests_are_checked_field_by_field() {
+        let viewer = TokenRequest::new("viewer", Some(3), None).unwrap();
+        assert_eq!(viewer.grant, Grant::new(Role::Viewer, Some(3)).unwrap());
+        assert_eq!(viewer.name, "viewer");
+        let named = TokenRequest::new("admin", None, Some(" ops ")).unwrap();
+        assert_eq!(named.name, "ops");
+        assert!(matches!(
+            TokenRequest::new("root", None, None),
+            Err(TokenRequestError::Role(_))
+        ));
+        assert!(matches!(
+            TokenRequest::new("operator", None, None),
+            Err(TokenRequestError::Grant(_))
+        ));
+        assert!(matches!(
+            TokenRequest::new("admin", None, Some("  ")),
+            Err(TokenRequestError::Name(_))
+        ));
     }
 
     #[test]

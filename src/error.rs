@@ -23,3 +23,12 @@ pub enum StartupError {
     #[error("cannot start the HTTP server: {0}")]
     Server(std::io::Error),
 }
+
+impl From<crate::auth::IssueError> for StartupError {
+    fn from(error: crate::auth::IssueError) -> Self {
+        match error {
+            crate::auth::IssueError::Db(db) => StartupError::Db(db),
+            random => StartupError::Settings(random.to_string()),
+        }
+    }
+}

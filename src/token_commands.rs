@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::auth::{self, Grant, Role};
+use crate::auth::{self, TokenRequest, TokenRequestError};
 use crate::db::{self, Db};
 use crate::error::StartupError;
 
@@ -24,23 +24,21 @@ pub async fn create(
     company: Option<i64>,
     name: Option<&str>,
 ) -> Result<Created, StartupError> {
-    let role: Role = role
-        .parse()
-        .map_err(|e: auth::UnknownRole| refused(format!("--role: {e}")))?;
-    let grant = Grant::new(role, company).map_err(|e| refused(format!("--company: {e}")))?;
-    let name = auth::token_name(name.unwrap_or(role.as_str()))
-        .map_err(|e| refused(format!("--name: {e}")))?;
-    let secret = auth::new_secret().map_err(|e| refused(e.to_string()))?;
-    let token = secret.secret.clone();
-    let stored = db
-        .run(move |conn| db::tokens::issue(conn, &name, grant, &secret))
-        .await?
-        .ok_or_else(|| {
-            refused(format!(
-                "--company: company {} does not exist",
-                company.unwrap_or_default()
-            ))
-        })?;
+    let request = TokenRequest::new(role, company, name).map_err(|e| {
+        let flag = match e {
+            TokenRequestError::Role(_) => "--role",
+            TokenRequestError::Grant(_) => "--company",
+            TokenRequestError::Name(_) => "--name",
+        };
+        refused(format!("{flag}: {e}"))
+    })?;
+    let role = request.grant.role();
+    let (stored, token) = auth::issue(db, request).await?.ok_or_else(|| {
+        refused(format!(
+            "--company: company {} does not exist",
+            company.unwrap_or_default()
+        ))
+    })?;
     tracing::info!(token.id = stored.id, role = %role, company.id = ?company, "token created");
     let scope = match stored.company_id {
         Some(id) => format!(" of company {id}"),

@@ -175,6 +175,15 @@ impl From<SchedulerError> for ApiError {
     }
 }
 
+impl From<crate::auth::IssueError> for ApiError {
+    fn from(error: crate::auth::IssueError) -> Self {
+        match error {
+            crate::auth::IssueError::Db(db) => db.into(),
+            random => ApiError::Unexpected(random.into()),
+        }
+    }
+}
+
 impl From<actix::MailboxError> for ApiError {
     fn from(error: actix::MailboxError) -> Self {
         ApiError::Unexpected(anyhow::anyhow!("actor mailbox: {error}"))

@@ -21,7 +21,7 @@ use futures_util::future::select_all;
 use super::{shutdown_signal, Coordinator, CoordinatorOptions, MonitorServerNode};
 use crate::actors::scheduler::StartDevices;
 use crate::agent::Agent;
-use crate::auth::{self, ClusterToken, Grant, Role};
+use crate::auth::{self, ClusterToken, Grant, Role, TokenRequest};
 use crate::config::ServeSettings;
 use crate::db::models::{DeviceChanges, NewDevice};
 use crate::db::{self, Db, DbError, DbUrl};
@@ -283,10 +283,11 @@ pub async fn admin_token(db: &Db, path: &Path) -> Result<String, StartupError> {
         }
         tracing::warn!(file = %path.display(), "the kept admin token is no longer valid; making a new one");
     }
-    let secret = auth::new_secret().map_err(|e| StartupError::Settings(e.to_string()))?;
-    let token = secret.secret.clone();
-    let stored = db
-        .run(move |conn| db::tokens::issue(conn, "serve", Grant::admin(), &secret))
+    let request = TokenRequest {
+        grant: Grant::admin(),
+        name: "serve".into(),
+    };
+    let (stored, token) = auth::issue(db, request)
         .await?
         .ok_or_else(|| StartupError::Settings("the admin token was not stored".into()))?;
     write_secret(path, &token).await?;

@@ -44,10 +44,11 @@ pub fn cluster_token() -> ClusterToken {
 
 /// Stores a new token for `grant` straight in the database and returns its secret.
 pub async fn issue_token(db: &Db, name: &str, grant: Grant) -> String {
-    let secret = vigil::auth::new_secret().unwrap();
-    let token = secret.secret.clone();
-    let name = name.to_string();
-    db.run(move |conn| db::tokens::issue(conn, &name, grant, &secret))
+    let request = vigil::auth::TokenRequest {
+        grant,
+        name: name.to_string(),
+    };
+    let (_, token) = vigil::auth::issue(db, request)
         .await
         .unwrap()
         .unwrap_or_else(|| panic!("the token's company does not exist"));

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::views::utc;
 use super::AppState;
-use crate::auth::{self, Grant, Role};
+use crate::auth::{self, TokenRequest, TokenRequestError};
 use crate::db;
 use crate::db::models::ApiToken;
 use crate::http::auth::Caller;
@@ -76,29 +76,22 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     caller.admin("make tokens")?;
     let body = body.into_inner();
-    let role: Role = body
-        .role
-        .parse()
-        .map_err(|e: auth::UnknownRole| ApiError::bad_request("invalid_role", e.to_string()))?;
-    let grant = Grant::new(role, body.company_id)
-        .map_err(|e| ApiError::bad_request("invalid_role", e.to_string()))?;
-    let name = auth::token_name(body.name.as_deref().unwrap_or(role.as_str()))
-        .map_err(|e| ApiError::bad_request("invalid_name", e))?;
-    let secret = auth::new_secret().map_err(|e| ApiError::Unexpected(e.into()))?;
-    let token = secret.secret.clone();
-    let stored = state
-        .db
-        .run(move |conn| db::tokens::issue(conn, &name, grant, &secret))
-        .await?
-        .ok_or_else(|| {
-            ApiError::unprocessable(
-                "company_not_found",
-                format!(
-                    "company {} does not exist",
-                    body.company_id.unwrap_or_default()
-                ),
-            )
-        })?;
+    let request = TokenRequest::new(&body.role, body.company_id, body.name.as_deref()).map_err(
+        |e| match e {
+            TokenRequestError::Name(message) => ApiError::bad_request("invalid_name", message),
+            role => ApiError::bad_request("invalid_role", role.to_string()),
+        },
+    )?;
+    let role = request.grant.role();
+    let (stored, token) = auth::issue(&state.db, request).await?.ok_or_else(|| {
+        ApiError::unprocessable(
+            "company_not_found",
+            format!(
+                "company {} does not exist",
+                body.company_id.unwrap_or_default()
+            ),
+        )
+    })?;
     tracing::info!(
         token.id = stored.id,
         role = %role,
