@@ -777,21 +777,7 @@ pub(crate) async fn start_company_of(
 /// An admin token made by `vigil token create` on `db` (the command line's own path),
 /// and a client that sends it.
 pub(crate) fn admin_client(db: &str, dir: &Path) -> awc::Client {
-    let output = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args([
-            "token", "create", "--role", "admin", "--name", "test", "--db", db,
-        ])
-        .current_dir(dir)
-        .env_remove("VIGIL_DB")
-        .env_remove("VIGIL_CONFIG")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "vigil token create: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let token = String::from_utf8(output.stdout).unwrap();
+    let token = token_command(&["create", "--role", "admin", "--name", "test"], db, dir);
     client_with(token.trim())
 }
 
