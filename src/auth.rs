@@ -238,7 +238,7 @@ pub fn new_secret() -> Result<NewSecret, RandomUnavailable> {
 
 /// The SHA-256 of a token, as stored.
 pub fn hash(secret: &str) -> String {
-    hex(digest(&SHA256, secret.as_bytes()).as_ref())
+    hex(&sha256(secret.as_bytes()))
 }
 
 fn hex(bytes: &[u8]) -> String {

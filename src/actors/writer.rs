@@ -377,7 +377,8 @@ impl MetricsWriter {
             let lag = (Utc::now() - oldest).num_milliseconds().max(0);
             stats.lag_ms.store(lag as u64, Ordering::Relaxed);
         }
-        if self.retry_at.take().is_some() || self.retry.failures() > 0 {
+        self.retry_at = None;
+        if self.retry.failures() > 0 {
             tracing::info!(
                 server.id = self.server_id,
                 failures = self.retry.failures(),

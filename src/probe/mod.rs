@@ -80,10 +80,7 @@ pub fn validate_address(kind: DeviceKind, address: &str) -> Result<(), String> {
 /// The host of a valid address of `kind` (`10.0.0.1`, `[fe80::1]`, `db-1`).
 pub fn host_of(kind: DeviceKind, address: &str) -> Option<String> {
     let url = match kind {
-        DeviceKind::Tcp => url::Url::parse(&format!(
-            "tcp://{}",
-            address.strip_prefix("tcp://").unwrap_or(address)
-        )),
+        DeviceKind::Tcp => tcp::as_url(address),
         _ => url::Url::parse(address),
     };
     url.ok()?.host_str().map(String::from)

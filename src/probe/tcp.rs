@@ -16,25 +16,24 @@ pub(super) struct TcpProbe {
     pub(super) policy: Arc<AddressPolicy>,
 }
 
-/// `host:port` of a checked address, as [`url::Url`] splits it.
-fn host_and_port(target: &str) -> Result<(String, u16), String> {
-    let url = url::Url::parse(&format!("tcp://{target}"))
-        .map_err(|e| format!("address {target:?} is not host:port: {e}"))?;
+/// Host and port of a checked address.
+fn host_and_port(address: &str) -> Result<(String, u16), String> {
+    let url = as_url(address).map_err(|e| format!("address {address:?} is not host:port: {e}"))?;
     match (url.host_str(), url.port()) {
         (Some(host), Some(port)) => Ok((host.to_string(), port)),
-        _ => Err(format!("address {target:?} is not host:port")),
+        _ => Err(format!("address {address:?} is not host:port")),
     }
 }
 
 impl Probe for TcpProbe {
     fn poll(&self, device: &DeviceSpec, timeout: Duration) -> LocalBoxFuture<'static, PollResult> {
-        let target = target(&device.address).to_string();
+        let address = device.address.clone();
         let policy = Arc::clone(&self.policy);
         async move {
             let started = Instant::now();
             // Resolved and checked once; the connection goes to the address checked.
             let connect = async {
-                let (host, port) = host_and_port(&target)?;
+                let (host, port) = host_and_port(&address)?;
                 let address = policy.resolve(&host, port).await?;
                 tokio::net::TcpStream::connect(address)
                     .await
@@ -60,17 +59,17 @@ impl Probe for TcpProbe {
     }
 }
 
-/// `host:port` from an address written as `host:port` or `tcp://host:port`.
-fn target(address: &str) -> &str {
-    address.strip_prefix("tcp://").unwrap_or(address)
+/// An address written as `host:port` or `tcp://host:port`, as a `tcp://` URL to take
+/// apart.
+pub(super) fn as_url(address: &str) -> Result<url::Url, url::ParseError> {
+    let target = address.strip_prefix("tcp://").unwrap_or(address);
+    url::Url::parse(&format!("tcp://{target}"))
 }
 
 /// A `tcp` device's address is `host:port` (or `tcp://host:port`), the port 1–65535
 /// and IPv6 hosts in brackets.
 pub fn validate_address(address: &str) -> Result<(), String> {
-    let target = target(address);
-    let url = url::Url::parse(&format!("tcp://{target}"))
-        .map_err(|e| format!("address {address:?} is not host:port: {e}"))?;
+    let url = as_url(address).map_err(|e| format!("address {address:?} is not host:port: {e}"))?;
     let host = url.host_str().unwrap_or_default();
     let exact = url.path().is_empty() && url.query().is_none() && url.username().is_empty();
     match url.port() {
