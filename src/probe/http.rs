@@ -48,6 +48,14 @@ impl HttpProbe {
     }
 }
 
+/// A document a device answered with.
+pub(super) struct Fetched {
+    pub status: u16,
+    pub body: actix_web::web::Bytes,
+    /// Time to the response head.
+    pub latency_ms: f64,
+}
+
 /// This thread's HTTP client, with the address policy it must keep to.
 #[derive(Clone)]
 pub(super) struct DeviceClient {
@@ -84,17 +92,7 @@ impl DeviceClient {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         Ok(self.http.get(url).address(address).timeout(left))
     }
-}
 
-/// A document a device answered with.
-pub(super) struct Fetched {
-    pub status: u16,
-    pub body: actix_web::web::Bytes,
-    /// Time to the response head.
-    pub latency_ms: f64,
-}
-
-impl DeviceClient {
     /// GETs `url` and reads the body, all within `timeout`; a body over `max_bytes`, a
     /// non-2xx answer, a denied address or no answer is an error in words.
     pub(super) fn fetch(
