@@ -26,12 +26,13 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+mod heartbeat;
+
 use super::monitor_server::Fence;
 use super::registry::{ActorRegistry, ActorStats, Tracked};
 use crate::backoff::Backoff;
 use crate::db::models::{NewNode, Node};
 use crate::db::{self, Db, DbConn};
-use crate::load::LoadReader;
 
 /// The kind under which the membership actor appears in the actor registry.
 pub const KIND: &str = "Membership";
@@ -332,97 +333,6 @@ fn register(conn: &mut DbConn, identity: &Identity) -> diesel::QueryResult<Node>
     )
 }
 
-/// Advances this node's counter every `heartbeat_ms` on a connection of its own, until
-/// told to stop or the actor is gone (its system ended). A row found gone is reported
-/// to the actor, which rejoins.
-fn heartbeat(db: Db, shared: Arc<Shared>, membership: Addr<Membership>) {
-    let mut conn: Option<DbConn> = None;
-    // Failing: the next try comes after a jittered wait from a quarter beat up to one
-    // beat, never longer, so a node whose database came back beats before anyone
-    // judges it.
-    let mut failing: Option<Backoff> = None;
-    // The load each beat reports, for the balancing methods that read it.
-    let mut load = LoadReader::new();
-    if load.is_none() {
-        tracing::warn!("this node cannot read its own load; it will beat without reports");
-    }
-    let mut pause = Duration::from_millis(shared.heartbeat_ms.load(Ordering::Relaxed).max(1));
-    while !shared.stop.load(Ordering::SeqCst) && membership.connected() {
-        std::thread::sleep(pause);
-        let beat = Duration::from_millis(shared.heartbeat_ms.load(Ordering::Relaxed).max(1));
-        pause = beat;
-        let id = shared.node_id.load(Ordering::SeqCst);
-        if id == 0 || shared.stop.load(Ordering::SeqCst) {
-            continue;
-        }
-        let beaten = match conn.as_mut() {
-            Some(c) => beat_once(c, id, &mut load, &shared),
-            None => match db.dedicated_connection() {
-                Ok(mut fresh) => {
-                    let beaten = beat_once(&mut fresh, id, &mut load, &shared);
-                    conn = Some(fresh);
-                    beaten
-                }
-                Err(error) => Err(error.to_string()),
-            },
-        };
-        match beaten {
-            Ok(alive) => {
-                if let Some(backoff) = failing.take() {
-                    let failures = backoff.failures();
-                    tracing::info!(
-                        node.id = id,
-                        failures,
-                        "heartbeat reaches the database again"
-                    );
-                }
-                // Judged dead while we were away: no longer a member until we rejoin.
-                if !alive
-                    && shared
-                        .node_id
-                        .compare_exchange(id, 0, Ordering::SeqCst, Ordering::SeqCst)
-                        .is_ok()
-                {
-                    membership.do_send(Register { removed: Some(id) });
-                }
-            }
-            Err(error) => {
-                let backoff = failing.get_or_insert_with(|| Backoff::new(beat / 4, beat));
-                pause = backoff.failed();
-                tracing::warn!(
-                    node.id = id,
-                    %error,
-                    failures = backoff.failures(),
-                    retry_in_ms = pause.as_millis() as u64,
-                    "heartbeat failed"
-                );
-                conn = None;
-            }
-        }
-    }
-}
-
-/// One beat: advances the counter with the load report and takes a new rate from the
-/// config. `Ok(false)` when the row is gone (this node was judged dead).
-fn beat_once(
-    conn: &mut DbConn,
-    id: i64,
-    load: &mut Option<LoadReader>,
-    shared: &Shared,
-) -> Result<bool, String> {
-    let report = load.as_mut().and_then(LoadReader::read);
-    let alive = db::nodes::beat(conn, id, report.as_ref()).map_err(|e| e.to_string())?;
-    if alive {
-        // A new rate takes effect at the next beat, not at the next look.
-        if let Ok(config) = db::config::get(conn) {
-            if let Ok(ms) = u64::try_from(config.heartbeat_ms) {
-                shared.heartbeat_ms.store(ms, Ordering::Relaxed);
-            }
-        }
-    }
-    Ok(alive)
-}
-
 impl Actor for Membership {
     type Context = Context<Self>;
 
@@ -430,7 +340,7 @@ impl Actor for Membership {
         let (db, shared, me) = (self.db.clone(), Arc::clone(&self.shared), ctx.address());
         let spawned = std::thread::Builder::new()
             .name("vigil-heartbeat".into())
-            .spawn(move || heartbeat(db, shared, me));
+            .spawn(move || heartbeat::run(db, shared, me));
         if let Err(error) = spawned {
             tracing::error!(%error, "cannot start the heartbeat thread; stopping membership");
             ctx.stop();
