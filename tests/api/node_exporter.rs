@@ -1,7 +1,6 @@
 //! The prometheus probe against a real node_exporter, when one is installed, and
 //! against an endpoint that answers something that is not an exposition.
 
-use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 
@@ -25,17 +24,7 @@ struct Exporter {
 impl Exporter {
     /// Starts the exporter on a free port, or says on stderr why `test` is skipped.
     fn spawn(test: &str) -> Option<Exporter> {
-        if !std::path::Path::new(NODE_EXPORTER).exists() {
-            let ci = match std::env::var("CI") {
-                Ok(_) => " (CI is set; a CI machine need not have it)",
-                Err(_) => "",
-            };
-            // One write, straight to stderr: libtest swallows eprintln! of passing tests.
-            let line = format!(
-                "skipped {test}: {NODE_EXPORTER} is not installed{ci}; \
-                 `apt-get install prometheus-node-exporter` to run it\n"
-            );
-            let _ = std::io::stderr().write_all(line.as_bytes());
+        if !crate::helpers::tool_installed(test, NODE_EXPORTER, "prometheus-node-exporter") {
             return None;
         }
         // A port nothing listens on now; the exporter binds it a moment later.

@@ -904,12 +904,11 @@ const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
 
 #[actix_rt::test]
 async fn monitor_servers_with_skewed_clocks_are_not_removed() {
-    if !Path::new(LIBFAKETIME).exists() {
-        let line = format!(
-            "skipped processes::monitor_servers_with_skewed_clocks_are_not_removed: {LIBFAKETIME} \
-             is not installed; `apt-get install faketime` to run it\n"
-        );
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    if !crate::helpers::tool_installed(
+        "processes::monitor_servers_with_skewed_clocks_are_not_removed",
+        LIBFAKETIME,
+        "faketime",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,6 @@
 //! 8080–8083, every target up, and the readings queryable with the labels the README
 //! promises.
 
-use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -115,12 +114,11 @@ where
 
 #[actix_rt::test]
 async fn the_readme_configuration_scrapes_every_node() {
-    if !std::path::Path::new(PROMETHEUS).exists() {
-        let line = format!(
-            "skipped prometheus_server::the_readme_configuration_scrapes_every_node: {PROMETHEUS} \
-             is not installed; `apt-get install prometheus` to run it\n"
-        );
-        let _ = std::io::stderr().write_all(line.as_bytes());
+    if !crate::helpers::tool_installed(
+        "prometheus_server::the_readme_configuration_scrapes_every_node",
+        PROMETHEUS,
+        "prometheus",
+    ) {
         return;
     }
     let cluster = TestCluster::spawn(Backend::Sqlite, 1).await;
