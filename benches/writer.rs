@@ -25,12 +25,13 @@ use std::time::{Duration, Instant};
 use actix::Actor;
 use chrono::Utc;
 use diesel::connection::SimpleConnection;
-use vigil::actors::writer::{Flush, MetricsWriter, Sample, WriterSettings};
+use vigil::actors::messages::Sample;
+use vigil::actors::writer::{Flush, MetricsWriter, WriterSettings};
 use vigil::db::models::NewSample;
 use vigil::db::scratch::ScratchDb;
 use vigil::db::{self, Db, DbConn};
 use vigil::domain::Metrics;
-use vigil::series;
+use vigil::metrics::series;
 
 const DEFAULT_DEVICES: usize = 1000;
 /// Samples (polls) sent to the writer.

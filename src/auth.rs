@@ -14,7 +14,7 @@ use ring::digest::{digest, SHA256};
 use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 
-use crate::db::models::ApiToken;
+use crate::db::models::{ApiToken, NewApiToken};
 
 /// What every API token starts with, so a leaked one is recognisable.
 pub const TOKEN_PREFIX: &str = "vgl_";
@@ -194,7 +194,18 @@ pub async fn issue(
     let secret = new_secret()?;
     let token = secret.secret.clone();
     let stored = db
-        .run(move |conn| crate::db::tokens::issue(conn, &request.name, request.grant, &secret))
+        .run(move |conn| {
+            crate::db::tokens::issue(
+                conn,
+                &NewApiToken {
+                    name: &request.name,
+                    role: request.grant.role().as_str(),
+                    company_id: request.grant.company_id(),
+                    secret_hash: &secret.hash,
+                    prefix: &secret.prefix,
+                },
+            )
+        })
         .await?;
     Ok(stored.map(|stored| (stored, token)))
 }

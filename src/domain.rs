@@ -10,8 +10,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::db::models::{ConfigChanges, ConfigRow, Device, LoadReport};
-
 /// How a device is polled. One probe in `probe/` per kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -84,23 +82,6 @@ pub struct DeviceSpec {
     pub expected_status: Option<u16>,
 }
 
-impl DeviceSpec {
-    /// The spec of a stored device of the company named `company`.
-    pub fn of(device: &Device, company: &str) -> Result<Self, UnknownKind> {
-        Ok(DeviceSpec {
-            id: device.id,
-            company_id: device.company_id,
-            name: device.name.clone(),
-            company: company.to_string(),
-            address: device.address.clone(),
-            kind: device.kind.parse()?,
-            expected_status: device
-                .expected_status
-                .and_then(|status| u16::try_from(status).ok()),
-        })
-    }
-}
-
 /// The settings every running monitor follows; broadcast on every change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,21 +111,6 @@ impl MonitorConfig {
     }
 }
 
-impl From<&ConfigRow> for MonitorConfig {
-    /// The stored row was validated on the way in; clamp rather than trust blindly.
-    fn from(row: &ConfigRow) -> Self {
-        let clamp_pct = |v: i32| u8::try_from(v.clamp(0, 100)).unwrap_or(100);
-        MonitorConfig {
-            poll_interval_ms: u64::try_from(row.poll_interval_ms).unwrap_or(1).max(1),
-            timeout_ms: u64::try_from(row.timeout_ms).unwrap_or(1).max(1),
-            alert_threshold: clamp_pct(row.alert_threshold),
-            critical_threshold: clamp_pct(row.critical_threshold),
-            max_monitors_per_server: u32::try_from(row.max_monitors_per_server).unwrap_or(0),
-            unreachable_after: u32::try_from(row.unreachable_after).unwrap_or(1).max(1),
-        }
-    }
-}
-
 /// A device's health as its monitor last judged it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -171,7 +137,7 @@ impl HealthState {
 
 /// The readings of one poll: series name to value. A name is a Prometheus series
 /// name with its labels, such as `cpu_usage_percent` or `disk_usage_percent{mount="/"}`
-/// (see `crate::series`). Values are finite.
+/// (see `crate::metrics::series`). Values are finite.
 pub type Metrics = BTreeMap<String, f64>;
 
 /// The outcome of one poll.
@@ -219,6 +185,17 @@ pub struct MonitorStatus {
     pub restarts: u32,
     pub config: MonitorConfig,
     pub started_at: DateTime<Utc>,
+}
+
+/// What a node reports about its load with each heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoadReport {
+    /// The process's resident memory.
+    pub memory_bytes: i64,
+    /// The host's CPU use, averaged over the last 5 seconds.
+    pub cpu_percent: f64,
+    /// The process's threads.
+    pub threads: i32,
 }
 
 /// How the scheduler chooses a server (`config.balance_method`; see
@@ -284,68 +261,72 @@ pub const MAX_RETENTION_HOURS: i64 = 87_600;
 /// Upper bound of `max_monitors_per_server`.
 pub const MAX_MONITORS_PER_SERVER: i32 = 1_000_000;
 
-/// The config row as it would be with `changes` applied.
-pub fn merge_config(mut row: ConfigRow, changes: &ConfigChanges) -> ConfigRow {
-    let ConfigChanges {
-        max_monitors_per_server,
-        poll_interval_ms,
-        timeout_ms,
-        alert_threshold,
-        critical_threshold,
-        balance_method,
-        unreachable_after,
-        retention_hours,
-        heartbeat_ms,
-        validate_ms,
-        missed_checks,
-    } = changes.clone();
-    row.max_monitors_per_server = max_monitors_per_server.unwrap_or(row.max_monitors_per_server);
-    row.poll_interval_ms = poll_interval_ms.unwrap_or(row.poll_interval_ms);
-    row.timeout_ms = timeout_ms.unwrap_or(row.timeout_ms);
-    row.alert_threshold = alert_threshold.unwrap_or(row.alert_threshold);
-    row.critical_threshold = critical_threshold.unwrap_or(row.critical_threshold);
-    row.balance_method = balance_method.unwrap_or(row.balance_method);
-    row.unreachable_after = unreachable_after.unwrap_or(row.unreachable_after);
-    row.retention_hours = retention_hours.unwrap_or(row.retention_hours);
-    row.heartbeat_ms = heartbeat_ms.unwrap_or(row.heartbeat_ms);
-    row.validate_ms = validate_ms.unwrap_or(row.validate_ms);
-    row.missed_checks = missed_checks.unwrap_or(row.missed_checks);
-    row
+/// The settings a deployment keeps (the config row but the rotating index), as checked
+/// before they are stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Settings {
+    pub max_monitors_per_server: i32,
+    pub poll_interval_ms: i64,
+    pub timeout_ms: i64,
+    pub alert_threshold: i32,
+    pub critical_threshold: i32,
+    pub balance_method: String,
+    pub unreachable_after: i32,
+    pub retention_hours: i32,
+    pub heartbeat_ms: i64,
+    pub validate_ms: i64,
+    pub missed_checks: i32,
 }
 
-/// Checks a whole config row; the error names every problem found.
-pub fn check_config(row: &ConfigRow) -> Result<(), String> {
-    let mut problems = limit_problems(
-        i64::from(row.alert_threshold),
-        i64::from(row.critical_threshold),
-        row.poll_interval_ms,
-        row.timeout_ms,
-        i64::from(row.max_monitors_per_server),
-        i64::from(row.unreachable_after),
-    );
-    problems.extend(membership_problems(
-        row.heartbeat_ms,
-        row.validate_ms,
-        row.missed_checks,
-    ));
-    if !(1..=MAX_RETENTION_HOURS).contains(&i64::from(row.retention_hours)) {
-        problems.push(format!(
-            "retention_hours must be between 1 and {MAX_RETENTION_HOURS} (got {})",
-            row.retention_hours
+impl Settings {
+    /// Checks the settings as a whole; the error names every problem found.
+    pub fn check(&self) -> Result<(), String> {
+        let mut problems = limit_problems(
+            i64::from(self.alert_threshold),
+            i64::from(self.critical_threshold),
+            self.poll_interval_ms,
+            self.timeout_ms,
+            i64::from(self.max_monitors_per_server),
+            i64::from(self.unreachable_after),
+        );
+        problems.extend(membership_problems(
+            self.heartbeat_ms,
+            self.validate_ms,
+            self.missed_checks,
         ));
+        if !(1..=MAX_RETENTION_HOURS).contains(&i64::from(self.retention_hours)) {
+            problems.push(format!(
+                "retention_hours must be between 1 and {MAX_RETENTION_HOURS} (got {})",
+                self.retention_hours
+            ));
+        }
+        if BalanceMethod::parse(&self.balance_method).is_none() {
+            let names: Vec<&str> = BalanceMethod::ALL.iter().map(|m| m.as_str()).collect();
+            problems.push(format!(
+                "balance_method must be one of {} (got {:?})",
+                names.join(", "),
+                self.balance_method
+            ));
+        }
+        joined(problems)
     }
-    if BalanceMethod::parse(&row.balance_method).is_none() {
-        let names: Vec<&str> = BalanceMethod::ALL.iter().map(|m| m.as_str()).collect();
-        problems.push(format!(
-            "balance_method must be one of {} (got {:?})",
-            names.join(", "),
-            row.balance_method
-        ));
+
+    /// What every monitor follows. The settings were checked on the way in; clamp
+    /// rather than trust blindly.
+    pub fn monitor_config(&self) -> MonitorConfig {
+        let clamp_pct = |v: i32| u8::try_from(v.clamp(0, 100)).unwrap_or(100);
+        MonitorConfig {
+            poll_interval_ms: u64::try_from(self.poll_interval_ms).unwrap_or(1).max(1),
+            timeout_ms: u64::try_from(self.timeout_ms).unwrap_or(1).max(1),
+            alert_threshold: clamp_pct(self.alert_threshold),
+            critical_threshold: clamp_pct(self.critical_threshold),
+            max_monitors_per_server: u32::try_from(self.max_monitors_per_server).unwrap_or(0),
+            unreachable_after: u32::try_from(self.unreachable_after).unwrap_or(1).max(1),
+        }
     }
-    joined(problems)
 }
 
-/// Checks the settings a monitor server is handed (the same rules as [`check_config`]).
+/// Checks the settings a monitor server is handed (the same rules as [`Settings::check`]).
 pub fn check_limits(config: &MonitorConfig) -> Result<(), String> {
     let wide = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     joined(limit_problems(
@@ -447,16 +428,14 @@ mod tests {
         assert_eq!(BalanceMethod::parse("random"), None);
     }
 
-    fn defaults() -> ConfigRow {
-        ConfigRow {
-            monitor_server_current: 0,
+    fn defaults() -> Settings {
+        Settings {
             max_monitors_per_server: 1000,
             poll_interval_ms: 5000,
             timeout_ms: 3000,
             alert_threshold: 70,
             critical_threshold: 90,
             balance_method: "round_robin".into(),
-            updated_at: chrono::NaiveDateTime::default(),
             unreachable_after: 3,
             retention_hours: 168,
             heartbeat_ms: 1000,
@@ -466,26 +445,28 @@ mod tests {
     }
 
     #[test]
-    fn the_default_config_is_valid() {
-        assert_eq!(check_config(&defaults()), Ok(()));
+    fn the_default_settings_are_valid() {
+        assert_eq!(defaults().check(), Ok(()));
     }
 
     #[test]
     fn thresholds_must_be_percentages_with_alert_below_critical() {
-        let changes = ConfigChanges {
-            alert_threshold: Some(95),
-            ..Default::default()
-        };
-        let err = check_config(&merge_config(defaults(), &changes)).unwrap_err();
+        let err = Settings {
+            alert_threshold: 95,
+            ..defaults()
+        }
+        .check()
+        .unwrap_err();
         assert!(
             err.contains("alert_threshold (95) must be below critical_threshold (90)"),
             "{err}"
         );
-        let changes = ConfigChanges {
-            critical_threshold: Some(101),
-            ..Default::default()
-        };
-        let err = check_config(&merge_config(defaults(), &changes)).unwrap_err();
+        let err = Settings {
+            critical_threshold: 101,
+            ..defaults()
+        }
+        .check()
+        .unwrap_err();
         assert!(
             err.contains("critical_threshold must be between 0 and 100"),
             "{err}"
@@ -494,18 +475,19 @@ mod tests {
 
     #[test]
     fn intervals_limits_and_methods_are_checked() {
-        let changes = ConfigChanges {
-            poll_interval_ms: Some(0),
-            timeout_ms: Some(-5),
-            max_monitors_per_server: Some(0),
-            balance_method: Some("random".into()),
-            unreachable_after: Some(0),
-            retention_hours: Some(0),
-            heartbeat_ms: Some(5),
-            missed_checks: Some(0),
-            ..Default::default()
-        };
-        let err = check_config(&merge_config(defaults(), &changes)).unwrap_err();
+        let err = Settings {
+            poll_interval_ms: 0,
+            timeout_ms: -5,
+            max_monitors_per_server: 0,
+            balance_method: "random".into(),
+            unreachable_after: 0,
+            retention_hours: 0,
+            heartbeat_ms: 5,
+            missed_checks: 0,
+            ..defaults()
+        }
+        .check()
+        .unwrap_err();
         for field in [
             "poll_interval_ms",
             "timeout_ms",
@@ -518,17 +500,6 @@ mod tests {
         ] {
             assert!(err.contains(field), "{field} missing from {err}");
         }
-    }
-
-    #[test]
-    fn a_merge_keeps_what_was_not_given() {
-        let changes = ConfigChanges {
-            timeout_ms: Some(100),
-            ..Default::default()
-        };
-        let merged = merge_config(defaults(), &changes);
-        assert_eq!(merged.timeout_ms, 100);
-        assert_eq!(merged.poll_interval_ms, 5000);
     }
 
     #[test]

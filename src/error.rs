@@ -24,6 +24,18 @@ pub enum StartupError {
     Server(std::io::Error),
 }
 
+impl From<crate::agent::AgentError> for StartupError {
+    fn from(error: crate::agent::AgentError) -> Self {
+        match error {
+            crate::agent::AgentError::Bind { address, source } => {
+                StartupError::Bind { address, source }
+            }
+            crate::agent::AgentError::Server(error) => StartupError::Server(error),
+            collector => StartupError::Settings(collector.to_string()),
+        }
+    }
+}
+
 impl From<crate::auth::IssueError> for StartupError {
     fn from(error: crate::auth::IssueError) -> Self {
         match error {

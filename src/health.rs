@@ -4,7 +4,7 @@
 //! A failed poll short of that leaves the state as it was.
 
 use crate::domain::{HealthState, Metrics, MonitorConfig, PollResult};
-use crate::series;
+use crate::metrics::series;
 
 /// A change of state and why it happened.
 #[derive(Debug, Clone, PartialEq)]

@@ -16,42 +16,45 @@
 //!                                          MetricsWriter ── batches ──▶ samples, events
 //! ```
 //!
+//! Where each thing lives, from the top layer down (arrows run only downwards, and no
+//! module imports a module that imports it back: `tests/api/layers.rs` checks both):
+//!
+//! - [`startup`]: building each node from a bound listener; `vigil serve`.
+//! - [`config`]: settings from flags, environment and file; [`cli`]: the token
+//!   commands and the logging set-up; [`error`]: what stops a process from starting.
+//! - [`http`]: route tables and thin handlers for both servers; JSON errors.
 //! - [`actors`]: the scheduler (coordinator; on every node for failover), the monitor-server
 //!   supervisor, one `DeviceMonitor` per device, the `MetricsWriter` of each monitor
 //!   server, `Membership` (every node: heartbeat, validation, master) with the
-//!   master-only `Failover` and `Retention`, and the `ActorRegistry` behind
-//!   `GET /debug/actors`.
-//! - [`health`]: how a device's state follows from its polls and the thresholds.
-//! - [`agent`]: the host exporter (`vigil agent`), and the JSON document it serves.
-//! - [`series`] names readings; [`exposition`] writes the Prometheus text format.
-//! - [`http`]: route tables and thin handlers for both servers; JSON errors.
-//! - [`remote`]: the coordinator's HTTP client for the monitor-server API; [`wire`] its bodies.
-//! - [`db`]: diesel over SQLite or PostgreSQL, embedded migrations, query functions.
+//!   master-only `Failover` and `Retention`, the `ActorRegistry` behind
+//!   `GET /debug/actors`, and in `actors::messages` the messages one actor sends to
+//!   another whose type it does not know.
+//! - [`agent`]: the host exporter (`vigil agent`); it links nothing of the database.
+//! - [`remote`]: the coordinator's HTTP client for the monitor-server API, and in
+//!   `remote::wire` the bodies both ends speak.
 //! - [`probe`]: how a device is polled, one file per kind (agent, prometheus, http, tcp).
-//! - [`domain`]: the types every layer speaks (device spec, monitor config, health).
-//! - [`startup`]: building each node from a bound listener; `vigil serve`.
-//! - [`config`]: settings from flags, environment and file.
+//! - [`auth`]: API tokens, roles and the cluster token; [`health`]: how a device's state
+//!   follows from its polls and the thresholds.
+//! - [`db`]: diesel over SQLite or PostgreSQL, embedded migrations, query functions; it
+//!   stores what it is given and converts its rows to the domain's types.
+//! - [`metrics`]: series names, the agent's JSON document, the Prometheus text format.
+//! - [`domain`]: the types every layer speaks (device spec, monitor config, settings,
+//!   health).
 //!
-//! Arrows go one way: `http → actors → remote / db / probe`; `db` knows nothing of HTTP
-//! or actors. Blocking database work runs on tokio's blocking pool via `db::Db::run`,
-//! never on an actor's or an HTTP worker's event loop.
+//! Blocking database work runs on tokio's blocking pool via `db::Db::run`, at most one
+//! task per pooled connection, never on an actor's or an HTTP worker's event loop.
 
 pub mod actors;
 pub mod agent;
 pub mod auth;
-pub mod backoff;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
-pub mod exposition;
 pub mod health;
 pub mod http;
-pub mod load;
+pub mod metrics;
 pub mod probe;
 pub mod remote;
-pub mod series;
 pub mod startup;
-pub mod telemetry;
-pub mod token_commands;
-pub mod wire;

@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use vigil::cli::{telemetry, tokens as token_commands};
 use vigil::config::{
     self, AgentSettings, CoordinatorSettings, FileSettings, Flags, MonitorServerSettings,
     ServeSettings,
 };
 use vigil::error::StartupError;
-use vigil::{agent, db, probe, startup, telemetry, token_commands};
+use vigil::{agent, db, probe, startup};
 
 #[derive(Parser)]
 #[command(

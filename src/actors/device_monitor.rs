@@ -15,15 +15,13 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 
-use super::messages::{UpdateConfig, UpdateDevice};
-use super::monitor_server::{MonitorExited, MonitorServerActor};
-use super::registry::{ActorStats, Tracked};
-use super::writer::{MetricsWriter, Sample, StateChanged};
+use super::messages::{MonitorExited, Sample, StateChanged, UpdateConfig, UpdateDevice};
+use super::registry::{ActorStats, TrackedRecipient};
 use crate::domain::{DeviceSpec, HealthState, MonitorConfig, MonitorStatus, PollResult};
-use crate::exposition::Histogram;
 use crate::health::HealthTracker;
+use crate::metrics::exposition::Histogram;
+use crate::metrics::series;
 use crate::probe::{Probe, ProbeFactory};
-use crate::series;
 
 /// The kind under which monitors appear in the actor registry.
 pub const KIND: &str = "DeviceMonitor";
@@ -59,7 +57,8 @@ impl Default for PollStats {
 /// tests that do not store) and the node's poll counters.
 #[derive(Clone, Default)]
 pub struct Reporting {
-    pub writer: Option<Tracked<MetricsWriter>>,
+    pub samples: Option<TrackedRecipient<Sample>>,
+    pub changes: Option<TrackedRecipient<StateChanged>>,
     pub polls: Arc<PollStats>,
 }
 
@@ -111,7 +110,7 @@ pub struct DeviceMonitor {
     polls: u64,
     failures: u64,
     stats: Arc<ActorStats>,
-    supervisor: Option<Tracked<MonitorServerActor>>,
+    supervisor: Option<TrackedRecipient<MonitorExited>>,
     /// Bumped on every device change, so the result of a poll of the old address is dropped.
     device_version: u64,
     in_flight: bool,
@@ -123,7 +122,7 @@ impl DeviceMonitor {
         spec: MonitorSpec,
         probes: ProbeFactory,
         stats: Arc<ActorStats>,
-        supervisor: Option<Tracked<MonitorServerActor>>,
+        supervisor: Option<TrackedRecipient<MonitorExited>>,
         reporting: Reporting,
     ) -> Self {
         DeviceMonitor {
@@ -187,8 +186,8 @@ impl DeviceMonitor {
                 reason = %change.reason,
                 "device state changed"
             );
-            if let Some(writer) = &self.reporting.writer {
-                writer.do_send(StateChanged {
+            if let Some(changes) = &self.reporting.changes {
+                changes.do_send(StateChanged {
                     device_id: device.id,
                     company_id: device.company_id,
                     epoch: self.spec.epoch,
@@ -199,8 +198,8 @@ impl DeviceMonitor {
                 });
             }
         }
-        if let Some(writer) = &self.reporting.writer {
-            writer.do_send(Sample {
+        if let Some(samples) = &self.reporting.samples {
+            samples.do_send(Sample {
                 device_id: device.id,
                 epoch: self.spec.epoch,
                 at: result.at,

@@ -27,12 +27,18 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 mod heartbeat;
+pub mod load;
 
-use super::monitor_server::Fence;
-use super::registry::{ActorRegistry, ActorStats, Tracked};
-use crate::backoff::Backoff;
+use self::heartbeat::Shared;
+
+use super::messages::Fence;
+use super::registry::{ActorRegistry, ActorStats, Tracked, TrackedRecipient};
+use crate::actors::backoff::Backoff;
 use crate::db::models::{NewNode, Node};
 use crate::db::{self, Db, DbConn};
+
+/// The version of Vigil this node runs, as it registers.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The kind under which the membership actor appears in the actor registry.
 pub const KIND: &str = "Membership";
@@ -71,15 +77,6 @@ pub struct Identity {
     pub server_id: Option<i64>,
 }
 
-/// What the heartbeat thread and the actor share.
-#[derive(Debug)]
-struct Shared {
-    /// This node's id; 0 while it is not a member (between removal and rejoin).
-    node_id: AtomicI64,
-    heartbeat_ms: AtomicU64,
-    stop: AtomicBool,
-}
-
 /// How often to look, and how many missed looks make a node dead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Timing {
@@ -109,7 +106,7 @@ pub struct Membership {
     /// No node is judged dead before this: settings just changed.
     judge_after: Instant,
     /// What to stop before rejoining after a removal (a monitor server's monitors).
-    fence: Option<Recipient<Fence>>,
+    fence: Option<TrackedRecipient<Fence>>,
     /// `heartbeat_ms` as of the last look.
     heartbeat_seen: u64,
     /// The last look could not read the cluster (the database was away).
@@ -131,7 +128,7 @@ impl Membership {
     pub fn launch_fenced(
         db: Db,
         identity: Identity,
-        fence: Option<Recipient<Fence>>,
+        fence: Option<TrackedRecipient<Fence>>,
         registry: &ActorRegistry,
     ) -> Tracked<Membership> {
         let stats = registry.register(KIND, identity.role.as_str());
@@ -329,6 +326,7 @@ fn register(conn: &mut DbConn, identity: &Identity) -> diesel::QueryResult<Node>
             role: identity.role.as_str(),
             address: &identity.address,
             server_id: identity.server_id,
+            version: VERSION,
         },
     )
 }
@@ -338,9 +336,17 @@ impl Actor for Membership {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let (db, shared, me) = (self.db.clone(), Arc::clone(&self.shared), ctx.address());
+        let running = me.clone();
         let spawned = std::thread::Builder::new()
             .name("vigil-heartbeat".into())
-            .spawn(move || heartbeat::run(db, shared, me));
+            .spawn(move || {
+                heartbeat::run(
+                    db,
+                    shared,
+                    move || running.connected(),
+                    move |id| me.do_send(Register { removed: Some(id) }),
+                )
+            });
         if let Err(error) = spawned {
             tracing::error!(%error, "cannot start the heartbeat thread; stopping membership");
             ctx.stop();
@@ -488,6 +494,8 @@ pub struct NodeView {
     pub memory_bytes: Option<i64>,
     pub cpu_percent: Option<f64>,
     pub threads: Option<i32>,
+    /// The version of Vigil it runs (`null`: a version that did not record it).
+    pub version: Option<String>,
 }
 
 /// The cluster as this node saw it at its last look.
@@ -533,6 +541,7 @@ impl Handler<GetCluster> for Membership {
                 memory_bytes: n.memory_bytes,
                 cpu_percent: n.cpu_percent,
                 threads: n.threads,
+                version: n.version.clone(),
             })
             .collect();
         MessageResult(ClusterView {

@@ -1,9 +1,20 @@
-//! Messages handled by more than one actor: the monitor server forwards them to its
-//! device monitors.
+//! Messages one actor sends to another whose type it does not know: actors hold a
+//! `TrackedRecipient` of the message, so `device_monitor`, `monitor_server`, `writer`
+//! and `membership` never import each other.
+//!
+//! - the coordinator's config and device changes, which the monitor server forwards to
+//!   its device monitors ([`UpdateConfig`], [`UpdateDevice`]);
+//! - a device monitor's readings and changes of state, to the node's writer
+//!   ([`Sample`], [`StateChanged`]), and its end, to its supervisor ([`MonitorExited`]);
+//! - the writer's word that the database refused a monitor's rows as stale, to the
+//!   supervisor ([`StaleMonitors`]);
+//! - membership's order to stop everything before rejoining, to the supervisor
+//!   ([`Fence`]).
 
 use actix::Message;
+use chrono::{DateTime, Utc};
 
-use crate::domain::{DeviceSpec, MonitorConfig};
+use crate::domain::{DeviceSpec, HealthState, Metrics, MonitorConfig};
 
 /// New settings for every running monitor. Answers how many monitors took them.
 #[derive(Debug, Clone, Copy, Message)]
@@ -15,3 +26,48 @@ pub struct UpdateConfig(pub MonitorConfig);
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "bool")]
 pub struct UpdateDevice(pub DeviceSpec);
+
+/// What one poll read, to be stored.
+#[derive(Debug, Clone, PartialEq, Message)]
+#[rtype(result = "()")]
+pub struct Sample {
+    pub device_id: i64,
+    /// The epoch of the assignment the monitor runs under.
+    pub epoch: i64,
+    pub at: DateTime<Utc>,
+    pub metrics: Metrics,
+}
+
+/// A device's health changed.
+#[derive(Debug, Clone, PartialEq, Message)]
+#[rtype(result = "()")]
+pub struct StateChanged {
+    pub device_id: i64,
+    pub company_id: i64,
+    pub epoch: i64,
+    pub from: HealthState,
+    pub to: HealthState,
+    pub at: DateTime<Utc>,
+    pub reason: String,
+}
+
+/// A monitor stopped; sent by the monitor itself from `stopped`.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct MonitorExited {
+    pub device_id: i64,
+    pub generation: u64,
+}
+
+/// Stop these monitors, given as `(device, epoch)`: the database refused their readings
+/// because their device was placed elsewhere (a later epoch) since they started. A
+/// monitor of the same device started since under another epoch is kept.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct StaleMonitors(pub Vec<(i64, i64)>);
+
+/// Stop every monitor now: this server was removed from the cluster as dead, and the
+/// master may have started its devices elsewhere. Answers how many were stopped.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "usize")]
+pub struct Fence;

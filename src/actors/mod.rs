@@ -1,5 +1,6 @@
 //! The actors of a node and their messages.
 
+pub mod backoff;
 pub mod device_monitor;
 pub mod failover;
 pub mod membership;

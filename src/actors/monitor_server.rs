@@ -16,11 +16,11 @@ use chrono::Utc;
 use futures_util::future::join_all;
 
 use super::device_monitor::{self, DeviceMonitor, GetStatus, MonitorSpec, Reporting, StopPolling};
-use super::messages::{UpdateConfig, UpdateDevice};
-use super::registry::{ActorRegistry, ActorStats, Tracked};
+use super::messages::{Fence, MonitorExited, StaleMonitors, UpdateConfig, UpdateDevice};
+use super::registry::{ActorRegistry, ActorStats, Tracked, TrackedRecipient};
 use crate::domain::{DeviceSpec, HealthState, MonitorConfig, MonitorStatus};
 use crate::probe::ProbeFactory;
-use crate::wire::ServerInfo;
+use crate::remote::wire::ServerInfo;
 
 /// The kind under which the supervisor appears in the actor registry.
 pub const KIND: &str = "MonitorServerActor";
@@ -40,8 +40,8 @@ pub struct MonitorServerActor {
     reporting: Reporting,
     registry: ActorRegistry,
     stats: Arc<ActorStats>,
-    /// This actor's own tracked address, handed to each monitor to report its exit.
-    myself: Option<Tracked<MonitorServerActor>>,
+    /// Where each monitor reports its exit: this actor, as its monitors know it.
+    myself: Option<TrackedRecipient<MonitorExited>>,
     next_generation: u64,
 }
 
@@ -258,7 +258,7 @@ impl Actor for MonitorServerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.myself = Some(Tracked::new(ctx.address(), Arc::clone(&self.stats)));
+        self.myself = Some(Tracked::new(ctx.address(), Arc::clone(&self.stats)).recipient());
         tracing::info!(
             server.id = self.server_id,
             max_monitors = self.config.max_monitors_per_server,
@@ -331,12 +331,6 @@ impl Handler<StartMonitors> for MonitorServerActor {
     }
 }
 
-/// Stop every monitor now: this server was removed from the cluster as dead, and the
-/// master may have started its devices elsewhere. Answers how many were stopped.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "usize")]
-pub struct Fence;
-
 impl Handler<Fence> for MonitorServerActor {
     type Result = usize;
 
@@ -351,13 +345,6 @@ impl Handler<Fence> for MonitorServerActor {
         stopped
     }
 }
-
-/// Stop these monitors, given as `(device, epoch)`: the database refused their readings
-/// because their device was placed elsewhere (a later epoch) since they started. A
-/// monitor of the same device started since under another epoch is kept.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct StaleMonitors(pub Vec<(i64, i64)>);
 
 impl Handler<StaleMonitors> for MonitorServerActor {
     type Result = ();
@@ -514,14 +501,6 @@ impl Handler<ListMonitors> for MonitorServerActor {
             .collect();
         Box::pin(join_all(queries))
     }
-}
-
-/// A monitor stopped; sent by the monitor itself from `stopped`.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
-pub struct MonitorExited {
-    pub device_id: i64,
-    pub generation: u64,
 }
 
 impl Handler<MonitorExited> for MonitorServerActor {

@@ -217,16 +217,19 @@ impl<A: Actor> Tracked<A> {
         answer
     }
 
-    /// A recipient of `M` for callers that know only the message (its sends are not
-    /// counted in the mailbox figures).
-    pub fn recipient<M>(&self) -> Recipient<M>
+    /// A recipient of `M` for callers that know only the message, counting what it
+    /// enqueues in this actor's figures as this address does.
+    pub fn recipient<M>(&self) -> TrackedRecipient<M>
     where
         M: Message + Send + 'static,
         M::Result: Send,
         A: Handler<M>,
         A::Context: ToEnvelope<A, M>,
     {
-        self.addr.clone().recipient()
+        TrackedRecipient {
+            recipient: self.addr.clone().recipient(),
+            stats: Arc::clone(&self.stats),
+        }
     }
 
     /// Sends a message without waiting for an answer.
@@ -241,6 +244,59 @@ impl<A: Actor> Tracked<A> {
             self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
             self.addr.do_send(message);
         }
+    }
+}
+
+/// A recipient of one message type that counts what it enqueues, as [`Tracked`] does:
+/// what an actor holds of another whose type it does not know.
+pub struct TrackedRecipient<M>
+where
+    M: Message + Send,
+    M::Result: Send,
+{
+    recipient: Recipient<M>,
+    stats: Arc<ActorStats>,
+}
+
+impl<M> Clone for TrackedRecipient<M>
+where
+    M: Message + Send,
+    M::Result: Send,
+{
+    fn clone(&self) -> Self {
+        TrackedRecipient {
+            recipient: self.recipient.clone(),
+            stats: Arc::clone(&self.stats),
+        }
+    }
+}
+
+impl<M> TrackedRecipient<M>
+where
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    /// Sends a message and waits for the answer.
+    pub async fn send(&self, message: M) -> Result<M::Result, MailboxError> {
+        self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
+        let answer = self.recipient.send(message).await;
+        if answer.is_err() {
+            self.stats.taken.fetch_add(1, Ordering::Relaxed);
+        }
+        answer
+    }
+
+    /// Sends a message without waiting for an answer.
+    pub fn do_send(&self, message: M) {
+        if self.recipient.connected() {
+            self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
+            self.recipient.do_send(message);
+        }
+    }
+
+    /// The actor behind it still runs.
+    pub fn connected(&self) -> bool {
+        self.recipient.connected()
     }
 }
 

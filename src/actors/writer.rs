@@ -24,16 +24,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio::sync::oneshot;
 
-use super::monitor_server::StaleMonitors;
-use super::registry::{ActorRegistry, ActorStats, Tracked};
-use crate::backoff::Backoff;
+use super::messages::{Sample, StaleMonitors, StateChanged};
+use super::registry::{ActorRegistry, ActorStats, Tracked, TrackedRecipient};
+use crate::actors::backoff::Backoff;
 use crate::db::models::{NewEvent, NewSample, EVENT_STATE};
 use crate::db::{self, Db};
-use crate::domain::{HealthState, Metrics};
-use crate::exposition::Histogram;
+use crate::metrics::exposition::Histogram;
 
 /// How the writer batches and how much it holds while the database is away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,34 +113,10 @@ impl Default for WriterStats {
     }
 }
 
-/// What one poll read, to be stored.
-#[derive(Debug, Clone, PartialEq, Message)]
-#[rtype(result = "()")]
-pub struct Sample {
-    pub device_id: i64,
-    /// The epoch of the assignment the monitor runs under.
-    pub epoch: i64,
-    pub at: DateTime<Utc>,
-    pub metrics: Metrics,
-}
-
-/// A device's health changed.
-#[derive(Debug, Clone, PartialEq, Message)]
-#[rtype(result = "()")]
-pub struct StateChanged {
-    pub device_id: i64,
-    pub company_id: i64,
-    pub epoch: i64,
-    pub from: HealthState,
-    pub to: HealthState,
-    pub at: DateTime<Utc>,
-    pub reason: String,
-}
-
 /// Tell `0` about monitors whose rows the database refused as stale.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct ReportStaleTo(pub Recipient<StaleMonitors>);
+pub struct ReportStaleTo(pub TrackedRecipient<StaleMonitors>);
 
 /// Where one batch went.
 #[derive(Debug, Default)]
@@ -179,7 +154,7 @@ pub struct MetricsWriter {
     /// This actor's entry in the node's registry; set by `launch`.
     registered: Option<Arc<ActorStats>>,
     /// Told about stale monitors (the node's supervisor).
-    stale_to: Option<Recipient<StaleMonitors>>,
+    stale_to: Option<TrackedRecipient<StaleMonitors>>,
 }
 
 impl MetricsWriter {

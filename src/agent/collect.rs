@@ -16,7 +16,7 @@ use sysinfo::{
 };
 use tokio::sync::watch;
 
-use super::report::{
+use crate::metrics::agent_report::{
     disk_usage, percent, AgentReport, Cpu, CpuCore, Disk, LoadAverage, Memory, Network, Temperature,
 };
 

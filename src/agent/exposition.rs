@@ -2,9 +2,9 @@
 //! and scaled as Prometheus wants: base units (`_bytes`, `_seconds`, `_celsius`,
 //! `_hertz`), ratios 0–1 rather than percentages, `_total` on counters.
 
-use crate::exposition::{Exposition, Kind};
+use crate::metrics::exposition::{Exposition, Kind};
 
-use super::report::{AgentReport, CpuCore, Disk, Network, Temperature};
+use crate::metrics::agent_report::{AgentReport, CpuCore, Disk, Network, Temperature};
 
 /// The prefix of every family the agent serves.
 pub const PREFIX: &str = "vigil_agent_";
@@ -240,7 +240,7 @@ mod tests {
     use chrono::{TimeZone, Utc};
 
     use super::*;
-    use crate::agent::report::{Cpu, LoadAverage, Memory};
+    use crate::metrics::agent_report::{Cpu, LoadAverage, Memory};
 
     fn report() -> AgentReport {
         AgentReport {

@@ -4,20 +4,20 @@
 //!
 //! - [`collect`]: the sampling thread ([`Collector`]) and the reader of its latest
 //!   sample ([`Latest`]).
-//! - `report`: the JSON document, [`AgentReport`]; `exposition`: the same report as
-//!   Prometheus text ([`AgentReport::to_exposition`]).
+//! - the JSON document, [`AgentReport`], lives in `crate::metrics::agent_report`, where
+//!   the `agent` probe reads it too; `exposition`: the same report as Prometheus text
+//!   ([`AgentReport::to_exposition`]).
 //! - `server`: the HTTP server ([`Agent`]), built from a bound listener.
 
 pub mod collect;
 mod exposition;
-mod report;
 mod server;
 
 pub use self::collect::{
     CollectError, Collector, Latest, NoSample, DEFAULT_INTERVAL, MIN_INTERVAL,
 };
 pub use self::exposition::PREFIX as EXPOSITION_PREFIX;
-pub use self::report::{
+pub use self::server::{routes, Agent, AgentError};
+pub use crate::metrics::agent_report::{
     disk_usage, percent, AgentReport, Cpu, CpuCore, Disk, LoadAverage, Memory, Network, Temperature,
 };
-pub use self::server::{routes, Agent};

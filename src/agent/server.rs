@@ -8,15 +8,31 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::header::RETRY_AFTER;
 use actix_web::{web, App, HttpResponse, HttpServer};
 
-use super::collect::{Collector, Latest, NoSample};
-use crate::error::StartupError;
-use crate::exposition::CONTENT_TYPE;
-use crate::http::error::ErrorBody;
-use crate::http::extract::{self, resource};
+use actix_web::http::StatusCode;
+use actix_web::HttpRequest;
+use serde_json::json;
+
+use super::collect::{CollectError, Collector, Latest, NoSample};
+use crate::metrics::exposition::CONTENT_TYPE;
 
 /// One worker: a scraper calls every few seconds, and each answer is a copy of a
 /// sample already taken.
 const HTTP_WORKERS: usize = 1;
+
+/// Why an agent could not start. The agent runs on monitored hosts and links nothing
+/// of the database or the monitoring runtime: this is its own error type.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the HTTP server: {0}")]
+    Server(std::io::Error),
+    #[error(transparent)]
+    Collector(#[from] CollectError),
+}
 
 /// A running agent: the collector thread and the HTTP server that reads from it. The
 /// collector lives as long as this value, or as long as [`Agent::run_until_stopped`]
@@ -30,8 +46,8 @@ pub struct Agent {
 
 impl Agent {
     /// Binds `listen` (port 0 picks a free port) and starts, as [`Agent::start`].
-    pub fn build(listen: SocketAddr, interval: Duration) -> Result<Agent, StartupError> {
-        let listener = TcpListener::bind(listen).map_err(|source| StartupError::Bind {
+    pub fn build(listen: SocketAddr, interval: Duration) -> Result<Agent, AgentError> {
+        let listener = TcpListener::bind(listen).map_err(|source| AgentError::Bind {
             address: listen,
             source,
         })?;
@@ -41,22 +57,20 @@ impl Agent {
     /// Starts sampling every `interval` (at least [`super::MIN_INTERVAL`]) and serves
     /// on `listener`. Must be called inside a running actix system; returns at once,
     /// and the endpoints answer 503 `no_sample_yet` until the first sample is in.
-    pub fn start(listener: TcpListener, interval: Duration) -> Result<Agent, StartupError> {
-        let address = listener.local_addr().map_err(StartupError::Server)?;
-        let collector =
-            Collector::start(interval).map_err(|e| StartupError::Settings(e.to_string()))?;
+    pub fn start(listener: TcpListener, interval: Duration) -> Result<Agent, AgentError> {
+        let address = listener.local_addr().map_err(AgentError::Server)?;
+        let collector = Collector::start(interval)?;
         let latest = web::Data::new(collector.latest());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(latest.clone())
-                .configure(extract::install)
                 .configure(routes)
-                .default_service(web::to(extract::no_route))
+                .default_service(web::to(no_route))
         })
         .workers(HTTP_WORKERS)
         .disable_signals()
         .listen(listener)
-        .map_err(StartupError::Server)?
+        .map_err(AgentError::Server)?
         .run();
         tracing::info!(
             %address,
@@ -103,9 +117,38 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/metrics").route(web::get().to(metrics)))
         .service(
             resource("/healthz")
-                .route(web::get().to(crate::http::healthz))
-                .route(web::head().to(crate::http::healthz)),
+                .route(web::get().to(healthz))
+                .route(web::head().to(healthz)),
         );
+}
+
+/// A resource whose unserved methods answer 405 with a JSON body.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(wrong_method))
+}
+
+/// The JSON error body every Vigil server sends (DESIGN.md).
+fn error(status: StatusCode, code: &str, message: String) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "error": message, "code": code }))
+}
+
+async fn no_route(req: HttpRequest) -> HttpResponse {
+    let message = format!("no route for {} {}", req.method(), req.path());
+    error(StatusCode::NOT_FOUND, "not_found", message)
+}
+
+async fn wrong_method(req: HttpRequest) -> HttpResponse {
+    let message = format!("{} does not take {}", req.path(), req.method());
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        message,
+    )
+}
+
+/// `GET /healthz`: the agent is up and serving.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
 /// `GET /metrics.json`: the latest [`AgentReport`](super::AgentReport).
@@ -127,7 +170,7 @@ async fn metrics(latest: web::Data<Latest>) -> HttpResponse {
 }
 
 fn no_sample(why: NoSample) -> HttpResponse {
-    let (code, error) = match why {
+    let (code, message) = match why {
         NoSample::NotYet => (
             "no_sample_yet",
             "the agent has not finished its first sample yet; try again in a second",
@@ -137,12 +180,12 @@ fn no_sample(why: NoSample) -> HttpResponse {
             "the agent's collector has stopped; the agent's log says why",
         ),
     };
-    HttpResponse::ServiceUnavailable()
-        .insert_header((RETRY_AFTER, "1"))
-        .json(ErrorBody {
-            error: error.into(),
-            code,
-        })
+    let mut answer = error(StatusCode::SERVICE_UNAVAILABLE, code, message.into());
+    answer.headers_mut().insert(
+        RETRY_AFTER,
+        actix_web::http::header::HeaderValue::from_static("1"),
+    );
+    answer
 }
 
 #[cfg(test)]
@@ -158,7 +201,7 @@ mod tests {
             App::new()
                 .app_data(web::Data::new(latest))
                 .configure(routes)
-                .default_service(web::to(extract::no_route)),
+                .default_service(web::to(no_route)),
         )
         .await;
         let response =

@@ -9,6 +9,7 @@
 pub mod assignments;
 pub mod companies;
 pub mod config;
+mod conn;
 pub mod devices;
 pub mod events;
 mod fenced;
@@ -26,22 +27,12 @@ pub mod url;
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager};
-use diesel::pg::PgConnection;
-use diesel::sqlite::SqliteConnection;
 use diesel::QueryResult;
+use tokio::sync::Semaphore;
 
+use self::conn::{in_chunks, MAX_IDS_PER_QUERY};
+pub use self::conn::{write_transaction, DbConn};
 pub use self::url::{DbUrl, DbUrlError};
-
-/// A connection to whichever backend the `--db` URL named.
-#[derive(diesel::MultiConnection)]
-pub enum DbConn {
-    Pg(PgConnection),
-    Sqlite(SqliteConnection),
-}
-
-/// Most ids in one `IN (…)` list; SQLite binds at most 32766 parameters per statement.
-const MAX_IDS_PER_QUERY: usize = 10_000;
 
 /// How long a caller waits for a free pooled connection before giving up.
 const POOL_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,6 +46,8 @@ pub enum DbError {
     Migrate { url: String, reason: String },
     #[error("no database connection available: {0}")]
     Pool(#[from] r2d2::Error),
+    #[error("no database connection became free within {} s", .0.as_secs())]
+    Busy(Duration),
     #[error("database query failed: {0}")]
     Query(#[from] diesel::result::Error),
     #[error("database task did not finish: {0}")]
@@ -65,6 +58,10 @@ pub enum DbError {
 #[derive(Clone)]
 pub struct Db {
     pool: r2d2::Pool<pool::Manager>,
+    /// One permit per pooled connection: work waits here, on the event loop's side,
+    /// for a connection to be free, instead of parking a blocking thread per caller
+    /// inside the pool's checkout.
+    permits: Arc<Semaphore>,
     url: Arc<DbUrl>,
 }
 
@@ -86,13 +83,18 @@ impl Db {
             url: url.to_string(),
             reason,
         })?;
+        let size = pool_size.max(1);
+        // No test query at each checkout: a connection the server dropped fails its
+        // query, and r2d2 replaces a connection that reports itself broken.
         let pool = r2d2::Pool::builder()
-            .max_size(pool_size.max(1))
+            .max_size(size)
             .min_idle(Some(1))
+            .test_on_check_out(false)
             .connection_timeout(POOL_CHECKOUT_TIMEOUT)
             .build(pool::Manager::new(url.clone()))?;
         Ok(Db {
             pool,
+            permits: Arc::new(Semaphore::new(size as usize)),
             url: Arc::new(url),
         })
     }
@@ -109,14 +111,23 @@ impl Db {
         pool::connect(&self.url)
     }
 
-    /// Runs `f` with a pooled connection on tokio's blocking pool.
+    /// Runs `f` with a pooled connection on tokio's blocking pool, once one of the
+    /// pool's connections is free (waiting at most the checkout timeout for it).
     pub async fn run<T, F>(&self, f: F) -> Result<T, DbError>
     where
         F: FnOnce(&mut DbConn) -> QueryResult<T> + Send + 'static,
         T: Send + 'static,
     {
+        let permit = tokio::time::timeout(
+            POOL_CHECKOUT_TIMEOUT,
+            Arc::clone(&self.permits).acquire_owned(),
+        )
+        .await
+        .map_err(|_| DbError::Busy(POOL_CHECKOUT_TIMEOUT))?
+        .map_err(|e| DbError::Task(e.to_string()))?;
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let mut conn = pool.get()?;
             Ok(f(&mut conn)?)
         })
@@ -135,72 +146,5 @@ impl DbError {
                 _
             ))
         )
-    }
-}
-
-/// Runs `load` over `ids` a chunk at a time, so no statement binds more parameters than a
-/// backend takes, and concatenates what the chunks return.
-fn in_chunks<T>(
-    ids: &[i64],
-    mut load: impl FnMut(&[i64]) -> QueryResult<Vec<T>>,
-) -> QueryResult<Vec<T>> {
-    let mut found = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(MAX_IDS_PER_QUERY) {
-        found.extend(load(chunk)?);
-    }
-    Ok(found)
-}
-
-/// Runs `f` in a transaction that takes the write lock up front.
-///
-/// On SQLite a plain `BEGIN` that later writes can fail with "database is locked"
-/// without waiting for the busy timeout; `BEGIN IMMEDIATE` waits its turn instead.
-/// On PostgreSQL this is an ordinary transaction.
-pub fn write_transaction<T, F>(conn: &mut DbConn, f: F) -> QueryResult<T>
-where
-    F: FnOnce(&mut DbConn) -> QueryResult<T>,
-{
-    match conn {
-        DbConn::Sqlite(inner) => {
-            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?
-        }
-        DbConn::Pg(_) => {
-            <DbConn as Connection>::TransactionManager::begin_transaction(conn)?;
-        }
-    }
-    match f(conn) {
-        Ok(value) => match <DbConn as Connection>::TransactionManager::commit_transaction(conn) {
-            Ok(()) => Ok(value),
-            Err(commit_error) => {
-                let _ = <DbConn as Connection>::TransactionManager::rollback_transaction(conn);
-                Err(commit_error)
-            }
-        },
-        Err(error) => {
-            <DbConn as Connection>::TransactionManager::rollback_transaction(conn)?;
-            Err(error)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_id_lists_are_queried_in_chunks_and_joined() {
-        let ids: Vec<i64> = (0..25_000).collect();
-        let mut sizes = Vec::new();
-        let found = in_chunks(&ids, |chunk| {
-            sizes.push(chunk.len());
-            Ok(chunk.to_vec())
-        })
-        .unwrap();
-        assert_eq!(sizes, vec![MAX_IDS_PER_QUERY, MAX_IDS_PER_QUERY, 5_000]);
-        assert_eq!(found, ids);
-        let failing = in_chunks(&ids, |_| {
-            Err::<Vec<i64>, _>(diesel::result::Error::NotFound)
-        });
-        assert!(failing.is_err());
     }
 }

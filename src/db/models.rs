@@ -4,6 +4,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use crate::domain::{DeviceSpec, UnknownKind};
+
 use super::schema::{
     api_tokens, assignments, companies, config, devices, events, monitor_servers, nodes, samples,
 };
@@ -36,6 +38,23 @@ pub struct Device {
     pub expected_status: Option<i32>,
     /// A start asked for it and no stop since: the master keeps it monitored.
     pub monitoring_wanted: bool,
+}
+
+impl Device {
+    /// What its monitor needs to know, as a device of the company named `company`.
+    pub fn spec(&self, company: &str) -> Result<DeviceSpec, UnknownKind> {
+        Ok(DeviceSpec {
+            id: self.id,
+            company_id: self.company_id,
+            name: self.name.clone(),
+            company: company.to_string(),
+            address: self.address.clone(),
+            kind: self.kind.parse()?,
+            expected_status: self
+                .expected_status
+                .and_then(|status| u16::try_from(status).ok()),
+        })
+    }
 }
 
 #[derive(Debug, Insertable)]
@@ -187,18 +206,8 @@ pub struct Node {
     pub memory_bytes: Option<i64>,
     pub cpu_percent: Option<f64>,
     pub threads: Option<i32>,
-}
-
-/// What a node reports about its load with each heartbeat.
-#[derive(Debug, Clone, Copy, PartialEq, AsChangeset)]
-#[diesel(table_name = nodes)]
-pub struct LoadReport {
-    /// The process's resident memory.
-    pub memory_bytes: i64,
-    /// The host's CPU use, averaged over the last 5 seconds.
-    pub cpu_percent: f64,
-    /// The process's threads.
-    pub threads: i32,
+    /// The version of Vigil it runs (`None`: a version that did not record it).
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Insertable)]
@@ -207,6 +216,7 @@ pub struct NewNode<'a> {
     pub role: &'a str,
     pub address: &'a str,
     pub server_id: Option<i64>,
+    pub version: &'a str,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]

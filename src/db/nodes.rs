@@ -4,9 +4,10 @@
 
 use diesel::prelude::*;
 
-use super::models::{LoadReport, NewNode, Node};
+use super::models::{NewNode, Node};
 use super::schema::nodes;
 use super::DbConn;
+use crate::domain::LoadReport;
 
 /// Registers a live process and returns its row (a new id every time).
 pub fn register(conn: &mut DbConn, new: &NewNode<'_>) -> QueryResult<Node> {
@@ -25,7 +26,14 @@ pub fn beat(conn: &mut DbConn, id: i64, report: Option<&LoadReport>) -> QueryRes
     );
     let target = diesel::update(nodes::table.find(id));
     let updated = match report {
-        Some(report) => target.set((advance, report)).execute(conn)?,
+        Some(report) => target
+            .set((
+                advance,
+                nodes::memory_bytes.eq(report.memory_bytes),
+                nodes::cpu_percent.eq(report.cpu_percent),
+                nodes::threads.eq(report.threads),
+            ))
+            .execute(conn)?,
         None => target.set(advance).execute(conn)?,
     };
     Ok(updated == 1)

@@ -2,10 +2,12 @@
 
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
+use diesel::r2d2::R2D2Connection;
 use diesel::sqlite::SqliteConnection;
-use diesel::{Connection, ConnectionError, RunQueryDsl};
+use diesel::{Connection, ConnectionError};
 
-use super::{DbConn, DbUrl};
+use super::conn::DbConn;
+use super::url::DbUrl;
 
 /// How long SQLite waits for another writer before answering "database is locked".
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
@@ -54,13 +56,12 @@ impl r2d2::ManageConnection for Manager {
     }
 
     fn is_valid(&self, conn: &mut DbConn) -> Result<(), Self::Error> {
-        diesel::sql_query("SELECT 1")
-            .execute(conn)
-            .map(|_| ())
-            .map_err(diesel::r2d2::Error::QueryError)
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, _conn: &mut DbConn) -> bool {
-        false
+    /// A connection left in a broken state (a failed transaction it could not roll
+    /// back, a panic while it was out) is dropped rather than handed out again.
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        std::thread::panicking() || conn.is_broken()
     }
 }

@@ -98,6 +98,7 @@ diesel::table! {
         memory_bytes -> Nullable<Int8>,
         cpu_percent -> Nullable<Float8>,
         threads -> Nullable<Int4>,
+        version -> Nullable<Text>,
     }
 }
 

@@ -1,11 +1,10 @@
-//! Queries on `api_tokens`. Only hashes are stored; see `crate::auth`.
+//! Queries on `api_tokens`. Only hashes are stored: the tokens' makers hash them first.
 
 use diesel::prelude::*;
 
 use super::models::{ApiToken, NewApiToken};
 use super::schema::api_tokens;
 use super::DbConn;
-use crate::auth::{Grant, NewSecret};
 
 pub fn create(conn: &mut DbConn, new: &NewApiToken<'_>) -> QueryResult<ApiToken> {
     diesel::insert_into(api_tokens::table)
@@ -48,29 +47,15 @@ pub fn revoke(conn: &mut DbConn, id: i64) -> QueryResult<bool> {
     Ok(diesel::delete(api_tokens::table.find(id)).execute(conn)? > 0)
 }
 
-/// Stores a new token for `grant`; `None` when its company does not exist.
-pub fn issue(
-    conn: &mut DbConn,
-    name: &str,
-    grant: Grant,
-    secret: &NewSecret,
-) -> QueryResult<Option<ApiToken>> {
+/// Stores `new` (a token already checked and hashed by its maker); `None` when the
+/// company it names does not exist.
+pub fn issue(conn: &mut DbConn, new: &NewApiToken<'_>) -> QueryResult<Option<ApiToken>> {
     super::write_transaction(conn, |conn| {
-        if let Some(company_id) = grant.company_id() {
+        if let Some(company_id) = new.company_id {
             if super::companies::get(conn, company_id)?.is_none() {
                 return Ok(None);
             }
         }
-        create(
-            conn,
-            &NewApiToken {
-                name,
-                role: grant.role().as_str(),
-                company_id: grant.company_id(),
-                secret_hash: &secret.hash,
-                prefix: &secret.prefix,
-            },
-        )
-        .map(Some)
+        create(conn, new).map(Some)
     })
 }

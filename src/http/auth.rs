@@ -11,7 +11,7 @@ use actix_web::http::header::{HeaderMap, AUTHORIZATION};
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
-use super::coordinator::AppState;
+use super::coordinator::state::AppState;
 use super::error::ApiError;
 use super::rate::RateLimiter;
 use crate::auth::{self, ClusterToken, Grant, Role};

@@ -152,7 +152,9 @@ impl ResponseError for ApiError {
 impl From<DbError> for ApiError {
     fn from(error: DbError) -> Self {
         match error {
-            DbError::Pool(_) | DbError::Connect { .. } => ApiError::DatabaseUnavailable(error),
+            DbError::Pool(_) | DbError::Busy(_) | DbError::Connect { .. } => {
+                ApiError::DatabaseUnavailable(error)
+            }
             DbError::Query(diesel::result::Error::DatabaseError(
                 diesel::result::DatabaseErrorKind::ClosedConnection
                 | diesel::result::DatabaseErrorKind::UnableToSendCommand,

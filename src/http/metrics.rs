@@ -13,8 +13,8 @@ use actix_web::HttpResponse;
 
 use crate::actors::device_monitor::PollStats;
 use crate::actors::writer::WriterStats;
-use crate::exposition::{self, Exposition, Kind};
-use crate::series;
+use crate::metrics::exposition::{self, Exposition, Kind};
+use crate::metrics::series;
 
 /// One device's latest reading and the labels that name the device.
 pub struct DeviceReading {

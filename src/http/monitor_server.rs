@@ -20,8 +20,8 @@ use crate::actors::monitor_server::{
 use crate::actors::registry::Tracked;
 use crate::actors::writer::WriterStats;
 use crate::domain::{self, DeviceSpec, MonitorConfig};
-use crate::exposition::Exposition;
-use crate::wire::{
+use crate::metrics::exposition::Exposition;
+use crate::remote::wire::{
     BatchAnswer, BatchOutcome, BatchResult, ConfigApplied, MonitorAck, StartBatchRequest,
     StartMonitorRequest,
 };

@@ -9,9 +9,9 @@ use futures_util::FutureExt;
 
 use super::http::DeviceClient;
 use super::policy::AddressPolicy;
-use super::{document_url, Probe};
-use crate::agent::AgentReport;
+use super::poll::{document_url, Probe};
 use crate::domain::{DeviceSpec, PollResult};
+use crate::metrics::agent_report::AgentReport;
 
 /// Largest document an agent may answer with (a host with hundreds of cores and
 /// mounts stays well under it).

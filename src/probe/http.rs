@@ -15,9 +15,9 @@ use futures_util::future::LocalBoxFuture;
 use futures_util::FutureExt;
 
 use super::policy::AddressPolicy;
-use super::{millis, Probe};
+use super::poll::{millis, Probe};
 use crate::domain::{DeviceSpec, Metrics, PollResult};
-use crate::series::HTTP_STATUS_CODE;
+use crate::metrics::series::HTTP_STATUS_CODE;
 
 /// At most this much of an answer is read; devices are not trusted to be brief.
 const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -9,29 +9,23 @@
 mod agent;
 mod http;
 pub mod policy;
+mod poll;
 mod prometheus;
 mod tcp;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::LocalBoxFuture;
 
 use crate::domain::{DeviceKind, DeviceSpec, PollResult};
 
 pub use self::policy::AddressPolicy;
+pub use self::poll::{millis, Probe, ProbeFactory};
 
 pub use self::prometheus::{
     parse_exposition, ExpositionSample, ParsedExposition, SampleKind, MAX_RAW_SERIES, NODE_SERIES,
 };
-
-/// Polls a device once. The returned future must finish within `timeout`.
-pub trait Probe {
-    fn poll(&self, device: &DeviceSpec, timeout: Duration) -> LocalBoxFuture<'static, PollResult>;
-}
-
-/// Builds the probe of a monitor, on the monitor's own thread.
-pub type ProbeFactory = Arc<dyn Fn() -> Box<dyn Probe> + Send + Sync>;
 
 /// The probes Vigil ships, chosen by the device's kind at every poll (a device
 /// update may change the kind), connecting only where `policy` allows.
@@ -86,42 +80,9 @@ pub fn host_of(kind: DeviceKind, address: &str) -> Option<String> {
     url.ok()?.host_str().map(String::from)
 }
 
-/// The URL a document is read from: the address itself, or `default_path` when the
-/// address names only a host (`http://host:9109` → `http://host:9109/metrics.json`).
-fn document_url(address: &str, default_path: &str) -> String {
-    match url::Url::parse(address) {
-        Ok(mut url) if url.path() == "/" && url.query().is_none() => {
-            url.set_path(default_path);
-            url.to_string()
-        }
-        _ => address.to_string(),
-    }
-}
-
-/// Milliseconds since `started`, to the microsecond: how probes report latency.
-pub fn millis(started: Instant) -> f64 {
-    (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_bare_host_gets_the_kinds_document_path() {
-        assert_eq!(
-            document_url("http://h:9109", "/metrics.json"),
-            "http://h:9109/metrics.json"
-        );
-        assert_eq!(
-            document_url("http://h:9109/", "/metrics"),
-            "http://h:9109/metrics"
-        );
-        assert_eq!(
-            document_url("http://h:9100/other", "/metrics"),
-            "http://h:9100/other"
-        );
-    }
 
     #[test]
     fn addresses_are_checked_per_kind() {

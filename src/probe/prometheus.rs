@@ -28,10 +28,10 @@ use prometheus_parse::{LineInfo, SampleType};
 
 use super::http::DeviceClient;
 use super::policy::AddressPolicy;
-use super::{document_url, Probe};
-use crate::agent::disk_usage;
+use super::poll::{document_url, Probe};
 use crate::domain::{DeviceSpec, Metrics, PollResult};
-use crate::series::{self, series, write_labels};
+use crate::metrics::agent_report::disk_usage;
+use crate::metrics::series::{self, series, write_labels};
 
 /// Largest exposition read. A node_exporter answers 50–300 KiB; exporters of busy
 /// services answer a few MiB.

@@ -9,7 +9,7 @@ use futures_util::future::LocalBoxFuture;
 use futures_util::FutureExt;
 
 use super::policy::AddressPolicy;
-use super::{millis, Probe};
+use super::poll::{millis, Probe};
 use crate::domain::{DeviceSpec, Metrics, PollResult};
 
 pub(super) struct TcpProbe {

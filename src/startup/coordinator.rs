@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
-use super::bind;
+use super::process::bind;
 use crate::actors::failover::Failover;
 use crate::actors::membership::{Identity, Leave, Membership, Role};
 use crate::actors::registry::{ActorRegistry, Tracked};

@@ -8,13 +8,14 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
-use super::bind;
+use super::process::bind;
 use std::sync::Arc;
 
 use crate::actors::device_monitor::{PollStats, Reporting};
 use crate::actors::failover::Failover;
 use crate::actors::membership::{Identity, Leave, Membership, Role};
-use crate::actors::monitor_server::{Fence, GetInfo, MonitorServerActor, StaleMonitors};
+use crate::actors::messages::{Fence, StaleMonitors};
+use crate::actors::monitor_server::{GetInfo, MonitorServerActor};
 use crate::actors::registry::{ActorRegistry, Tracked};
 use crate::actors::retention::{Retention, PRUNE_EVERY};
 use crate::actors::scheduler::{SchedulerActor, StartDevices};
@@ -22,7 +23,6 @@ use crate::actors::writer::{Flush, MetricsWriter, ReportStaleTo, WriterSettings}
 use crate::auth::ClusterToken;
 use crate::config::advertised_address;
 use crate::db::{self, Db};
-use crate::domain::MonitorConfig;
 use crate::error::StartupError;
 use crate::http::auth::require_cluster_token;
 use crate::http::extract;
@@ -96,17 +96,14 @@ impl MonitorServerNode {
         let writer_stats = writer.stats();
         let writer = writer.launch(&registry, server_id);
         let polls = Arc::new(PollStats::default());
-        let actor = MonitorServerActor::new(
-            server_id,
-            MonitorConfig::from(&config),
-            probes,
-            registry.clone(),
-        )
-        .with_reporting(Reporting {
-            writer: Some(writer.clone()),
-            polls: Arc::clone(&polls),
-        })
-        .launch();
+        let actor =
+            MonitorServerActor::new(server_id, config.monitor_config(), probes, registry.clone())
+                .with_reporting(Reporting {
+                    samples: Some(writer.recipient()),
+                    changes: Some(writer.recipient()),
+                    polls: Arc::clone(&polls),
+                })
+                .launch();
         writer.do_send(ReportStaleTo(actor.recipient::<StaleMonitors>()));
         let membership = Membership::launch_fenced(
             db.clone(),

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use futures_util::future::select_all;
 
-use super::{shutdown_signal, Coordinator, CoordinatorOptions, MonitorServerNode};
+use super::coordinator::{Coordinator, CoordinatorOptions};
+use super::monitor_server::MonitorServerNode;
+use super::process::shutdown_signal;
 use crate::actors::scheduler::StartDevices;
 use crate::agent::Agent;
 use crate::auth::{self, ClusterToken, Grant, Role, TokenRequest};

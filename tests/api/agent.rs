@@ -76,7 +76,7 @@ impl TestAgent {
             .to_str()
             .unwrap()
             .to_string();
-        assert_eq!(content_type, vigil::exposition::CONTENT_TYPE);
+        assert_eq!(content_type, vigil::metrics::exposition::CONTENT_TYPE);
         let body = response.body().limit(16 * 1024 * 1024).await.unwrap();
         String::from_utf8(body.to_vec()).unwrap()
     }

@@ -69,6 +69,13 @@ async fn every_node_joins_and_the_lowest_live_id_is_master(backend: Backend) {
     assert_eq!(server_ids, expected);
     assert!(view["this_node"].is_i64(), "{view}");
     assert_eq!(view["heartbeat_ms"], 50);
+    // Every node says which version it runs, for a rolling upgrade to be watched.
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n["version"] == env!("CARGO_PKG_VERSION")),
+        "{view}"
+    );
 
     // Counters advance, with the database's time of the last advance.
     let first: Vec<i64> = nodes
@@ -100,6 +107,7 @@ async fn a_node_whose_counter_stops_is_removed_and_a_removed_node_joins_again(ba
                     role: "monitor_server",
                     address: "10.9.9.9:8081",
                     server_id: None,
+                    version: "0.0.1",
                 },
             )
         })

@@ -9,6 +9,7 @@
 
 mod helpers;
 mod history;
+mod layers;
 
 mod agent;
 mod bad_input;

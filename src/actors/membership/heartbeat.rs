@@ -2,21 +2,32 @@
 //! slow API work cannot hold it up), one counter advance per `heartbeat_ms`, and
 //! jittered retries no longer than a beat while the database is away.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Addr;
-
-use super::{Membership, Register, Shared};
-use crate::backoff::Backoff;
+use super::load::LoadReader;
+use crate::actors::backoff::Backoff;
 use crate::db::{self, Db, DbConn};
-use crate::load::LoadReader;
+
+/// What the heartbeat thread and the actor share.
+#[derive(Debug)]
+pub(super) struct Shared {
+    /// This node's id; 0 while it is not a member (between removal and rejoin).
+    pub(super) node_id: AtomicI64,
+    pub(super) heartbeat_ms: AtomicU64,
+    pub(super) stop: AtomicBool,
+}
 
 /// Advances this node's counter every `heartbeat_ms` on a connection of its own, until
-/// told to stop or the actor is gone (its system ended). A row found gone is reported
-/// to the actor, which rejoins.
-pub(super) fn run(db: Db, shared: Arc<Shared>, membership: Addr<Membership>) {
+/// told to stop or `membership_runs` says the membership actor is gone (its system
+/// ended). A row found gone is reported with `removed(id)`, and the actor rejoins.
+pub(super) fn run(
+    db: Db,
+    shared: Arc<Shared>,
+    membership_runs: impl Fn() -> bool,
+    removed: impl Fn(i64),
+) {
     let mut conn: Option<DbConn> = None;
     // Failing: the next try comes after a jittered wait from a quarter beat up to one
     // beat, never longer, so a node whose database came back beats before anyone
@@ -28,7 +39,7 @@ pub(super) fn run(db: Db, shared: Arc<Shared>, membership: Addr<Membership>) {
         tracing::warn!("this node cannot read its own load; it will beat without reports");
     }
     let mut pause = Duration::from_millis(shared.heartbeat_ms.load(Ordering::Relaxed).max(1));
-    while !shared.stop.load(Ordering::SeqCst) && membership.connected() {
+    while !shared.stop.load(Ordering::SeqCst) && membership_runs() {
         std::thread::sleep(pause);
         let beat = Duration::from_millis(shared.heartbeat_ms.load(Ordering::Relaxed).max(1));
         pause = beat;
@@ -64,7 +75,7 @@ pub(super) fn run(db: Db, shared: Arc<Shared>, membership: Addr<Membership>) {
                         .compare_exchange(id, 0, Ordering::SeqCst, Ordering::SeqCst)
                         .is_ok()
                 {
-                    membership.do_send(Register { removed: Some(id) });
+                    removed(id);
                 }
             }
             Err(error) => {

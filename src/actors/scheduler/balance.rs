@@ -15,8 +15,8 @@
 
 use std::cmp::Ordering;
 
-use crate::db::models::LoadReport;
 pub use crate::domain::BalanceMethod;
+use crate::domain::LoadReport;
 
 /// A server as one pass sees it.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,11 +5,10 @@
 use futures_util::future::join_all;
 use serde::Serialize;
 
+use super::error::SchedulerError;
 use super::stop::{stop_devices, StopReport, StopStatus};
-use super::SchedulerError;
 use crate::db::models::{ConfigChanges, ConfigRow};
 use crate::db::{self, Db};
-use crate::domain::{self, DeviceSpec, MonitorConfig};
 use crate::remote::{MonitorServerClient, Snapshot};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -40,8 +39,8 @@ pub(super) async fn apply_config(
     let saved = db
         .run(move |conn| {
             db::write_transaction(conn, |conn| {
-                let merged = domain::merge_config(db::config::get(conn)?, &changes);
-                if let Err(problem) = domain::check_config(&merged) {
+                let merged = db::config::get(conn)?.merged(&changes);
+                if let Err(problem) = merged.settings().check() {
                     return Ok(Err(problem));
                 }
                 Ok(Ok((
@@ -52,7 +51,7 @@ pub(super) async fn apply_config(
         })
         .await?;
     let (row, servers) = saved.map_err(SchedulerError::InvalidConfig)?;
-    let config = MonitorConfig::from(&row);
+    let config = row.monitor_config();
     let answers = join_all(servers.iter().map(|s| client.put_config(s, &config))).await;
     let mut report = ConfigReport {
         config: row,
@@ -125,7 +124,8 @@ pub(super) async fn route_device_update(
         let report = stop_devices(db, client, vec![device_id]).await?;
         return Ok(RouteOutcome::Stopped(report));
     }
-    let spec = DeviceSpec::of(&device, &company)
+    let spec = device
+        .spec(&company)
         .map_err(|e| SchedulerError::StoredDevice(device_id, e))?;
     let owner = assignment.and_then(|a| a.server_id);
     let snapshot = Snapshot::take(client, servers).await;

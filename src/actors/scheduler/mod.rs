@@ -17,6 +17,7 @@
 
 mod balance;
 mod changes;
+mod error;
 mod start;
 mod stop;
 
@@ -27,12 +28,13 @@ use actix::prelude::*;
 use super::registry::{ActorRegistry, ActorStats, Tracked};
 use crate::auth::ClusterToken;
 use crate::db::models::ConfigChanges;
-use crate::db::{Db, DbError};
+use crate::db::Db;
 use crate::remote::MonitorServerClient;
 
 pub use self::changes::{
     ConfigReport, DeleteOutcome, ForgetOutcome, RouteOutcome, ServerApplied, ServerUnreached,
 };
+pub use self::error::SchedulerError;
 pub use self::start::{StartReport, StartResult, StartStatus};
 pub use self::stop::{StopReport, StopResult, StopStatus};
 
@@ -65,15 +67,6 @@ impl Actor for SchedulerActor {
     type Context = Context<Self>;
 }
 
-/// `"{verb} {done} of {requested} monitors"`, then every other count that is not zero.
-fn summary(verb: &str, done: usize, requested: usize, others: &[(usize, &str)]) -> String {
-    let mut message = format!("{verb} {done} of {requested} monitors");
-    for (count, label) in others.iter().filter(|(count, _)| *count > 0) {
-        message.push_str(&format!(", {count} {label}"));
-    }
-    message
-}
-
 /// What every scheduler operation returns.
 type Outcome<T> = AtomicResponse<SchedulerActor, Result<T, SchedulerError>>;
 
@@ -89,19 +82,6 @@ impl SchedulerActor {
         let future = operation(self.db.clone(), self.client.clone());
         AtomicResponse::new(Box::pin(future.into_actor(self)))
     }
-}
-
-/// What went wrong in the scheduler itself (not on a monitor server: those go in reports).
-#[derive(Debug, thiserror::Error)]
-pub enum SchedulerError {
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error("{0}")]
-    InvalidConfig(String),
-    /// A stored device the monitors cannot take (the API refuses such devices, so this
-    /// means the database was changed behind Vigil's back).
-    #[error("device {0} is stored with {1}")]
-    StoredDevice(i64, crate::domain::UnknownKind),
 }
 
 /// Start monitoring these devices (in this order).

@@ -24,14 +24,12 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use super::balance::{BalanceMethod, Balancer, Candidate};
-use super::SchedulerError;
-use crate::db::models::{
-    Assignment, Device, LoadReport, MonitorServer, NewEvent, Node, EVENT_MOVED,
-};
+use super::error::SchedulerError;
+use crate::db::models::{Assignment, Device, MonitorServer, NewEvent, Node, EVENT_MOVED};
 use crate::db::{self, Db};
-use crate::domain::{DeviceSpec, MonitorConfig};
+use crate::domain::{DeviceSpec, LoadReport, MonitorConfig};
+use crate::remote::wire::{BatchEntry, BatchOutcome, StartBatchRequest};
 use crate::remote::{MonitorServerClient, Snapshot};
-use crate::wire::{BatchEntry, BatchOutcome, StartBatchRequest};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -69,7 +67,7 @@ impl StartReport {
             count(StartStatus::Failed),
         );
         let requested = results.len();
-        let message = super::summary(
+        let message = super::error::summary(
             "started",
             started,
             requested,
@@ -212,7 +210,7 @@ pub(super) async fn start_devices(
         client,
         snapshot,
         balancer,
-        config: MonitorConfig::from(&stored.config),
+        config: stored.config.monitor_config(),
         results: vec![None; device_ids.len()],
         problems: HashMap::new(),
         moves: Vec::new(),
@@ -328,7 +326,9 @@ impl StartPass<'_> {
         if !device.enabled {
             return Err(failed(device_id, format!("device {device_id} is disabled")));
         }
-        let spec = DeviceSpec::of(device, company).map_err(|e| failed(device_id, e.to_string()))?;
+        let spec = device
+            .spec(company)
+            .map_err(|e| failed(device_id, e.to_string()))?;
         let holders: Vec<MonitorServer> = self
             .snapshot
             .holders(device_id)

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::SchedulerError;
+use super::error::SchedulerError;
 use crate::db::{self, Db};
 use crate::remote::{MonitorServerClient, Snapshot};
 
@@ -43,7 +43,7 @@ impl StopReport {
             count(StopStatus::Failed),
         );
         let requested = results.len();
-        let message = super::summary(
+        let message = super::error::summary(
             "stopped",
             stopped,
             requested,

@@ -4,8 +4,8 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 use super::input;
+use super::state::AppState;
 use super::views::{CompanyView, Deleted};
-use super::AppState;
 use crate::actors::scheduler::{StartDevices, StartReport, StopDevices, StopReport};
 use crate::db::companies::Deletion;
 use crate::db::models::Company;
@@ -136,7 +136,10 @@ pub async fn start(
             rehome: false,
         })
         .await??;
-    Ok(super::report_response(report.all_monitored(), &report))
+    Ok(super::views::report_response(
+        report.all_monitored(),
+        &report,
+    ))
 }
 
 #[utoipa::path(post, operation_id = "stop_company", path = "/api/v1/companies/{id}/stop", tag = "companies", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Every monitor stopped", body = StopReport), (status = 503, description = "Some could not be stopped", body = StopReport)))]
@@ -158,5 +161,5 @@ pub async fn stop(
         "company stop requested"
     );
     let report = state.scheduler.send(StopDevices { device_ids }).await??;
-    Ok(super::report_response(report.failed == 0, &report))
+    Ok(super::views::report_response(report.failed == 0, &report))
 }

@@ -4,8 +4,8 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::input;
+use super::state::AppState;
 use super::views::{monitoring_of, Deleted, DeviceView};
-use super::AppState;
 use crate::actors::scheduler::{
     DeleteDevice, DeleteOutcome, RouteDeviceUpdate, RouteOutcome, StartDevices, StartReport,
     StopDevices, StopResult, StopStatus,
@@ -433,7 +433,10 @@ pub async fn start(
             rehome: false,
         })
         .await??;
-    Ok(super::report_response(report.all_monitored(), &report))
+    Ok(super::views::report_response(
+        report.all_monitored(),
+        &report,
+    ))
 }
 
 #[utoipa::path(post, operation_id = "stop_device", path = "/api/v1/devices/{id}/stop", tag = "devices", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Stopped", body = StopResult)))]

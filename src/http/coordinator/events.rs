@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::input;
+use super::state::AppState;
 use super::views::utc;
-use super::AppState;
 use crate::db;
 use crate::db::events::EventFilter;
 use crate::db::models::Event;

@@ -8,13 +8,12 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
 
-use super::AppState;
+use super::state::AppState;
 use crate::db::{self, DbConn};
-use crate::domain::MonitorConfig;
-use crate::exposition::{Exposition, Kind};
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::metrics::{respond, write_devices, DeviceReading};
+use crate::metrics::exposition::{Exposition, Kind};
 
 /// A reading older than this many poll intervals (and at least `MIN_FRESH_MS`) is
 /// stale: the device is no longer polled, and its last value is not current.
@@ -31,7 +30,7 @@ struct Scrape {
 
 /// What one scrape shows: every company's devices, or only `company`'s.
 fn collect(conn: &mut DbConn, company: Option<i64>) -> diesel::QueryResult<Scrape> {
-    let config = MonitorConfig::from(&db::config::get(conn)?);
+    let config = db::config::get(conn)?.monitor_config();
     let interval_ms = i64::try_from(config.poll_interval_ms).unwrap_or(i64::MAX);
     let fresh_ms = interval_ms.saturating_mul(FRESH_POLLS).max(MIN_FRESH_MS);
     let since_ms = Utc::now().timestamp_millis().saturating_sub(fresh_ms);

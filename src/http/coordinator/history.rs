@@ -10,14 +10,14 @@ use serde::{Deserialize, Serialize};
 
 use super::devices::existing;
 use super::input::instant;
+use super::state::AppState;
 use super::views::utc;
-use super::AppState;
 use crate::db;
 use crate::domain::MAX_RETENTION_HOURS;
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::extract::Id;
-use crate::series;
+use crate::metrics::series;
 
 /// Buckets when `points` is not given.
 const DEFAULT_POINTS: i64 = 300;

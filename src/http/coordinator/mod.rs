@@ -1,95 +1,31 @@
 //! The coordinator's REST API under `/api/v1`: one route table, thin handlers that
 //! parse, call the scheduler or a db function, and map the answer.
 
+mod cluster;
 mod companies;
 mod devices;
 mod events;
 mod exposition;
 mod history;
 mod input;
+mod meta;
 mod monitor_servers;
 mod openapi;
 #[cfg(test)]
 mod property_tests;
 mod settings;
+pub mod state;
 mod tokens;
 pub mod views;
 
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::Method;
 use actix_web::middleware::from_fn;
-use actix_web::{web, HttpResponse};
-use serde::Serialize;
-use serde_json::json;
+use actix_web::web;
 
-use crate::actors::membership::{ClusterView, GetCluster, Membership};
-use crate::actors::registry::{ActorRegistry, Tracked};
-use crate::actors::scheduler::SchedulerActor;
-use crate::db::Db;
-use crate::http::auth::{require_token, Caller};
-use crate::http::error::ApiError;
+use crate::http::auth::require_token;
 use crate::http::extract::resource;
 
-/// What every coordinator handler shares. The per-worker `MonitorServerClient` is
-/// separate app data (awc clients stay on their thread).
-pub struct AppState {
-    pub db: Db,
-    pub scheduler: Tracked<SchedulerActor>,
-    pub membership: Tracked<Membership>,
-    /// Networks device addresses may not point into.
-    pub policy: crate::probe::AddressPolicy,
-}
-
-/// 200 when the operation reached every device asked for, 503 otherwise; same body.
-fn report_response(complete: bool, report: &impl Serialize) -> HttpResponse {
-    let status = if complete {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    HttpResponse::build(status).json(report)
-}
-
-/// `GET /`: what this server is and where its API lives.
-#[utoipa::path(get, operation_id = "index", path = "/", tag = "meta", security(()), responses((status = 200, description = "Name, version and links", body = Object)))]
-async fn index() -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "name": "vigil",
-        "version": env!("CARGO_PKG_VERSION"),
-        "api": "/api/v1",
-        "links": {
-            "devices": "/api/v1/devices",
-            "companies": "/api/v1/companies",
-            "monitor_servers": "/api/v1/monitor-servers",
-            "config": "/api/v1/config",
-            "events": "/api/v1/events",
-            "cluster": "/api/v1/cluster",
-            "tokens": "/api/v1/tokens",
-            "openapi": "/api/v1/openapi.json",
-            "metrics": "/metrics",
-            "actors": "/debug/actors",
-            "health": "/healthz",
-        }
-    }))
-}
-
-/// `GET /api/v1/cluster`: every node with its role, address, counter and last advance,
-/// and which is master, as this coordinator saw them at its last look. Admin only.
-#[utoipa::path(get, operation_id = "get_cluster", path = "/api/v1/cluster", tag = "cluster", responses((status = 200, description = "The nodes and the master", body = ClusterView)))]
-async fn cluster(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    caller.admin("see the cluster")?;
-    Ok(HttpResponse::Ok().json(state.membership.send(GetCluster).await?))
-}
-
-/// `GET /debug/actors` on the coordinator: admin only.
-#[utoipa::path(get, operation_id = "debug_actors", path = "/debug/actors", tag = "meta", params(crate::http::debug::ActorsQuery), responses((status = 200, description = "Every actor of this node: mailbox, messages handled, recent ones", body = Object)))]
-async fn debug_actors(
-    caller: Caller,
-    registry: web::Data<ActorRegistry>,
-    query: web::Query<crate::http::debug::ActorsQuery>,
-) -> Result<HttpResponse, ApiError> {
-    caller.admin("see the actors")?;
-    Ok(crate::http::debug::actors(registry, query).await)
-}
+pub use self::state::AppState;
 
 /// One route of the coordinator: method, path (the same in actix and in OpenAPI), and
 /// how to build its handler's route. [`routes`] registers exactly these, so the table
@@ -113,7 +49,7 @@ macro_rules! endpoint {
 /// Open to anyone: the index, the health check and the API's description.
 fn public_endpoints() -> Vec<Endpoint> {
     vec![
-        endpoint!(GET "/" => index),
+        endpoint!(GET "/" => meta::index),
         endpoint!(GET "/healthz" => crate::http::healthz),
         endpoint!(HEAD "/healthz" => crate::http::healthz_head),
         endpoint!(GET "/api/v1/openapi.json" => openapi::document),
@@ -124,7 +60,7 @@ fn public_endpoints() -> Vec<Endpoint> {
 fn token_endpoints() -> Vec<Endpoint> {
     vec![
         endpoint!(GET "/metrics" => exposition::metrics),
-        endpoint!(GET "/debug/actors" => debug_actors),
+        endpoint!(GET "/debug/actors" => meta::debug_actors),
         endpoint!(GET "/api/v1/tokens" => tokens::list),
         endpoint!(POST "/api/v1/tokens" => tokens::create),
         endpoint!(GET "/api/v1/tokens/{id}" => tokens::get),
@@ -145,7 +81,7 @@ fn token_endpoints() -> Vec<Endpoint> {
         endpoint!(GET "/api/v1/devices/{id}/metrics" => history::history),
         endpoint!(GET "/api/v1/devices/{id}/metrics/latest" => history::latest),
         endpoint!(GET "/api/v1/events" => events::list),
-        endpoint!(GET "/api/v1/cluster" => cluster),
+        endpoint!(GET "/api/v1/cluster" => cluster::cluster),
         endpoint!(GET "/api/v1/config" => settings::get),
         endpoint!(PUT "/api/v1/config" => settings::update),
         endpoint!(GET "/api/v1/monitor-servers" => monitor_servers::list),

@@ -7,8 +7,8 @@ use actix_web::{web, HttpResponse};
 
 use serde::Serialize;
 
+use super::state::AppState;
 use super::views::{server_views, MonitorServerView};
-use super::AppState;
 use crate::actors::scheduler::{ForgetOutcome, ForgetServer};
 use crate::db;
 use crate::http::auth::Caller;

@@ -21,12 +21,12 @@ use crate::http::error::ErrorBody;
         description = "The coordinator of a Vigil cluster: companies, devices, their monitoring, metrics and events, the cluster, and API tokens."
     ),
     paths(
-        super::index,
+        super::meta::index,
         crate::http::healthz,
         crate::http::healthz_head,
         document,
-        super::debug_actors,
-        super::cluster,
+        super::meta::debug_actors,
+        super::cluster::cluster,
         exposition::metrics,
         tokens::create,
         tokens::list,

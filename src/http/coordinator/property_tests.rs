@@ -15,7 +15,7 @@ use super::settings::{self, ConfigPatch};
 use super::tokens::NewTokenBody;
 use crate::domain::{DeviceKind, DeviceSpec, MonitorConfig};
 use crate::probe::{self, policy, AddressPolicy};
-use crate::wire::{StartBatchRequest, StartMonitorRequest};
+use crate::remote::wire::{StartBatchRequest, StartMonitorRequest};
 
 /// Any JSON value, a few levels deep.
 fn any_json() -> impl Strategy<Value = Value> {

@@ -5,8 +5,8 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use super::state::AppState;
 use super::views::{server_views, ConfigView, MonitorServerView};
-use super::AppState;
 use crate::actors::scheduler::{ApplyConfig, ServerApplied, ServerUnreached};
 use crate::db;
 use crate::db::models::ConfigChanges;

@@ -5,8 +5,8 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::state::AppState;
 use super::views::utc;
-use super::AppState;
 use crate::auth::{self, TokenRequest, TokenRequestError};
 use crate::db;
 use crate::db::models::ApiToken;

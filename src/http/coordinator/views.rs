@@ -4,16 +4,18 @@
 
 use std::collections::HashMap;
 
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures_util::future::join_all;
 use serde::Serialize;
 
 use crate::db::models::{Company, ConfigRow, Device, MonitorServer};
 use crate::db::{self, Db};
-use crate::domain::{HealthState, PollResult};
+use crate::domain::{HealthState, PollResult, Settings};
 use crate::http::error::ApiError;
+use crate::remote::wire::ServerInfo;
 use crate::remote::{MonitorServerClient, Snapshot};
-use crate::wire::ServerInfo;
 
 /// Stored times are UTC without zone; on the wire they are RFC 3339 with `Z`.
 pub fn utc(at: NaiveDateTime) -> DateTime<Utc> {
@@ -205,17 +207,8 @@ pub async fn server_views(
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ConfigView {
     pub monitor_server_current: i64,
-    pub max_monitors_per_server: i32,
-    pub poll_interval_ms: i64,
-    pub timeout_ms: i64,
-    pub alert_threshold: i32,
-    pub critical_threshold: i32,
-    pub balance_method: String,
-    pub unreachable_after: i32,
-    pub retention_hours: i32,
-    pub heartbeat_ms: i64,
-    pub validate_ms: i64,
-    pub missed_checks: i32,
+    #[serde(flatten)]
+    pub settings: Settings,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -223,18 +216,18 @@ impl From<ConfigRow> for ConfigView {
     fn from(row: ConfigRow) -> Self {
         ConfigView {
             monitor_server_current: row.monitor_server_current,
-            max_monitors_per_server: row.max_monitors_per_server,
-            poll_interval_ms: row.poll_interval_ms,
-            timeout_ms: row.timeout_ms,
-            alert_threshold: row.alert_threshold,
-            critical_threshold: row.critical_threshold,
-            balance_method: row.balance_method,
-            unreachable_after: row.unreachable_after,
-            retention_hours: row.retention_hours,
-            heartbeat_ms: row.heartbeat_ms,
-            validate_ms: row.validate_ms,
-            missed_checks: row.missed_checks,
+            settings: row.settings(),
             updated_at: utc(row.updated_at),
         }
     }
+}
+
+/// 200 when the operation reached every device asked for, 503 otherwise; same body.
+pub(super) fn report_response(complete: bool, report: &impl Serialize) -> HttpResponse {
+    let status = if complete {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    HttpResponse::build(status).json(report)
 }

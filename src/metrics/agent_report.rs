@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Metrics;
-use crate::series::{self, series};
+use crate::metrics::series::{self, series};
 
 /// One sample of the host, taken by the agent's collector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,7 +114,7 @@ pub fn disk_usage(total: f64, free: f64, available: f64) -> (f64, f64) {
 }
 
 impl AgentReport {
-    /// The report as Vigil series (see [`crate::series`]); non-finite values are left out.
+    /// The report as Vigil series (see [`crate::metrics::series`]); non-finite values are left out.
     pub fn to_metrics(&self) -> Metrics {
         let mut m = Metrics::new();
         let mut put = |key: String, value: f64| {

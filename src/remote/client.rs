@@ -1,20 +1,17 @@
-//! `MonitorServerClient`: the coordinator's calls to a monitor server's HTTP API, and
-//! [`Snapshot`], a live look at every server taken at once.
+//! `MonitorServerClient`: the coordinator's calls to a monitor server's HTTP API.
 //!
 //! awc is `!Send`: a client lives on one thread (an actor's or an HTTP worker's). Every
 //! call carries the cluster token; a server refuses calls without it.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use super::wire::{BatchAnswer, BatchOutcome, ConfigApplied, ServerInfo, StartBatchRequest};
 use crate::auth::ClusterToken;
 use crate::db::models::MonitorServer;
 use crate::domain::{DeviceSpec, MonitorConfig, MonitorStatus};
-use crate::wire::{BatchAnswer, BatchOutcome, ConfigApplied, ServerInfo, StartBatchRequest};
 
 /// A server that does not accept a connection within this is taken as down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -202,45 +199,5 @@ async fn read_error(response: &mut awc::ClientResponse) -> (Option<String>, Stri
     match response.json::<ErrorBody>().await {
         Ok(body) => (Some(body.code), body.error),
         Err(_) => (None, response.status().to_string()),
-    }
-}
-
-/// Every monitor server's `/info`, fetched concurrently: who is up, and what runs where.
-pub struct Snapshot {
-    pub servers: Vec<MonitorServer>,
-    infos: HashMap<i64, Result<ServerInfo, RemoteError>>,
-}
-
-impl Snapshot {
-    pub async fn take(client: &MonitorServerClient, servers: Vec<MonitorServer>) -> Snapshot {
-        let mut answers = join_all(servers.iter().map(|server| client.info(server))).await;
-        for info in answers.iter_mut().flatten() {
-            info.device_ids.sort_unstable();
-        }
-        let infos = servers.iter().map(|s| s.id).zip(answers).collect();
-        Snapshot { servers, infos }
-    }
-
-    pub fn info(&self, server_id: i64) -> Option<&Result<ServerInfo, RemoteError>> {
-        self.infos.get(&server_id)
-    }
-
-    /// Why a server could not be asked, or `None` when it answered.
-    pub fn down_reason(&self, server_id: i64) -> Option<String> {
-        match self.infos.get(&server_id) {
-            Some(Ok(_)) => None,
-            Some(Err(error)) => Some(error.to_string()),
-            None => Some("not part of this snapshot".into()),
-        }
-    }
-
-    /// The servers that report running `device_id`, in id order.
-    pub fn holders(&self, device_id: i64) -> Vec<&MonitorServer> {
-        self.servers
-            .iter()
-            .filter(|s| {
-                matches!(self.infos.get(&s.id), Some(Ok(info)) if info.device_ids.binary_search(&device_id).is_ok())
-            })
-            .collect()
     }
 }

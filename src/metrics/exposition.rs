@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::series::write_labels;
+use crate::metrics::series::write_labels;
 
 /// The `Content-Type` of a text exposition.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

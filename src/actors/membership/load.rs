@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System, MINIMUM_CPU_UPDATE_INTERVAL};
 
-use crate::db::models::LoadReport;
+use crate::domain::LoadReport;
 
 /// CPU use is averaged over this long.
 pub const CPU_WINDOW: Duration = Duration::from_secs(5);

@@ -1,0 +1,2 @@
+ALTER TABLE nodes DROP COLUMN version;
+DROP INDEX events_at;

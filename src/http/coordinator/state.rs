@@ -1,0 +1,16 @@
+//! [`AppState`]: what every coordinator handler shares.
+
+use crate::actors::membership::Membership;
+use crate::actors::registry::Tracked;
+use crate::actors::scheduler::SchedulerActor;
+use crate::db::Db;
+
+/// What every coordinator handler shares. The per-worker `MonitorServerClient` is
+/// separate app data (awc clients stay on their thread).
+pub struct AppState {
+    pub db: Db,
+    pub scheduler: Tracked<SchedulerActor>,
+    pub membership: Tracked<Membership>,
+    /// Networks device addresses may not point into.
+    pub policy: crate::probe::AddressPolicy,
+}

@@ -1,0 +1,49 @@
+//! [`Snapshot`]: a live look at every monitor server, taken at once.
+
+use std::collections::HashMap;
+
+use futures_util::future::join_all;
+
+use super::client::{MonitorServerClient, RemoteError};
+use super::wire::ServerInfo;
+use crate::db::models::MonitorServer;
+
+/// Every monitor server's `/info`, fetched concurrently: who is up, and what runs where.
+pub struct Snapshot {
+    pub servers: Vec<MonitorServer>,
+    infos: HashMap<i64, Result<ServerInfo, RemoteError>>,
+}
+
+impl Snapshot {
+    pub async fn take(client: &MonitorServerClient, servers: Vec<MonitorServer>) -> Snapshot {
+        let mut answers = join_all(servers.iter().map(|server| client.info(server))).await;
+        for info in answers.iter_mut().flatten() {
+            info.device_ids.sort_unstable();
+        }
+        let infos = servers.iter().map(|s| s.id).zip(answers).collect();
+        Snapshot { servers, infos }
+    }
+
+    pub fn info(&self, server_id: i64) -> Option<&Result<ServerInfo, RemoteError>> {
+        self.infos.get(&server_id)
+    }
+
+    /// Why a server could not be asked, or `None` when it answered.
+    pub fn down_reason(&self, server_id: i64) -> Option<String> {
+        match self.infos.get(&server_id) {
+            Some(Ok(_)) => None,
+            Some(Err(error)) => Some(error.to_string()),
+            None => Some("not part of this snapshot".into()),
+        }
+    }
+
+    /// The servers that report running `device_id`, in id order.
+    pub fn holders(&self, device_id: i64) -> Vec<&MonitorServer> {
+        self.servers
+            .iter()
+            .filter(|s| {
+                matches!(self.infos.get(&s.id), Some(Ok(info)) if info.device_ids.binary_search(&device_id).is_ok())
+            })
+            .collect()
+    }
+}
