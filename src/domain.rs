@@ -65,9 +65,9 @@ impl FromStr for DeviceKind {
     }
 }
 
-/// What a monitor needs to know about its device.
+/// What a monitor needs to know about its device. Spoken between nodes: fields a newer
+/// peer adds are ignored (see `remote::wire`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DeviceSpec {
     pub id: i64,
     pub company_id: i64,
@@ -84,7 +84,6 @@ pub struct DeviceSpec {
 
 /// The settings every running monitor follows; broadcast on every change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MonitorConfig {
     pub poll_interval_ms: u64,
     pub timeout_ms: u64,
@@ -142,7 +141,6 @@ pub type Metrics = BTreeMap<String, f64>;
 
 /// The outcome of one poll.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct PollResult {
     pub at: DateTime<Utc>,
     /// The device answered as a healthy device of its kind answers.
@@ -173,7 +171,6 @@ impl PollResult {
 
 /// A running monitor as its monitor server reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MonitorStatus {
     pub device: DeviceSpec,
     pub epoch: i64,

@@ -17,7 +17,7 @@ use actix::prelude::*;
 
 use super::membership::{GetCluster, Membership};
 use super::registry::{ActorRegistry, ActorStats, Tracked};
-use super::scheduler::{SchedulerActor, StartDevices, StartStatus};
+use super::scheduler::{SchedulerActor, StartDevices, StartReason, StartStatus};
 use crate::db::{self, Db};
 
 /// The kind under which the task appears in the actor registry.
@@ -169,7 +169,7 @@ async fn look(
     let report = scheduler
         .send(StartDevices {
             device_ids,
-            rehome: true,
+            reason: StartReason::Rehome,
         })
         .await;
     match report {

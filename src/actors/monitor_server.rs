@@ -20,7 +20,7 @@ use super::messages::{Fence, MonitorExited, StaleMonitors, UpdateConfig, UpdateD
 use super::registry::{ActorRegistry, ActorStats, Tracked, TrackedRecipient};
 use crate::domain::{DeviceSpec, HealthState, MonitorConfig, MonitorStatus};
 use crate::probe::ProbeFactory;
-use crate::remote::wire::ServerInfo;
+use crate::remote::wire::{RunningMonitor, ServerInfo};
 
 /// The kind under which the supervisor appears in the actor registry.
 pub const KIND: &str = "MonitorServerActor";
@@ -242,6 +242,32 @@ impl MonitorServerActor {
         true
     }
 
+    /// Stops the monitor of `device_id` if it runs under `newest` or an older epoch (any
+    /// epoch when `newest` is `None`).
+    fn stop_named(&mut self, device_id: i64, newest: Option<i64>) -> StopAnswer {
+        let Some(epoch) = self.monitors.get(&device_id).map(|c| c.spec.epoch) else {
+            return StopAnswer::NotRunning;
+        };
+        if newest.is_some_and(|newest| epoch > newest) {
+            tracing::info!(
+                device.id = device_id,
+                server.id = self.server_id,
+                epoch,
+                asked_for = newest,
+                "kept a monitor a stop did not mean: it runs under a newer epoch"
+            );
+            return StopAnswer::KeptNewer { epoch };
+        }
+        self.stop_one(device_id);
+        tracing::info!(
+            device.id = device_id,
+            server.id = self.server_id,
+            epoch,
+            "monitor stopped"
+        );
+        StopAnswer::Stopped { epoch }
+    }
+
     fn set_config(&mut self, config: MonitorConfig) -> usize {
         self.config = config;
         for child in self.monitors.values_mut() {
@@ -369,32 +395,66 @@ impl Handler<StaleMonitors> for MonitorServerActor {
     }
 }
 
-/// The device is not monitored on this server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("device {0} is not monitored on this server")]
-pub struct NotRunning(pub i64);
+/// What a stop did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopAnswer {
+    /// The monitor ran under this epoch, no newer than the stop named; it is stopped.
+    Stopped { epoch: i64 },
+    /// The monitor runs under this epoch, newer than the stop named: a later start
+    /// placed it here, so it is kept.
+    KeptNewer { epoch: i64 },
+    /// The device is not monitored on this server.
+    NotRunning,
+}
 
-/// Stop monitoring a device here.
+/// Stop monitoring a device here: the copy that runs under `epoch` or an older one
+/// (any copy when `epoch` is `None`, as an older coordinator asks).
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Result<(), NotRunning>")]
+#[rtype(result = "StopAnswer")]
 pub struct StopMonitor {
     pub device_id: i64,
+    pub epoch: Option<i64>,
 }
 
 impl Handler<StopMonitor> for MonitorServerActor {
-    type Result = Result<(), NotRunning>;
+    type Result = MessageResult<StopMonitor>;
 
     fn handle(&mut self, msg: StopMonitor, _ctx: &mut Context<Self>) -> Self::Result {
         self.stats.record::<StopMonitor>();
-        if !self.stop_one(msg.device_id) {
-            return Err(NotRunning(msg.device_id));
-        }
+        MessageResult(self.stop_named(msg.device_id, msg.epoch))
+    }
+}
+
+/// Stop several monitors here in one message, each given as `(device, epoch)` and
+/// stopped as [`StopMonitor`] stops it. Answers one result per entry, in order.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Vec<StopAnswer>")]
+pub struct StopMonitors(pub Vec<(i64, i64)>);
+
+impl Handler<StopMonitors> for MonitorServerActor {
+    type Result = MessageResult<StopMonitors>;
+
+    fn handle(
+        &mut self,
+        StopMonitors(stops): StopMonitors,
+        _ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        self.stats.record::<StopMonitors>();
+        let answers: Vec<StopAnswer> = stops
+            .into_iter()
+            .map(|(device_id, epoch)| self.stop_named(device_id, Some(epoch)))
+            .collect();
+        let stopped = answers
+            .iter()
+            .filter(|a| matches!(a, StopAnswer::Stopped { .. }))
+            .count();
         tracing::info!(
-            device.id = msg.device_id,
             server.id = self.server_id,
-            "monitor stopped"
+            asked = answers.len(),
+            stopped,
+            "batch of monitors stopped"
         );
-        Ok(())
+        MessageResult(answers)
     }
 }
 
@@ -429,7 +489,7 @@ impl Handler<UpdateConfig> for MonitorServerActor {
     }
 }
 
-/// Running count, limit and device ids of this server.
+/// Running count, limit, and the device ids of this server with their epochs.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "ServerInfo")]
 pub struct GetInfo;
@@ -439,13 +499,21 @@ impl Handler<GetInfo> for MonitorServerActor {
 
     fn handle(&mut self, _: GetInfo, _ctx: &mut Context<Self>) -> Self::Result {
         self.stats.record::<GetInfo>();
-        let mut device_ids: Vec<i64> = self.monitors.keys().copied().collect();
-        device_ids.sort_unstable();
+        let mut monitors: Vec<RunningMonitor> = self
+            .monitors
+            .iter()
+            .map(|(&device_id, child)| RunningMonitor {
+                device_id,
+                epoch: child.spec.epoch,
+            })
+            .collect();
+        monitors.sort_unstable_by_key(|m| m.device_id);
         MessageResult(ServerInfo {
             server_id: self.server_id,
-            running_monitors: device_ids.len(),
+            running_monitors: monitors.len(),
             max_monitors: self.config.max_monitors_per_server,
-            device_ids,
+            device_ids: monitors.iter().map(|m| m.device_id).collect(),
+            monitors: Some(monitors),
         })
     }
 }

@@ -164,8 +164,14 @@ async fn a_start_beyond_the_limit_is_refused() {
 
     // A stop frees a place.
     assert_eq!(
-        actor.send(StopMonitor { device_id: 1 }).await.unwrap(),
-        Ok(())
+        actor
+            .send(StopMonitor {
+                device_id: 1,
+                epoch: None
+            })
+            .await
+            .unwrap(),
+        StopAnswer::Stopped { epoch: 1 }
     );
     assert_eq!(actor.send(start(3, limit)).await.unwrap(), Ok(()));
 }
@@ -192,12 +198,24 @@ async fn a_stopped_monitor_stops_polling() {
     actor.send(start(1, config(10, 20))).await.unwrap().unwrap();
     eventually("a few polls", || async { script.polls_of(1).len() >= 2 }).await;
     assert_eq!(
-        actor.send(StopMonitor { device_id: 1 }).await.unwrap(),
-        Ok(())
+        actor
+            .send(StopMonitor {
+                device_id: 1,
+                epoch: Some(1)
+            })
+            .await
+            .unwrap(),
+        StopAnswer::Stopped { epoch: 1 }
     );
     assert_eq!(
-        actor.send(StopMonitor { device_id: 1 }).await.unwrap(),
-        Err(NotRunning(1))
+        actor
+            .send(StopMonitor {
+                device_id: 1,
+                epoch: None
+            })
+            .await
+            .unwrap(),
+        StopAnswer::NotRunning
     );
     actix_rt::time::sleep(Duration::from_millis(60)).await;
     let settled = script.polls_of(1).len();
@@ -359,9 +377,11 @@ async fn the_registry_shows_each_actor_and_what_it_handled() {
         .all(|m| m.handled.get("Poll").is_some_and(|n| *n >= 1)));
 
     actor
-        .send(StopMonitor { device_id: 1 })
+        .send(StopMonitor {
+            device_id: 1,
+            epoch: None,
+        })
         .await
-        .unwrap()
         .unwrap();
     let ids: Vec<String> = registry
         .snapshot()
@@ -399,4 +419,56 @@ async fn the_supervisor_restarts_a_monitor_that_dies_while_starting() {
         s.restarts == 1 && s.polls >= 1
     })
     .await;
+}
+
+#[actix_rt::test]
+async fn a_stop_naming_an_older_epoch_keeps_the_newer_copy() {
+    let script = Arc::new(Script::default());
+    let (actor, _) = server(&script, config(10, 1_000));
+    let newer = StartMonitor {
+        epoch: 7,
+        ..start(1, config(10, 1_000))
+    };
+    actor.send(newer).await.unwrap().unwrap();
+    actor
+        .send(start(2, config(10, 1_000)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        actor
+            .send(StopMonitor {
+                device_id: 1,
+                epoch: Some(6)
+            })
+            .await
+            .unwrap(),
+        StopAnswer::KeptNewer { epoch: 7 }
+    );
+    let answers = actor
+        .send(StopMonitors(vec![(1, 6), (2, 1), (3, 9)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        answers,
+        vec![
+            StopAnswer::KeptNewer { epoch: 7 },
+            StopAnswer::Stopped { epoch: 1 },
+            StopAnswer::NotRunning
+        ]
+    );
+    let info = actor.send(GetInfo).await.unwrap();
+    assert_eq!(info.device_ids, vec![1]);
+    assert_eq!(
+        info.monitors,
+        Some(vec![RunningMonitor {
+            device_id: 1,
+            epoch: 7
+        }])
+    );
+    // The epoch it runs under, or a newer one, stops it.
+    assert_eq!(
+        actor.send(StopMonitors(vec![(1, 7)])).await.unwrap(),
+        vec![StopAnswer::Stopped { epoch: 7 }]
+    );
 }

@@ -1,5 +1,7 @@
 //! Queries on `devices`.
 
+use std::collections::HashSet;
+
 use diesel::prelude::*;
 
 use super::models::{Device, DeviceChanges, NewDevice};
@@ -126,6 +128,25 @@ pub fn names_of(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<(i64, String,
 /// How many devices exist.
 pub fn count(conn: &mut DbConn) -> QueryResult<i64> {
     devices::table.count().get_result(conn)
+}
+
+/// The devices among `ids` that are meant to be monitored, their rows locked until the
+/// caller's transaction ends (PostgreSQL; a SQLite write transaction holds the whole
+/// database already), so that a stop cannot slip in between this read and a claim.
+pub fn lock_wanted(conn: &mut DbConn, ids: &[i64]) -> QueryResult<HashSet<i64>> {
+    let mut wanted = HashSet::with_capacity(ids.len());
+    for chunk in ids.chunks(super::MAX_IDS_PER_QUERY) {
+        let query = devices::table
+            .filter(devices::id.eq_any(chunk))
+            .filter(devices::monitoring_wanted.eq(true))
+            .select(devices::id);
+        let found: Vec<i64> = match conn {
+            DbConn::Pg(pg) => query.for_update().load(pg)?,
+            DbConn::Sqlite(sqlite) => query.load(sqlite)?,
+        };
+        wanted.extend(found);
+    }
+    Ok(wanted)
 }
 
 /// Records whether the devices among `ids` are meant to be monitored.

@@ -24,6 +24,7 @@ pub mod scratch;
 pub mod tokens;
 pub mod url;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +63,8 @@ pub struct Db {
     /// for a connection to be free, instead of parking a blocking thread per caller
     /// inside the pool's checkout.
     permits: Arc<Semaphore>,
+    /// Suspect query failures on any pooled connection (see `pool::Pooled::used`).
+    trouble: Arc<AtomicU64>,
     url: Arc<DbUrl>,
 }
 
@@ -84,16 +87,17 @@ impl Db {
             reason,
         })?;
         let size = pool_size.max(1);
-        // No test query at each checkout: a connection the server dropped fails its
-        // query, and r2d2 replaces a connection that reports itself broken.
+        // Checkouts test a connection only when there is reason to doubt it (see
+        // `pool::Manager`), not with a query on every checkout.
+        let trouble = Arc::new(AtomicU64::new(0));
         let pool = r2d2::Pool::builder()
             .max_size(size)
             .min_idle(Some(1))
-            .test_on_check_out(false)
             .connection_timeout(POOL_CHECKOUT_TIMEOUT)
-            .build(pool::Manager::new(url.clone()))?;
+            .build(pool::Manager::new(url.clone(), Arc::clone(&trouble)))?;
         Ok(Db {
             pool,
+            trouble,
             permits: Arc::new(Semaphore::new(size as usize)),
             url: Arc::new(url),
         })
@@ -118,6 +122,8 @@ impl Db {
         F: FnOnce(&mut DbConn) -> QueryResult<T> + Send + 'static,
         T: Send + 'static,
     {
+        // The wait for a permit and the checkout share one timeout.
+        let deadline = std::time::Instant::now() + POOL_CHECKOUT_TIMEOUT;
         let permit = tokio::time::timeout(
             POOL_CHECKOUT_TIMEOUT,
             Arc::clone(&self.permits).acquire_owned(),
@@ -125,11 +131,14 @@ impl Db {
         .await
         .map_err(|_| DbError::Busy(POOL_CHECKOUT_TIMEOUT))?
         .map_err(|e| DbError::Task(e.to_string()))?;
-        let pool = self.pool.clone();
+        let (pool, trouble) = (self.pool.clone(), Arc::clone(&self.trouble));
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let mut conn = pool.get()?;
-            Ok(f(&mut conn)?)
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let mut pooled = pool.get_timeout(left.max(Duration::from_millis(1)))?;
+            let done = f(&mut pooled.conn);
+            pooled.used(done.as_ref().map(|_| ()), &trouble);
+            Ok(done?)
         })
         .await
         .map_err(|e| DbError::Task(e.to_string()))?

@@ -173,6 +173,9 @@ pub struct Event {
 pub const EVENT_STATE: &str = "state";
 /// `Event::kind` of a monitor moved to another server.
 pub const EVENT_MOVED: &str = "moved";
+/// `Event::kind` of a monitor started again on the server that owns it, which did not
+/// run it (reconciliation).
+pub const EVENT_RESTARTED: &str = "restarted";
 
 /// An event to store: a health change judged by a monitor (`kind` is [`EVENT_STATE`])
 /// or a monitor moved to another server ([`EVENT_MOVED`]; the states name the servers).

@@ -1,5 +1,6 @@
 //! A monitor server's own API, called by coordinators: start, stop and change monitors,
-//! apply config, report info. Each handler sends one message to the `MonitorServerActor`.
+//! apply config, report info. Bodies and queries ignore fields they do not know (a newer
+//! coordinator may send some; see `remote::wire`). Each handler sends one message to the `MonitorServerActor`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use crate::actors::device_monitor::PollStats;
 use crate::actors::messages::{UpdateConfig, UpdateDevice};
 use crate::actors::monitor_server::{
     GetInfo, GetMonitorStatus, ListMonitors, MonitorServerActor, StartMonitor, StartMonitors,
-    StartRefused, StopMonitor,
+    StartRefused, StopAnswer, StopMonitor, StopMonitors,
 };
 use crate::actors::registry::Tracked;
 use crate::actors::writer::WriterStats;
@@ -23,7 +24,7 @@ use crate::domain::{self, DeviceSpec, MonitorConfig};
 use crate::metrics::exposition::Exposition;
 use crate::remote::wire::{
     BatchAnswer, BatchOutcome, BatchResult, ConfigApplied, MonitorAck, StartBatchRequest,
-    StartMonitorRequest,
+    StartMonitorRequest, StopAck, StopBatchAnswer, StopBatchRequest, StopOutcome, StopResult,
 };
 
 /// A first poll is put off by one day at most (the longest poll interval).
@@ -114,19 +115,73 @@ async fn start_batch(
     }))
 }
 
+#[derive(Debug, Deserialize)]
+struct StopQuery {
+    /// The newest epoch the stop means; any copy is stopped when absent.
+    epoch: Option<i64>,
+}
+
+fn stop_result(device_id: i64, answer: StopAnswer) -> StopResult {
+    let (outcome, epoch) = match answer {
+        StopAnswer::Stopped { epoch } => (StopOutcome::Stopped, Some(epoch)),
+        StopAnswer::KeptNewer { epoch } => (StopOutcome::KeptNewer, Some(epoch)),
+        StopAnswer::NotRunning => (StopOutcome::NotRunning, None),
+    };
+    StopResult {
+        device_id,
+        outcome,
+        epoch,
+    }
+}
+
+/// `DELETE /monitors/{id}[?epoch=N]`: 200 with what it did (`stopped`, or `kept_newer`
+/// for a copy under a newer epoch than the one named), 404 when nothing runs.
 async fn stop(
     state: web::Data<MonitorServerState>,
     id: web::Path<Id>,
+    query: web::Query<StopQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let device_id = id.into_inner().0;
-    state
+    let answer = state
         .actor
-        .send(StopMonitor { device_id })
-        .await?
-        .map_err(|_| ApiError::NotMonitored(device_id))?;
-    Ok(HttpResponse::Ok().json(MonitorAck {
+        .send(StopMonitor {
+            device_id,
+            epoch: query.epoch,
+        })
+        .await?;
+    let result = stop_result(device_id, answer);
+    if result.outcome == StopOutcome::NotRunning {
+        return Err(ApiError::NotMonitored(device_id));
+    }
+    Ok(HttpResponse::Ok().json(StopAck {
         device_id,
         server_id: state.server_id,
+        outcome: result.outcome,
+        epoch: result.epoch,
+    }))
+}
+
+/// `POST /monitors/stop`: several epoch-bounded stops in one call and one supervisor
+/// message, one result per entry.
+async fn stop_batch(
+    state: web::Data<MonitorServerState>,
+    body: web::Json<StopBatchRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let stops: Vec<(i64, i64)> = body
+        .monitors
+        .iter()
+        .map(|m| (m.device_id, m.epoch))
+        .collect();
+    let ids: Vec<i64> = stops.iter().map(|(id, _)| *id).collect();
+    let answers = state.actor.send(StopMonitors(stops)).await?;
+    let results = ids
+        .into_iter()
+        .zip(answers)
+        .map(|(device_id, answer)| stop_result(device_id, answer))
+        .collect();
+    Ok(HttpResponse::Ok().json(StopBatchAnswer {
+        server_id: state.server_id,
+        results,
     }))
 }
 
@@ -156,7 +211,6 @@ async fn update(
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ListQuery {
     /// Comma-separated device ids; all monitors when absent.
     ids: Option<String>,
@@ -216,8 +270,24 @@ async fn config(
     Ok(HttpResponse::Ok().json(ConfigApplied { monitors_updated }))
 }
 
-async fn info(state: web::Data<MonitorServerState>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(state.actor.send(GetInfo).await?))
+#[derive(Debug, Deserialize)]
+struct InfoQuery {
+    /// List every monitor with its epoch too.
+    #[serde(default)]
+    epochs: bool,
+}
+
+/// `GET /info[?epochs=true]`: running count, limit, device ids, and with `epochs` each
+/// monitor's epoch (left out otherwise, so an older coordinator reads the same body).
+async fn info(
+    state: web::Data<MonitorServerState>,
+    query: web::Query<InfoQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let mut info = state.actor.send(GetInfo).await?;
+    if !query.epochs {
+        info.monitors = None;
+    }
+    Ok(HttpResponse::Ok().json(info))
 }
 
 /// `GET /metrics`: this server's monitors and writer, and the latest result of each of
@@ -264,6 +334,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(start)),
     )
     .service(resource("/monitors/batch").route(web::post().to(start_batch)))
+    .service(resource("/monitors/stop").route(web::post().to(stop_batch)))
     .service(
         resource("/monitors/{device_id}")
             .route(web::get().to(status))

@@ -8,7 +8,10 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::wire::{BatchAnswer, BatchOutcome, ConfigApplied, ServerInfo, StartBatchRequest};
+use super::wire::{
+    BatchAnswer, BatchOutcome, ConfigApplied, ServerInfo, StartBatchRequest, StopAck,
+    StopBatchAnswer, StopBatchRequest, StopEntry, StopOutcome, StopResult,
+};
 use crate::auth::ClusterToken;
 use crate::db::models::MonitorServer;
 use crate::domain::{DeviceSpec, MonitorConfig, MonitorStatus};
@@ -21,6 +24,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 /// Device ids per `GET /monitors?ids=` call, keeping the URL well under HTTP limits.
 const IDS_PER_CALL: usize = 250;
+/// Monitors per `POST /monitors/stop` call: about 40 bytes each, well under the
+/// server's 64 KiB body limit.
+pub const STOPS_PER_CALL: usize = 1000;
 
 /// A call to a monitor server that did not get the answer it needed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,6 +81,20 @@ impl MonitorServerClient {
         expect_json(response, 200).await
     }
 
+    /// `/info` with the epoch of every monitor (`monitors` stays `None` from a server
+    /// too old to list them).
+    pub async fn info_with_epochs(
+        &self,
+        server: &MonitorServer,
+    ) -> Result<ServerInfo, RemoteError> {
+        let response = self
+            .http
+            .get(Self::url(server, "/info?epochs=true"))
+            .send()
+            .await;
+        expect_json(response, 200).await
+    }
+
     /// Starts several monitors in one call; one outcome per entry, in order.
     pub async fn start_batch(
         &self,
@@ -98,14 +118,77 @@ impl MonitorServerClient {
         Ok(answer.results.into_iter().map(|r| r.outcome).collect())
     }
 
-    /// Stops a monitor; `Ok(false)` when the device was not monitored there.
-    pub async fn stop(&self, server: &MonitorServer, device_id: i64) -> Result<bool, RemoteError> {
-        let response = self
-            .http
-            .delete(Self::url(server, &format!("/monitors/{device_id}")))
-            .send()
-            .await;
-        found_or_not(response).await
+    /// Stops monitors, each only if it runs under the epoch given or an older one, in
+    /// calls of [`STOPS_PER_CALL`]; one result per entry, in order. A server too old
+    /// to take batch stops is asked one device at a time, and stops whatever runs.
+    pub async fn stop_batch(
+        &self,
+        server: &MonitorServer,
+        stops: &[StopEntry],
+    ) -> Result<Vec<StopResult>, RemoteError> {
+        let mut results = Vec::with_capacity(stops.len());
+        for chunk in stops.chunks(STOPS_PER_CALL) {
+            let request = StopBatchRequest {
+                monitors: chunk.to_vec(),
+            };
+            let response = self
+                .http
+                .post(Self::url(server, "/monitors/stop"))
+                .send_json(&request)
+                .await;
+            let answer: StopBatchAnswer = match expect_answer(response, 200).await? {
+                Answered::Json(answer) => answer,
+                Answered::NoRoute => {
+                    for stop in chunk {
+                        results.push(self.stop(server, *stop).await?);
+                    }
+                    continue;
+                }
+            };
+            let asked: Vec<i64> = chunk.iter().map(|m| m.device_id).collect();
+            let answered: Vec<i64> = answer.results.iter().map(|r| r.device_id).collect();
+            if asked != answered || answer.server_id != server.id {
+                return Err(RemoteError::BadAnswer(format!(
+                    "server {} answered a stop for other devices or as server {}",
+                    server.id, answer.server_id
+                )));
+            }
+            results.extend(answer.results);
+        }
+        Ok(results)
+    }
+
+    /// Stops one monitor (`DELETE /monitors/{id}?epoch=N`), as [`Self::stop_batch`] does.
+    pub async fn stop(
+        &self,
+        server: &MonitorServer,
+        stop: StopEntry,
+    ) -> Result<StopResult, RemoteError> {
+        let path = format!("/monitors/{}?epoch={}", stop.device_id, stop.epoch);
+        let response = self.http.delete(Self::url(server, &path)).send().await;
+        let mut response = response.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        if status == 200 {
+            // An older server answers without `outcome`: it stopped whatever ran.
+            let ack: StopAck = response
+                .json()
+                .await
+                .map_err(|e| RemoteError::BadAnswer(e.to_string()))?;
+            return Ok(StopResult {
+                device_id: stop.device_id,
+                outcome: ack.outcome,
+                epoch: ack.epoch,
+            });
+        }
+        let (code, message) = read_error(&mut response).await;
+        match (status, code.as_deref()) {
+            (404, Some("not_monitored")) => Ok(StopResult {
+                device_id: stop.device_id,
+                outcome: StopOutcome::NotRunning,
+                epoch: None,
+            }),
+            _ => Err(RemoteError::Refused { status, message }),
+        }
     }
 
     /// Hands new device data to the monitor; `Ok(false)` when it does not run there.
@@ -167,11 +250,40 @@ async fn expect_json<T: DeserializeOwned>(answer: Answer, expected: u16) -> Resu
             message: error_message(&mut response).await,
         });
     }
+    read_json(&mut response).await
+}
+
+async fn read_json<T: DeserializeOwned>(
+    response: &mut awc::ClientResponse,
+) -> Result<T, RemoteError> {
     response
         .json::<T>()
         .limit(MAX_ANSWER_BYTES)
         .await
         .map_err(|e| RemoteError::BadAnswer(e.to_string()))
+}
+
+/// The answer of a route an older server may not have.
+enum Answered<T> {
+    Json(T),
+    /// The server has no such route (Vigil's 404 `not_found` for an unknown path).
+    NoRoute,
+}
+
+async fn expect_answer<T: DeserializeOwned>(
+    answer: Answer,
+    expected: u16,
+) -> Result<Answered<T>, RemoteError> {
+    let mut response = answer.map_err(unreachable)?;
+    let status = response.status().as_u16();
+    if status == expected {
+        return read_json(&mut response).await.map(Answered::Json);
+    }
+    let (code, message) = read_error(&mut response).await;
+    match (status, code.as_deref()) {
+        (404, Some("not_found")) => Ok(Answered::NoRoute),
+        _ => Err(RemoteError::Refused { status, message }),
+    }
 }
 
 /// `Ok(true)` on 200, `Ok(false)` when the server says the device is not monitored

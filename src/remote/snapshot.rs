@@ -8,7 +8,8 @@ use super::client::{MonitorServerClient, RemoteError};
 use super::wire::ServerInfo;
 use crate::db::models::MonitorServer;
 
-/// Every monitor server's `/info`, fetched concurrently: who is up, and what runs where.
+/// Every monitor server's `/info` with its monitors' epochs, fetched concurrently: who
+/// is up, and what runs where under which epoch.
 pub struct Snapshot {
     pub servers: Vec<MonitorServer>,
     infos: HashMap<i64, Result<ServerInfo, RemoteError>>,
@@ -16,9 +17,13 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub async fn take(client: &MonitorServerClient, servers: Vec<MonitorServer>) -> Snapshot {
-        let mut answers = join_all(servers.iter().map(|server| client.info(server))).await;
+        let mut answers =
+            join_all(servers.iter().map(|server| client.info_with_epochs(server))).await;
         for info in answers.iter_mut().flatten() {
             info.device_ids.sort_unstable();
+            if let Some(monitors) = &mut info.monitors {
+                monitors.sort_unstable_by_key(|m| m.device_id);
+            }
         }
         let infos = servers.iter().map(|s| s.id).zip(answers).collect();
         Snapshot { servers, infos }
@@ -43,6 +48,27 @@ impl Snapshot {
             .iter()
             .filter(|s| {
                 matches!(self.infos.get(&s.id), Some(Ok(info)) if info.device_ids.binary_search(&device_id).is_ok())
+            })
+            .collect()
+    }
+
+    /// The servers that report running `device_id`, in id order, each with the epoch
+    /// its copy runs under (`None` from a server too old to say).
+    pub fn copies(&self, device_id: i64) -> Vec<(&MonitorServer, Option<i64>)> {
+        self.holders(device_id)
+            .into_iter()
+            .map(|server| {
+                let epoch = match self.infos.get(&server.id) {
+                    Some(Ok(ServerInfo {
+                        monitors: Some(monitors),
+                        ..
+                    })) => monitors
+                        .binary_search_by_key(&device_id, |m| m.device_id)
+                        .ok()
+                        .map(|i| monitors[i].epoch),
+                    _ => None,
+                };
+                (server, epoch)
             })
             .collect()
     }

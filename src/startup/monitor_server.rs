@@ -18,7 +18,7 @@ use crate::actors::messages::{Fence, StaleMonitors};
 use crate::actors::monitor_server::{GetInfo, MonitorServerActor};
 use crate::actors::registry::{ActorRegistry, Tracked};
 use crate::actors::retention::{Retention, PRUNE_EVERY};
-use crate::actors::scheduler::{SchedulerActor, StartDevices};
+use crate::actors::scheduler::{SchedulerActor, StartDevices, StartReason};
 use crate::actors::writer::{Flush, MetricsWriter, ReportStaleTo, WriterSettings};
 use crate::auth::ClusterToken;
 use crate::config::advertised_address;
@@ -211,7 +211,7 @@ impl MonitorServerNode {
         let handed = scheduler
             .send(StartDevices {
                 device_ids: info.device_ids,
-                rehome: true,
+                reason: StartReason::Rehome,
             })
             .await;
         match handed {

@@ -21,7 +21,7 @@ use futures_util::future::select_all;
 use super::coordinator::{Coordinator, CoordinatorOptions};
 use super::monitor_server::MonitorServerNode;
 use super::process::shutdown_signal;
-use crate::actors::scheduler::StartDevices;
+use crate::actors::scheduler::{StartDevices, StartReason};
 use crate::agent::Agent;
 use crate::auth::{self, ClusterToken, Grant, Role, TokenRequest};
 use crate::config::ServeSettings;
@@ -118,7 +118,7 @@ pub async fn serve(settings: ServeSettings) -> Result<(), StartupError> {
         Ok(Some(device_id)) => match scheduler
             .send(StartDevices {
                 device_ids: vec![device_id],
-                rehome: false,
+                reason: StartReason::Asked,
             })
             .await
         {

@@ -145,6 +145,16 @@ async fn the_cluster_rides_out_a_postgresql_restart() {
     let fleet = Fleet::spawn();
     let (mut coordinator, api) = coordinator_process(&db, dir.path()).await;
     fast_membership(&http, &api).await;
+    // Polls (and so writes) all through the outage, whatever its phase.
+    let fast_polls = json!({"poll_interval_ms": 200});
+    let answer = call(
+        &http,
+        Method::PUT,
+        &format!("{api}/config"),
+        Some(fast_polls),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     let mut servers = Vec::new();
     for _ in 0..2 {
         servers.push(monitor_server_process(&db, dir.path()).await);
@@ -156,7 +166,9 @@ async fn the_cluster_rides_out_a_postgresql_restart() {
     })
     .await;
 
-    // Down for three seconds (many heartbeats and looks).
+    // Down for eleven seconds (many heartbeats and looks), longer than two pool
+    // checkouts wait, so every node's reads and writes fail at least once whatever the
+    // timing.
     pg.pg_ctl("stop").unwrap();
     let refused = call(
         &http,
@@ -171,7 +183,7 @@ async fn the_cluster_rides_out_a_postgresql_restart() {
         "{refused:?}"
     );
     assert_eq!(refused.body["code"], "database_unavailable", "{refused:?}");
-    actix_rt::time::sleep(Duration::from_secs(3)).await;
+    actix_rt::time::sleep(Duration::from_secs(11)).await;
     pg.pg_ctl("start").unwrap();
     let back = chrono::Utc::now();
 

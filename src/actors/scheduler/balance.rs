@@ -118,6 +118,18 @@ impl Balancer {
         Some(self.candidates[chosen].server_id)
     }
 
+    /// `server_id` when it can take one more monitor (counted as placed), else the
+    /// server [`Self::choose`] chooses.
+    pub fn choose_preferring(&mut self, server_id: i64) -> Option<i64> {
+        match self.position(server_id) {
+            Some(i) if self.can_take(i) => {
+                self.placed[i] += 1;
+                Some(server_id)
+            }
+            _ => self.choose(),
+        }
+    }
+
     /// Walks from the rotating index, wrapping once; moves the index past the choice.
     fn next_in_rotation(&mut self) -> Option<usize> {
         let count = self.candidates.len();

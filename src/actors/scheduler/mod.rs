@@ -35,7 +35,7 @@ pub use self::changes::{
     ConfigReport, DeleteOutcome, ForgetOutcome, RouteOutcome, ServerApplied, ServerUnreached,
 };
 pub use self::error::SchedulerError;
-pub use self::start::{StartReport, StartResult, StartStatus};
+pub use self::start::{StartReason, StartReport, StartResult, StartStatus};
 pub use self::stop::{StopReport, StopResult, StopStatus};
 
 /// The kind under which the scheduler appears in the actor registry.
@@ -89,9 +89,10 @@ impl SchedulerActor {
 #[rtype(result = "Result<StartReport, SchedulerError>")]
 pub struct StartDevices {
     pub device_ids: Vec<i64>,
-    /// Failover re-homing them: spread their first polls over one poll interval and
-    /// record a `moved` event for each.
-    pub rehome: bool,
+    /// Asked for, or failover and reconciliation mending: these spread their first
+    /// polls over one poll interval, start only devices still wanted, and record an
+    /// event for each.
+    pub reason: StartReason,
 }
 
 impl Handler<StartDevices> for SchedulerActor {
@@ -100,7 +101,7 @@ impl Handler<StartDevices> for SchedulerActor {
     fn handle(&mut self, msg: StartDevices, _ctx: &mut Context<Self>) -> Self::Result {
         self.stats.record::<StartDevices>();
         self.one_at_a_time(|db, client| async move {
-            start::start_devices(&db, &client, msg.device_ids, msg.rehome).await
+            start::start_devices(&db, &client, msg.device_ids, msg.reason).await
         })
     }
 }

@@ -15,7 +15,7 @@
 //! A re-homing pass (failover) spreads the first polls over one poll interval and
 //! records a `moved` event for each device it starts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, Utc};
@@ -24,11 +24,14 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use super::balance::{BalanceMethod, Balancer, Candidate};
-use super::error::SchedulerError;
-use crate::db::models::{Assignment, Device, MonitorServer, NewEvent, Node, EVENT_MOVED};
+use super::error::{summary, SchedulerError};
+use super::stop::stop_on_servers;
+use crate::db::models::{
+    Assignment, Device, MonitorServer, NewEvent, Node, EVENT_MOVED, EVENT_RESTARTED,
+};
 use crate::db::{self, Db};
 use crate::domain::{DeviceSpec, LoadReport, MonitorConfig};
-use crate::remote::wire::{BatchEntry, BatchOutcome, StartBatchRequest};
+use crate::remote::wire::{BatchEntry, BatchOutcome, StartBatchRequest, StopEntry, StopOutcome};
 use crate::remote::{MonitorServerClient, Snapshot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -36,7 +39,23 @@ use crate::remote::{MonitorServerClient, Snapshot};
 pub enum StartStatus {
     Started,
     AlreadyRunning,
+    /// A stop that came after this start was asked for won: the device is not wanted
+    /// any more, and this pass left it alone.
+    Superseded,
     Failed,
+}
+
+/// Why a pass starts devices: what it records and where it prefers to place them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartReason {
+    /// Someone asked (the API): the devices are wanted from now on.
+    Asked,
+    /// Their server left the cluster, or is leaving, or none had room: failover.
+    /// Only devices still wanted are started, each with a `moved` event.
+    Rehome,
+    /// Their server is a member but does not run them: reconciliation. Each goes back
+    /// to its server while it has room (a `restarted` event), else elsewhere (`moved`).
+    Restart,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -53,6 +72,7 @@ pub struct StartReport {
     pub requested: usize,
     pub started: usize,
     pub already_running: usize,
+    pub superseded: usize,
     pub failed: usize,
     pub message: String,
     pub results: Vec<StartResult>,
@@ -61,22 +81,28 @@ pub struct StartReport {
 impl StartReport {
     fn new(results: Vec<StartResult>) -> Self {
         let count = |status| results.iter().filter(|r| r.status == status).count();
-        let (started, already_running, failed) = (
+        let (started, already_running, superseded, failed) = (
             count(StartStatus::Started),
             count(StartStatus::AlreadyRunning),
+            count(StartStatus::Superseded),
             count(StartStatus::Failed),
         );
         let requested = results.len();
-        let message = super::error::summary(
+        let message = summary(
             "started",
             started,
             requested,
-            &[(already_running, "already running"), (failed, "failed")],
+            &[
+                (already_running, "already running"),
+                (superseded, "stopped meanwhile"),
+                (failed, "failed"),
+            ],
         );
         StartReport {
             requested,
             started,
             already_running,
+            superseded,
             failed,
             message,
             results,
@@ -108,12 +134,14 @@ struct Stored {
     reports: HashMap<i64, LoadReport>,
 }
 
-async fn read(db: &Db, device_ids: &[i64]) -> Result<Stored, SchedulerError> {
+async fn read(db: &Db, device_ids: &[i64], asked: bool) -> Result<Stored, SchedulerError> {
     let ids = device_ids.to_vec();
     let stored = db
         .run(move |conn| {
-            // Wanted from now on, whatever this pass manages: failover keeps it so.
-            db::devices::set_wanted(conn, &ids, true)?;
+            if asked {
+                // Wanted from now on, whatever this pass manages: failover keeps it so.
+                db::devices::set_wanted(conn, &ids, true)?;
+            }
             let devices = db::devices::of_ids(conn, &ids)?;
             let mut company_ids: Vec<i64> = devices.iter().map(|d| d.company_id).collect();
             company_ids.sort_unstable();
@@ -168,9 +196,9 @@ pub(super) async fn start_devices(
     db: &Db,
     client: &MonitorServerClient,
     device_ids: Vec<i64>,
-    rehome: bool,
+    reason: StartReason,
 ) -> Result<StartReport, SchedulerError> {
-    let stored = read(db, &device_ids).await?;
+    let stored = read(db, &device_ids, reason == StartReason::Asked).await?;
     let snapshot = Snapshot::take(client, stored.servers.clone()).await;
     // Read after the servers were asked: a copy they showed was claimed before it was
     // started, so the owner read now tells the copy to keep. `now` is the database's
@@ -214,16 +242,18 @@ pub(super) async fn start_devices(
         results: vec![None; device_ids.len()],
         problems: HashMap::new(),
         moves: Vec::new(),
-        rehome,
+        reason,
     };
     tracing::info!(
         devices = device_ids.len(),
         servers = pass.snapshot.servers.len(),
         method = pass.balancer.method().as_str(),
-        rehome,
+        reason = ?reason,
         "start pass begins"
     );
     let mut placing = Vec::new();
+    // Copies the record does not name, to stop before placing: `(server, stop)`.
+    let mut extras: BTreeMap<i64, (MonitorServer, Vec<StopEntry>)> = BTreeMap::new();
     for (index, &device_id) in device_ids.iter().enumerate() {
         let device = stored.devices.get(&device_id);
         let company = device
@@ -231,12 +261,17 @@ pub(super) async fn start_devices(
             .map_or("", String::as_str);
         let assignment = stored.assignments.get(&device_id);
         let recorded = recorded.get(&device_id);
+        if reason != StartReason::Asked && device.is_some_and(|d| !d.monitoring_wanted) {
+            pass.results[index] = Some(stopped_meanwhile(device_id));
+            continue;
+        }
         if let Some(result) = pass.starting_elsewhere(device_id, recorded, now) {
             pass.results[index] = Some(result);
             continue;
         }
         let owner = recorded.and_then(|a| a.server_id);
-        match pass.check(device_id, device, company, owner).await {
+        let epoch = recorded.map_or(0, |a| a.epoch);
+        match pass.check(device_id, device, company, owner, epoch, &mut extras) {
             Ok(spec) => placing.push(Placing {
                 index,
                 spec,
@@ -247,7 +282,8 @@ pub(super) async fn start_devices(
             Err(result) => pass.results[index] = Some(result),
         }
     }
-    if rehome && !placing.is_empty() {
+    pass.stop_copies(extras).await;
+    if reason != StartReason::Asked && !placing.is_empty() {
         // Spread over one poll interval: not every re-homed device polls at once.
         let interval = pass.config.poll_interval_ms;
         let count = placing.len() as u64;
@@ -279,9 +315,9 @@ struct StartPass<'a> {
     results: Vec<Option<StartResult>>,
     /// Why servers could not take monitors in this pass.
     problems: HashMap<i64, String>,
-    /// Devices started by a re-homing pass, for their `moved` events.
+    /// Devices started by a re-homing or restarting pass, for their events.
     moves: Vec<NewEvent>,
-    rehome: bool,
+    reason: StartReason,
 }
 
 impl StartPass<'_> {
@@ -309,13 +345,16 @@ impl StartPass<'_> {
     }
 
     /// The device's spec when it is to be placed, or its result when it is not: it does
-    /// not exist, is disabled, or runs already.
-    async fn check(
+    /// not exist, is disabled, or runs already. Copies the record (owner `owner`, epoch
+    /// `epoch`) does not name go into `extras`, to be stopped.
+    fn check(
         &self,
         device_id: i64,
         device: Option<&Device>,
         company: &str,
         owner: Option<i64>,
+        epoch: i64,
+        extras: &mut BTreeMap<i64, (MonitorServer, Vec<StopEntry>)>,
     ) -> Result<DeviceSpec, StartResult> {
         let Some(device) = device else {
             return Err(failed(
@@ -329,28 +368,33 @@ impl StartPass<'_> {
         let spec = device
             .spec(company)
             .map_err(|e| failed(device_id, e.to_string()))?;
-        let holders: Vec<MonitorServer> = self
-            .snapshot
-            .holders(device_id)
-            .into_iter()
-            .cloned()
-            .collect();
-        if holders.is_empty() {
+        let copies = self.snapshot.copies(device_id);
+        if copies.is_empty() {
             return Ok(spec);
         }
-        let keeper = holders.iter().find(|s| Some(s.id) == owner).map(|s| s.id);
+        let keeper = copies
+            .iter()
+            .find(|(s, _)| Some(s.id) == owner)
+            .map(|(s, _)| s.id);
         // Copies the record does not name write nothing (their epoch is not the
-        // device's): stop them, and place the device afresh if none is the owner.
-        for extra in holders.iter().filter(|s| Some(s.id) != keeper) {
+        // device's): stop them, and place the device afresh if none is the owner. The
+        // record was read after the servers were asked, so no claim is newer than
+        // these copies: each is stopped under its own epoch.
+        for (extra, copy) in copies.into_iter().filter(|(s, _)| Some(s.id) != keeper) {
             tracing::warn!(
                 device.id = device_id,
                 server.id = extra.id,
                 owner,
                 "stopping a copy the ownership record does not name"
             );
-            if let Err(error) = self.client.stop(extra, device_id).await {
-                tracing::error!(device.id = device_id, server.id = extra.id, %error, "could not stop the copy");
-            }
+            extras
+                .entry(extra.id)
+                .or_insert_with(|| (extra.clone(), Vec::new()))
+                .1
+                .push(StopEntry {
+                    device_id,
+                    epoch: copy.unwrap_or(epoch).max(epoch),
+                });
         }
         match keeper {
             Some(server_id) => Err(StartResult {
@@ -360,6 +404,30 @@ impl StartPass<'_> {
                 reason: None,
             }),
             None => Ok(spec),
+        }
+    }
+
+    /// Stops copies found where they should not run, one batch per server.
+    async fn stop_copies(&self, copies: BTreeMap<i64, (MonitorServer, Vec<StopEntry>)>) {
+        if copies.is_empty() {
+            return;
+        }
+        for (server, _, answer) in
+            stop_on_servers(self.client, copies.into_values().collect()).await
+        {
+            if let Ok(results) = answer {
+                for kept in results
+                    .iter()
+                    .filter(|r| r.outcome == StopOutcome::KeptNewer)
+                {
+                    tracing::info!(
+                        device.id = kept.device_id,
+                        server.id = server.id,
+                        epoch = kept.epoch,
+                        "kept a copy under a newer epoch than this pass read"
+                    );
+                }
+            }
         }
     }
 
@@ -374,7 +442,11 @@ impl StartPass<'_> {
             let mut chosen: Vec<(Placing, i64)> = Vec::with_capacity(placing.len());
             let mut unplaced = Vec::new();
             for p in placing {
-                match self.balancer.choose().filter(|_| round <= max_rounds) {
+                let choice = match (self.reason, p.from) {
+                    (StartReason::Restart, Some(owner)) => self.balancer.choose_preferring(owner),
+                    _ => self.balancer.choose(),
+                };
+                match choice.filter(|_| round <= max_rounds) {
                     Some(server_id) => chosen.push((p, server_id)),
                     None => unplaced.push(p),
                 }
@@ -411,15 +483,22 @@ impl StartPass<'_> {
             .db
             .run(move |conn| {
                 db::write_transaction(conn, |conn| {
+                    // Locked until the claims commit: a stop of these devices either
+                    // came first (and they are skipped) or waits and then sees them.
+                    let ids: Vec<i64> = wanted.iter().map(|(id, _, _)| *id).collect();
+                    let still_wanted = db::devices::lock_wanted(conn, &ids)?;
                     let mut outcomes = Vec::with_capacity(wanted.len());
                     for (device_id, expected, server_id) in wanted {
-                        let won =
-                            db::assignments::claim(conn, device_id, expected, Some(server_id))?;
-                        let now = match won {
-                            Some(_) => None,
-                            None => db::assignments::get(conn, device_id)?,
-                        };
-                        outcomes.push((won, now));
+                        if !still_wanted.contains(&device_id) {
+                            outcomes.push(Claimed::NotWanted);
+                            continue;
+                        }
+                        match db::assignments::claim(conn, device_id, expected, Some(server_id))? {
+                            Some(epoch) => outcomes.push(Claimed::Won(epoch)),
+                            None => {
+                                outcomes.push(Claimed::Lost(db::assignments::get(conn, device_id)?))
+                            }
+                        }
                     }
                     db::config::advance_rotation(conn, rotation)?;
                     Ok(outcomes)
@@ -427,13 +506,21 @@ impl StartPass<'_> {
             })
             .await?;
         let mut claimed = Vec::with_capacity(chosen.len());
-        for ((mut p, server_id), (won, now)) in chosen.into_iter().zip(outcomes) {
-            match won {
-                Some(epoch) => {
+        for ((mut p, server_id), outcome) in chosen.into_iter().zip(outcomes) {
+            match outcome {
+                Claimed::Won(epoch) => {
                     p.epoch = Some(epoch);
                     claimed.push((p, server_id));
                 }
-                None => {
+                Claimed::NotWanted => {
+                    self.balancer.take_back(server_id);
+                    tracing::info!(
+                        device.id = p.spec.id,
+                        "stopped by a later request before it was placed; leaving it stopped"
+                    );
+                    self.results[p.index] = Some(stopped_meanwhile(p.spec.id));
+                }
+                Claimed::Lost(now) => {
                     self.balancer.take_back(server_id);
                     let holder = now.and_then(|a| a.server_id);
                     tracing::info!(
@@ -485,6 +572,7 @@ impl StartPass<'_> {
         }))
         .await;
         let mut again = Vec::new();
+        let mut unexpected: BTreeMap<i64, (MonitorServer, Vec<StopEntry>)> = BTreeMap::new();
         for ((server, devices), outcomes) in by_server.into_iter().zip(answers) {
             let mut refused = 0;
             let mut problem = None;
@@ -492,12 +580,26 @@ impl StartPass<'_> {
                 match outcome {
                     Ok(BatchOutcome::Started) => self.started(p, server.id),
                     Ok(BatchOutcome::AlreadyRunning) => {
-                        // A copy the snapshot did not show, under another epoch: stop
-                        // it and place the device again.
-                        if let Err(error) = self.client.stop(&server, p.spec.id).await {
-                            tracing::error!(device.id = p.spec.id, server.id = server.id, %error, "could not stop an unexpected copy");
-                        }
+                        // A copy the snapshot did not show, under an older epoch than
+                        // this claim: stop it and place the device again.
+                        let claimed = p.epoch.unwrap_or(1);
+                        unexpected
+                            .entry(server.id)
+                            .or_insert_with(|| (server.clone(), Vec::new()))
+                            .1
+                            .push(StopEntry {
+                                device_id: p.spec.id,
+                                epoch: claimed - 1,
+                            });
                         self.balancer.take_back(server.id);
+                        again.push(p);
+                    }
+                    Ok(BatchOutcome::Unknown) => {
+                        refused += 1;
+                        problem = Some(format!(
+                            "server {} answered an outcome this version does not know",
+                            server.id
+                        ));
                         again.push(p);
                     }
                     Ok(BatchOutcome::AtLimit) => {
@@ -518,17 +620,29 @@ impl StartPass<'_> {
                 self.problems.insert(server.id, problem);
             }
         }
+        self.stop_copies(unexpected).await;
         again
     }
 
     fn started(&mut self, p: Placing, server_id: i64) {
         let epoch = p.epoch.unwrap_or(1);
-        if self.rehome {
-            let reason = match p.from {
-                Some(from) if from != server_id => format!("server {from} left the cluster"),
-                Some(_) => "restarted on the same server".to_string(),
-                None => "it was waiting for a server".to_string(),
-            };
+        let event = match (self.reason, p.from) {
+            (StartReason::Asked, _) => None,
+            (StartReason::Restart, Some(from)) if from == server_id => Some((
+                EVENT_RESTARTED,
+                format!("server {from} did not run it; started again there"),
+            )),
+            (StartReason::Restart, Some(from)) => Some((
+                EVENT_MOVED,
+                format!("server {from} did not run it and had no room for it"),
+            )),
+            (_, Some(from)) if from != server_id => {
+                Some((EVENT_MOVED, format!("server {from} left the cluster")))
+            }
+            (_, Some(_)) => Some((EVENT_RESTARTED, "restarted on the same server".to_string())),
+            (_, None) => Some((EVENT_MOVED, "it was waiting for a server".to_string())),
+        };
+        if let Some((kind, reason)) = event {
             self.moves.push(NewEvent {
                 device_id: p.spec.id,
                 company_id: p.spec.company_id,
@@ -537,7 +651,7 @@ impl StartPass<'_> {
                 to_state: format!("server {server_id}"),
                 at: Utc::now().naive_utc(),
                 reason,
-                kind: EVENT_MOVED,
+                kind,
             });
         }
         self.results[p.index] = Some(StartResult {
@@ -587,7 +701,7 @@ impl StartPass<'_> {
             .run(move |conn| db::events::record_moves(conn, &moves))
             .await
         {
-            tracing::error!(%error, count, "could not record the moves of re-homed devices");
+            tracing::error!(%error, count, "could not record the moves and restarts of this pass");
         }
     }
 
@@ -643,6 +757,24 @@ fn batches(devices: &[Placing], config: MonitorConfig) -> Vec<StartBatchRequest>
         batches.push(current);
     }
     batches
+}
+
+/// What a claim in a pass's transaction came to.
+enum Claimed {
+    Won(i64),
+    /// Someone else changed the owner first: the assignment as it is now.
+    Lost(Option<Assignment>),
+    /// A stop asked for since: the device is not wanted any more.
+    NotWanted,
+}
+
+fn stopped_meanwhile(device_id: i64) -> StartResult {
+    StartResult {
+        device_id,
+        status: StartStatus::Superseded,
+        server_id: None,
+        reason: Some("stopped by a later request while this start ran".into()),
+    }
 }
 
 fn failed(device_id: i64, reason: String) -> StartResult {

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use super::input;
 use super::state::AppState;
 use super::views::{CompanyView, Deleted};
-use crate::actors::scheduler::{StartDevices, StartReport, StopDevices, StopReport};
+use crate::actors::scheduler::{StartDevices, StartReason, StartReport, StopDevices, StopReport};
 use crate::db::companies::Deletion;
 use crate::db::models::Company;
 use crate::db::{self, Db};
@@ -133,7 +133,7 @@ pub async fn start(
         .scheduler
         .send(StartDevices {
             device_ids,
-            rehome: false,
+            reason: StartReason::Asked,
         })
         .await??;
     Ok(super::views::report_response(

@@ -7,8 +7,8 @@ use super::input;
 use super::state::AppState;
 use super::views::{monitoring_of, Deleted, DeviceView};
 use crate::actors::scheduler::{
-    DeleteDevice, DeleteOutcome, RouteDeviceUpdate, RouteOutcome, StartDevices, StartReport,
-    StopDevices, StopResult, StopStatus,
+    DeleteDevice, DeleteOutcome, RouteDeviceUpdate, RouteOutcome, StartDevices, StartReason,
+    StartReport, StopDevices, StopResult, StopStatus,
 };
 use crate::db::models::{Device, DeviceChanges, NewDevice};
 use crate::db::{self, Db};
@@ -430,9 +430,17 @@ pub async fn start(
         .scheduler
         .send(StartDevices {
             device_ids: vec![id],
-            rehome: false,
+            reason: StartReason::Asked,
         })
         .await??;
+    if report.superseded > 0 {
+        return Err(ApiError::conflict(
+            "superseded",
+            format!(
+                "device {id} was stopped by a later request while this start ran; it stays stopped"
+            ),
+        ));
+    }
     Ok(super::views::report_response(
         report.all_monitored(),
         &report,
@@ -462,6 +470,13 @@ pub async fn stop(
     match result.status {
         StopStatus::Stopped => Ok(HttpResponse::Ok().json(result)),
         StopStatus::NotRunning => Err(ApiError::NotMonitored(id)),
+        StopStatus::Superseded => Err(ApiError::conflict(
+            "superseded",
+            format!(
+                "device {id} was started again while this stop ran, and stays monitored: {}",
+                result.reason.as_deref().unwrap_or("a newer start won")
+            ),
+        )),
         StopStatus::Failed => Err(ApiError::Unavailable(format!(
             "device {id} could not be stopped: {}",
             result.reason.as_deref().unwrap_or("no reason given")
