@@ -26,7 +26,7 @@
 //! - [`actors`]: the scheduler (coordinator; on every node for failover), the monitor-server
 //!   supervisor, one `DeviceMonitor` per device, the `MetricsWriter` of each monitor
 //!   server, `Membership` (every node: heartbeat, validation, master) with the
-//!   master-only `Failover` and `Retention`, the `ActorRegistry` behind
+//!   master-only `Reconciler` (failover and reconciliation) and `Retention`, the `ActorRegistry` behind
 //!   `GET /debug/actors`, and in `actors::messages` the messages one actor sends to
 //!   another whose type it does not know.
 //! - [`agent`]: the host exporter (`vigil agent`); it links nothing of the database.

@@ -31,7 +31,7 @@ pub mod load;
 
 use self::heartbeat::Shared;
 
-use super::messages::Fence;
+use super::messages::{Fence, Ping};
 use super::registry::{ActorRegistry, ActorStats, Tracked, TrackedRecipient};
 use crate::actors::backoff::Backoff;
 use crate::db::models::{NewNode, Node};
@@ -65,6 +65,14 @@ impl Role {
             Role::MonitorServer => "monitor_server",
         }
     }
+}
+
+/// A monitor server's supervisor, as membership sees it: what to stop before
+/// rejoining, and whom the heartbeat asks whether it still takes messages.
+#[derive(Clone)]
+pub struct Supervisor {
+    pub fence: TrackedRecipient<Fence>,
+    pub ping: TrackedRecipient<Ping>,
 }
 
 /// Who this node is, as it registers.
@@ -105,8 +113,9 @@ pub struct Membership {
     registering: bool,
     /// No node is judged dead before this: settings just changed.
     judge_after: Instant,
-    /// What to stop before rejoining after a removal (a monitor server's monitors).
-    fence: Option<TrackedRecipient<Fence>>,
+    /// What this node runs, to stop before rejoining after a removal and to watch from
+    /// the heartbeat (a monitor server's supervisor).
+    work: Option<Supervisor>,
     /// `heartbeat_ms` as of the last look.
     heartbeat_seen: u64,
     /// The last look could not read the cluster (the database was away).
@@ -122,13 +131,15 @@ impl Membership {
         Membership::launch_fenced(db, identity, None, registry)
     }
 
-    /// [`Membership::launch`] for a node that must stop what it runs (`fence`) before it
-    /// rejoins after a removal: a device is never monitored by two servers for longer
-    /// than it takes the removed one to notice.
+    /// [`Membership::launch`] for a node that runs monitors under a supervisor (`work`):
+    /// it stops them before it rejoins after a removal, so a device is never monitored
+    /// by two servers for longer than it takes the removed one to notice; and the
+    /// heartbeat beats only while the supervisor answers, so a node whose supervisor
+    /// died or hangs leaves the cluster instead of looking alive.
     pub fn launch_fenced(
         db: Db,
         identity: Identity,
-        fence: Option<TrackedRecipient<Fence>>,
+        work: Option<Supervisor>,
         registry: &ActorRegistry,
     ) -> Tracked<Membership> {
         let stats = registry.register(KIND, identity.role.as_str());
@@ -147,7 +158,7 @@ impl Membership {
             validating: false,
             registering: false,
             judge_after: Instant::now(),
-            fence,
+            work,
             heartbeat_seen: DEFAULT_HEARTBEAT_MS,
             lost_database: false,
             register_retry: Backoff::new(REGISTER_RETRY_FIRST, REGISTER_RETRY_MAX),
@@ -337,12 +348,17 @@ impl Actor for Membership {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let (db, shared, me) = (self.db.clone(), Arc::clone(&self.shared), ctx.address());
         let running = me.clone();
+        let watched = self.work.as_ref().map(|work| heartbeat::Watched {
+            ping: work.ping.clone(),
+            server_id: self.identity.server_id,
+        });
         let spawned = std::thread::Builder::new()
             .name("vigil-heartbeat".into())
             .spawn(move || {
                 heartbeat::run(
                     db,
                     shared,
+                    watched,
                     move || running.connected(),
                     move |id| me.do_send(Register { removed: Some(id) }),
                 )
@@ -359,6 +375,15 @@ impl Actor for Membership {
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         self.shared.stop.store(true, Ordering::SeqCst);
     }
+}
+
+/// Why a registration did not happen.
+#[derive(Debug, thiserror::Error)]
+enum RegisterError {
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    #[error("the monitor server's supervisor is gone ({0}), so it cannot be fenced; this node stays out of the cluster")]
+    Unfenced(String),
 }
 
 /// Register this node: at start, and again when the heartbeat found its row gone.
@@ -388,16 +413,15 @@ impl Handler<Register> for Membership {
         self.registering = true;
         let db = self.db.clone();
         let identity = self.identity.clone();
-        let fence = msg.removed.and(self.fence.clone());
+        let fence = msg.removed.and(self.work.as_ref().map(|w| w.fence.clone()));
         let register = async move {
             let fenced = match fence {
-                // Stop first: the master may already run these devices elsewhere.
+                // Stop first: the master may already run these devices elsewhere. A
+                // supervisor that is gone cannot be fenced, and a server without one
+                // must not rejoin: it would be given devices it cannot run.
                 Some(fence) => match fence.send(Fence).await {
                     Ok(_) => true,
-                    Err(error) => {
-                        tracing::error!(%error, "could not fence this node before rejoining");
-                        false
-                    }
+                    Err(error) => return Err(RegisterError::Unfenced(error.to_string())),
                 },
                 None => false,
             };
@@ -416,6 +440,7 @@ impl Handler<Register> for Membership {
                 register(conn, &identity)
             })
             .await
+            .map_err(RegisterError::Db)
         };
         ctx.spawn(register.into_actor(self).map(move |outcome, act, ctx| {
             act.registering = false;

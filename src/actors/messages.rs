@@ -9,7 +9,11 @@
 //! - the writer's word that the database refused a monitor's rows as stale, to the
 //!   supervisor ([`StaleMonitors`]);
 //! - membership's order to stop everything before rejoining, to the supervisor
-//!   ([`Fence`]).
+//!   ([`Fence`]), and the heartbeat's question whether it still takes messages
+//!   ([`Ping`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use actix::Message;
 use chrono::{DateTime, Utc};
@@ -71,3 +75,20 @@ pub struct StaleMonitors(pub Vec<(i64, i64)>);
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "usize")]
 pub struct Fence;
+
+/// Are you still taking messages? The heartbeat asks a monitor server's supervisor at
+/// every beat; the answer is `seq` written into `answered`, so the heartbeat thread
+/// never waits on the actor.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Ping {
+    pub seq: u64,
+    pub answered: Arc<AtomicU64>,
+}
+
+impl Ping {
+    /// The answer: this ping (and every earlier one) was taken.
+    pub fn answer(&self) {
+        self.answered.fetch_max(self.seq, Ordering::SeqCst);
+    }
+}

@@ -2,10 +2,10 @@
 
 pub mod backoff;
 pub mod device_monitor;
-pub mod failover;
 pub mod membership;
 pub mod messages;
 pub mod monitor_server;
+pub mod reconciler;
 pub mod registry;
 pub mod retention;
 pub mod scheduler;

@@ -16,7 +16,7 @@ use chrono::Utc;
 use futures_util::future::join_all;
 
 use super::device_monitor::{self, DeviceMonitor, GetStatus, MonitorSpec, Reporting, StopPolling};
-use super::messages::{Fence, MonitorExited, StaleMonitors, UpdateConfig, UpdateDevice};
+use super::messages::{Fence, MonitorExited, Ping, StaleMonitors, UpdateConfig, UpdateDevice};
 use super::registry::{ActorRegistry, ActorStats, Tracked, TrackedRecipient};
 use crate::domain::{DeviceSpec, HealthState, MonitorConfig, MonitorStatus};
 use crate::probe::ProbeFactory;
@@ -105,6 +105,12 @@ impl MonitorServerActor {
     pub fn launch(self) -> Tracked<MonitorServerActor> {
         let stats = Arc::clone(&self.stats);
         Tracked::new(self.start(), stats)
+    }
+
+    /// Starts the actor, and with it every monitor it starts, on `arbiter`.
+    pub fn launch_on(self, arbiter: &ArbiterHandle) -> Tracked<MonitorServerActor> {
+        let stats = Arc::clone(&self.stats);
+        Tracked::new(Self::start_in_arbiter(arbiter, |_| self), stats)
     }
 
     /// Starts (or restarts) the monitor of `device_id` from the child's spec.
@@ -455,6 +461,15 @@ impl Handler<StopMonitors> for MonitorServerActor {
             "batch of monitors stopped"
         );
         MessageResult(answers)
+    }
+}
+
+impl Handler<Ping> for MonitorServerActor {
+    type Result = ();
+
+    fn handle(&mut self, ping: Ping, _ctx: &mut Context<Self>) {
+        self.stats.record::<Ping>();
+        ping.answer();
     }
 }
 

@@ -117,3 +117,50 @@ pub fn count_monitored(conn: &mut DbConn) -> QueryResult<i64> {
         .count()
         .get_result(conn)
 }
+
+/// An assignment with what its device wants: the record reconciliation holds what
+/// runs against.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct Record {
+    pub device_id: i64,
+    pub server_id: Option<i64>,
+    pub epoch: i64,
+    pub updated_at: chrono::NaiveDateTime,
+    pub wanted: bool,
+    pub enabled: bool,
+}
+
+/// The records of every device assigned to one of `server_ids`.
+pub fn records_on(conn: &mut DbConn, server_ids: &[i64]) -> QueryResult<Vec<Record>> {
+    assignments::table
+        .inner_join(devices::table)
+        .filter(assignments::server_id.eq_any(server_ids))
+        .select((
+            assignments::device_id,
+            assignments::server_id,
+            assignments::epoch,
+            assignments::updated_at,
+            devices::monitoring_wanted,
+            devices::enabled,
+        ))
+        .load(conn)
+}
+
+/// The records of the devices among `device_ids` (a device that does not exist, or was
+/// never placed, has none).
+pub fn records_of(conn: &mut DbConn, device_ids: &[i64]) -> QueryResult<Vec<Record>> {
+    super::in_chunks(device_ids, |chunk| {
+        assignments::table
+            .inner_join(devices::table)
+            .filter(assignments::device_id.eq_any(chunk))
+            .select((
+                assignments::device_id,
+                assignments::server_id,
+                assignments::epoch,
+                assignments::updated_at,
+                devices::monitoring_wanted,
+                devices::enabled,
+            ))
+            .load(conn)
+    })
+}

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use actix_web::HttpResponse;
 
 use crate::actors::device_monitor::PollStats;
+use crate::actors::reconciler::ReconcileStats;
 use crate::actors::writer::WriterStats;
 use crate::metrics::exposition::{self, Exposition, Kind};
 use crate::metrics::series;
@@ -28,6 +29,25 @@ pub fn respond(text: String) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(exposition::CONTENT_TYPE)
         .body(text)
+}
+
+/// What this node's reconciler did while it was master (any node may be).
+pub fn write_reconcile(out: &mut Exposition, stats: &ReconcileStats) {
+    for (name, help, value) in [
+        (
+            "vigil_reconcile_started_total",
+            "Devices this node, as master, started again because their server did not run them.",
+            &stats.started,
+        ),
+        (
+            "vigil_reconcile_stopped_total",
+            "Monitor copies this node, as master, stopped because no record named them or their device was not wanted.",
+            &stats.stopped,
+        ),
+    ] {
+        out.family(name, Kind::Counter, help);
+        out.sample(name, &[], value.load(Ordering::Relaxed) as f64);
+    }
 }
 
 /// What a monitor server's monitors and writer have done.

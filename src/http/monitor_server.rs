@@ -18,6 +18,7 @@ use crate::actors::monitor_server::{
     GetInfo, GetMonitorStatus, ListMonitors, MonitorServerActor, StartMonitor, StartMonitors,
     StartRefused, StopAnswer, StopMonitor, StopMonitors,
 };
+use crate::actors::reconciler::ReconcileStats;
 use crate::actors::registry::Tracked;
 use crate::actors::writer::WriterStats;
 use crate::domain::{self, DeviceSpec, MonitorConfig};
@@ -38,6 +39,8 @@ pub struct MonitorServerState {
     pub actor: Tracked<MonitorServerActor>,
     pub polls: Arc<PollStats>,
     pub writer: Arc<WriterStats>,
+    /// What this node's reconciler did while it was master.
+    pub reconciled: Arc<ReconcileStats>,
 }
 
 fn check_config(config: &MonitorConfig) -> Result<(), ApiError> {
@@ -304,6 +307,7 @@ async fn metrics(state: web::Data<MonitorServerState>) -> Result<HttpResponse, A
         &state.polls,
         &state.writer,
     );
+    super::metrics::write_reconcile(&mut out, &state.reconciled);
     let devices: Vec<DeviceReading> = statuses
         .into_iter()
         .filter_map(|status| {

@@ -19,7 +19,7 @@ use crate::domain::{DeviceSpec, MonitorConfig, MonitorStatus};
 /// A server that does not accept a connection within this is taken as down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A server that does not answer a call within this is taken as down.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest answer read from a monitor server (a full `GET /monitors` of a big server).
 const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 /// Device ids per `GET /monitors?ids=` call, keeping the URL well under HTTP limits.
@@ -82,14 +82,16 @@ impl MonitorServerClient {
     }
 
     /// `/info` with the epoch of every monitor (`monitors` stays `None` from a server
-    /// too old to list them).
+    /// too old to list them), answered within `within`.
     pub async fn info_with_epochs(
         &self,
         server: &MonitorServer,
+        within: Duration,
     ) -> Result<ServerInfo, RemoteError> {
         let response = self
             .http
             .get(Self::url(server, "/info?epochs=true"))
+            .timeout(within)
             .send()
             .await;
         expect_json(response, 200).await

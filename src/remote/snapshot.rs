@@ -1,10 +1,11 @@
 //! [`Snapshot`]: a live look at every monitor server, taken at once.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use super::client::{MonitorServerClient, RemoteError};
+use super::client::{MonitorServerClient, RemoteError, REQUEST_TIMEOUT};
 use super::wire::ServerInfo;
 use crate::db::models::MonitorServer;
 
@@ -17,8 +18,21 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub async fn take(client: &MonitorServerClient, servers: Vec<MonitorServer>) -> Snapshot {
-        let mut answers =
-            join_all(servers.iter().map(|server| client.info_with_epochs(server))).await;
+        Snapshot::take_within(client, servers, REQUEST_TIMEOUT).await
+    }
+
+    /// [`Snapshot::take`], a server that does not answer `within` taken as down.
+    pub async fn take_within(
+        client: &MonitorServerClient,
+        servers: Vec<MonitorServer>,
+        within: Duration,
+    ) -> Snapshot {
+        let mut answers = join_all(
+            servers
+                .iter()
+                .map(|server| client.info_with_epochs(server, within)),
+        )
+        .await;
         for info in answers.iter_mut().flatten() {
             info.device_ids.sort_unstable();
             if let Some(monitors) = &mut info.monitors {

@@ -2,13 +2,14 @@
 //! registry.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 
 use super::process::bind;
-use crate::actors::failover::Failover;
 use crate::actors::membership::{Identity, Leave, Membership, Role};
+use crate::actors::reconciler::{ReconcileStats, Reconciler};
 use crate::actors::registry::{ActorRegistry, Tracked};
 use crate::actors::retention::{Retention, PRUNE_EVERY};
 use crate::actors::scheduler::SchedulerActor;
@@ -36,7 +37,7 @@ pub struct Coordinator {
     scheduler: Tracked<SchedulerActor>,
     retention: Tracked<Retention>,
     membership: Tracked<Membership>,
-    _failover: Tracked<Failover>,
+    _reconciler: Tracked<Reconciler>,
     registry: ActorRegistry,
 }
 
@@ -64,13 +65,20 @@ impl Coordinator {
         let retention = Retention::new(db.clone(), PRUNE_EVERY)
             .on_master_of(membership.clone())
             .launch(&registry);
-        let failover =
-            Failover::launch(db.clone(), scheduler.clone(), membership.clone(), &registry);
+        let reconciled = Arc::new(ReconcileStats::default());
+        let reconciler = Reconciler::launch(
+            db.clone(),
+            scheduler.clone(),
+            membership.clone(),
+            Arc::clone(&reconciled),
+            &registry,
+        );
         let state = web::Data::new(AppState {
             db,
             scheduler: scheduler.clone(),
             membership: membership.clone(),
             policy: options.address_policy,
+            reconciled,
         });
         let limiter = web::Data::new(RateLimiter::new(options.rate_limit));
         let registry_data = web::Data::new(registry.clone());
@@ -95,7 +103,7 @@ impl Coordinator {
             scheduler,
             retention,
             membership,
-            _failover: failover,
+            _reconciler: reconciler,
             registry,
         })
     }

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use actix::{Arbiter, ArbiterHandle};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
@@ -12,10 +13,10 @@ use super::process::bind;
 use std::sync::Arc;
 
 use crate::actors::device_monitor::{PollStats, Reporting};
-use crate::actors::failover::Failover;
-use crate::actors::membership::{Identity, Leave, Membership, Role};
+use crate::actors::membership::{Identity, Leave, Membership, Role, Supervisor};
 use crate::actors::messages::{Fence, StaleMonitors};
 use crate::actors::monitor_server::{GetInfo, MonitorServerActor};
+use crate::actors::reconciler::{ReconcileStats, Reconciler};
 use crate::actors::registry::{ActorRegistry, Tracked};
 use crate::actors::retention::{Retention, PRUNE_EVERY};
 use crate::actors::scheduler::{SchedulerActor, StartDevices, StartReason};
@@ -45,8 +46,10 @@ pub struct MonitorServerNode {
     drain: bool,
     /// Master-only: they act when this server is the master.
     _retention: Tracked<Retention>,
-    _failover: Tracked<Failover>,
+    _reconciler: Tracked<Reconciler>,
     registry: ActorRegistry,
+    /// The thread the supervisor and its monitors run on.
+    supervisor_arbiter: Arbiter,
 }
 
 impl MonitorServerNode {
@@ -96,6 +99,10 @@ impl MonitorServerNode {
         let writer_stats = writer.stats();
         let writer = writer.launch(&registry, server_id);
         let polls = Arc::new(PollStats::default());
+        // The supervisor and its monitors get a thread of their own: the membership
+        // heartbeat watches it, and a monitor that blocks cannot hold up the node's
+        // other actors.
+        let supervisor_arbiter = Arbiter::new();
         let actor =
             MonitorServerActor::new(server_id, config.monitor_config(), probes, registry.clone())
                 .with_reporting(Reporting {
@@ -103,7 +110,7 @@ impl MonitorServerNode {
                     changes: Some(writer.recipient()),
                     polls: Arc::clone(&polls),
                 })
-                .launch();
+                .launch_on(&supervisor_arbiter.handle());
         writer.do_send(ReportStaleTo(actor.recipient::<StaleMonitors>()));
         let membership = Membership::launch_fenced(
             db.clone(),
@@ -112,13 +119,22 @@ impl MonitorServerNode {
                 address: advertised.clone(),
                 server_id: Some(server_id),
             },
-            Some(actor.recipient::<Fence>()),
+            Some(Supervisor {
+                fence: actor.recipient(),
+                ping: actor.recipient(),
+            }),
             &registry,
         );
         // Master-only tasks run on whichever node is master, this one included.
         let scheduler = SchedulerActor::new(db.clone(), &cluster, &registry).launch();
-        let failover =
-            Failover::launch(db.clone(), scheduler.clone(), membership.clone(), &registry);
+        let reconciled = Arc::new(ReconcileStats::default());
+        let reconciler = Reconciler::launch(
+            db.clone(),
+            scheduler.clone(),
+            membership.clone(),
+            Arc::clone(&reconciled),
+            &registry,
+        );
         let retention = Retention::new(db.clone(), PRUNE_EVERY)
             .on_master_of(membership.clone())
             .launch(&registry);
@@ -127,6 +143,7 @@ impl MonitorServerNode {
             actor: actor.clone(),
             polls,
             writer: writer_stats,
+            reconciled,
         });
         let registry_data = web::Data::new(registry.clone());
         let cluster = web::Data::new(cluster);
@@ -156,8 +173,9 @@ impl MonitorServerNode {
             scheduler,
             drain: false,
             _retention: retention,
-            _failover: failover,
+            _reconciler: reconciler,
             registry,
+            supervisor_arbiter,
         })
     }
 
@@ -179,6 +197,11 @@ impl MonitorServerNode {
 
     pub fn registry(&self) -> &ActorRegistry {
         &self.registry
+    }
+
+    /// The arbiter (thread) the supervisor and its monitors run on.
+    pub fn supervisor_arbiter(&self) -> ArbiterHandle {
+        self.supervisor_arbiter.handle()
     }
 
     /// When stopped (SIGTERM), hand every device this server runs to the other servers
@@ -249,6 +272,7 @@ impl MonitorServerNode {
             Err(_) => {}
         }
         let _ = self.membership.send(Leave).await;
+        self.supervisor_arbiter.stop();
         served
     }
 }

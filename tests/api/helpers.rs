@@ -272,6 +272,8 @@ pub struct TestServer {
     pub id: i64,
     pub address: SocketAddr,
     pub handle: ServerHandle,
+    /// The thread its supervisor and monitors run on.
+    pub supervisor: actix::ArbiterHandle,
 }
 
 pub struct TestCluster {
@@ -385,6 +387,7 @@ impl TestCluster {
             id: node.server_id(),
             address: node.address(),
             handle: node.handle(),
+            supervisor: node.supervisor_arbiter(),
         };
         actix_rt::spawn(node.run_until_stopped());
         self.servers.push(server);

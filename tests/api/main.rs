@@ -24,6 +24,8 @@ mod placement;
 mod probes;
 mod processes;
 mod prometheus_server;
+mod races;
+mod reconcile;
 mod scheduling;
 mod schema;
 mod tenants;

@@ -1,13 +1,21 @@
 //! The heartbeat thread of a node: its own database connection (never the pool's, so
 //! slow API work cannot hold it up), one counter advance per `heartbeat_ms`, and
 //! jittered retries no longer than a beat while the database is away.
+//!
+//! On a monitor server the thread also watches the supervisor: a node whose supervisor
+//! is gone, or has not answered for [`SUPERVISOR_ANSWER_WITHIN`], monitors nothing
+//! while its counter would keep it alive. It leaves the cluster instead (its row goes
+//! and its devices are released, so the master re-homes them at once), and the actor
+//! rejoins once the supervisor answers and has stopped every monitor.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::load::LoadReader;
 use crate::actors::backoff::Backoff;
+use crate::actors::messages::Ping;
+use crate::actors::registry::TrackedRecipient;
 use crate::db::{self, Db, DbConn};
 
 /// What the heartbeat thread and the actor share.
@@ -19,15 +27,79 @@ pub(super) struct Shared {
     pub(super) stop: AtomicBool,
 }
 
+/// A supervisor that has not taken a ping for this long is taken as hung.
+pub const SUPERVISOR_ANSWER_WITHIN: Duration = Duration::from_secs(3);
+
+/// The supervisor the heartbeat watches, and the server whose devices it releases
+/// when the supervisor does not answer.
+pub(super) struct Watched {
+    pub(super) ping: TrackedRecipient<Ping>,
+    pub(super) server_id: Option<i64>,
+}
+
+/// Pings in flight to a watched supervisor.
+struct Watch {
+    watched: Watched,
+    answered: Arc<AtomicU64>,
+    sent: u64,
+    waiting_since: Instant,
+    /// The node id the pings were sent as; a new membership starts afresh.
+    node: i64,
+}
+
+impl Watch {
+    fn new(watched: Watched) -> Self {
+        Watch {
+            watched,
+            answered: Arc::new(AtomicU64::new(0)),
+            sent: 0,
+            waiting_since: Instant::now(),
+            node: 0,
+        }
+    }
+
+    /// Why the supervisor is taken as dead, or `None` while it answers: the last ping
+    /// was taken (a new one goes out), or it has not been out for long.
+    fn check(&mut self, node: i64) -> Option<String> {
+        if node != self.node {
+            self.node = node;
+            self.sent = self.answered.load(Ordering::SeqCst);
+        }
+        if !self.watched.ping.connected() {
+            return Some("the supervisor of its monitors is gone".into());
+        }
+        if self.answered.load(Ordering::SeqCst) >= self.sent {
+            self.sent += 1;
+            self.waiting_since = Instant::now();
+            self.watched.ping.do_send(Ping {
+                seq: self.sent,
+                answered: Arc::clone(&self.answered),
+            });
+            return None;
+        }
+        let waited = self.waiting_since.elapsed();
+        (waited > SUPERVISOR_ANSWER_WITHIN).then(|| {
+            format!(
+                "the supervisor of its monitors has not answered for {} ms",
+                waited.as_millis()
+            )
+        })
+    }
+}
+
 /// Advances this node's counter every `heartbeat_ms` on a connection of its own, until
 /// told to stop or `membership_runs` says the membership actor is gone (its system
-/// ended). A row found gone is reported with `removed(id)`, and the actor rejoins.
+/// ended). A row found gone is reported with `removed(id)`, and the actor rejoins; so
+/// is a row this thread removed itself because the `watched` supervisor stopped
+/// answering.
 pub(super) fn run(
     db: Db,
     shared: Arc<Shared>,
+    watched: Option<Watched>,
     membership_runs: impl Fn() -> bool,
     removed: impl Fn(i64),
 ) {
+    let mut watch = watched.map(Watch::new);
     let mut conn: Option<DbConn> = None;
     // Failing: the next try comes after a jittered wait from a quarter beat up to one
     // beat, never longer, so a node whose database came back beats before anyone
@@ -45,6 +117,19 @@ pub(super) fn run(
         pause = beat;
         let id = shared.node_id.load(Ordering::SeqCst);
         if id == 0 || shared.stop.load(Ordering::SeqCst) {
+            continue;
+        }
+        if let Some(why) = watch.as_mut().and_then(|w| w.check(id)) {
+            let server_id = watch.as_ref().and_then(|w| w.watched.server_id);
+            if leave(&db, &mut conn, id, server_id, &why)
+                && shared
+                    .node_id
+                    .compare_exchange(id, 0, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            {
+                removed(id);
+            }
+            // Not beating either way: a node that could not leave is judged dead.
             continue;
         }
         let beaten = match conn.as_mut() {
@@ -90,6 +175,41 @@ pub(super) fn run(
                 );
                 conn = None;
             }
+        }
+    }
+}
+
+/// Leaves the cluster for a supervisor that does not answer: the node's row goes and
+/// the server's devices are released, in one transaction, so the master re-homes them
+/// at its next look. True when it left.
+fn leave(db: &Db, conn: &mut Option<DbConn>, id: i64, server_id: Option<i64>, why: &str) -> bool {
+    if conn.is_none() {
+        *conn = db.dedicated_connection().ok();
+    }
+    let Some(c) = conn.as_mut() else {
+        return false;
+    };
+    let left = db::write_transaction(c, |c| {
+        db::nodes::leave(c, id)?;
+        match server_id {
+            Some(server_id) => db::assignments::release_all_of_server(c, server_id),
+            None => Ok(0),
+        }
+    });
+    match left {
+        Ok(released) => {
+            tracing::error!(
+                node.id = id,
+                server.id = server_id,
+                released,
+                "{why}: this node leaves the cluster and its devices go to the other servers"
+            );
+            true
+        }
+        Err(error) => {
+            tracing::error!(node.id = id, server.id = server_id, %error, "{why}, and this node could not leave the cluster; it stops beating");
+            *conn = None;
+            false
         }
     }
 }

@@ -18,6 +18,7 @@
 mod balance;
 mod changes;
 mod error;
+mod reconcile;
 mod start;
 mod stop;
 
@@ -35,6 +36,7 @@ pub use self::changes::{
     ConfigReport, DeleteOutcome, ForgetOutcome, RouteOutcome, ServerApplied, ServerUnreached,
 };
 pub use self::error::SchedulerError;
+pub use self::reconcile::{Copy, ReconcileReport};
 pub use self::start::{StartReason, StartReport, StartResult, StartStatus};
 pub use self::stop::{StopReport, StopResult, StopStatus};
 
@@ -193,6 +195,26 @@ impl Handler<ForgetServer> for SchedulerActor {
         self.stats.record::<ForgetServer>();
         self.one_at_a_time(|db, client| async move {
             changes::forget_server(&db, &client, msg.server_id).await
+        })
+    }
+}
+
+/// Hold what every member server runs against the assignments, and mend the
+/// difference (see `reconcile`). `unwanted` is what the last pass answered in
+/// [`ReconcileReport::unwanted`].
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<ReconcileReport, SchedulerError>")]
+pub struct Reconcile {
+    pub unwanted: std::collections::HashSet<Copy>,
+}
+
+impl Handler<Reconcile> for SchedulerActor {
+    type Result = Outcome<ReconcileReport>;
+
+    fn handle(&mut self, msg: Reconcile, _ctx: &mut Context<Self>) -> Self::Result {
+        self.stats.record::<Reconcile>();
+        self.one_at_a_time(|db, client| async move {
+            reconcile::reconcile(&db, &client, msg.unwanted).await
         })
     }
 }

@@ -117,7 +117,10 @@ impl StartReport {
 
 /// A claim this recent, for a server that does not run the device yet, is a start in
 /// flight (a start call waits 5 s at most for its answer).
-const START_IN_FLIGHT: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+pub(super) const START_IN_FLIGHT: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+
+/// How long a failover or reconciliation pass waits for a server to tell what it runs.
+pub(super) const MENDING_INFO_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Largest batch body sent to a monitor server, under its 64 KiB JSON limit.
 const MAX_BATCH_BYTES: usize = 48 * 1024;
@@ -199,7 +202,12 @@ pub(super) async fn start_devices(
     reason: StartReason,
 ) -> Result<StartReport, SchedulerError> {
     let stored = read(db, &device_ids, reason == StartReason::Asked).await?;
-    let snapshot = Snapshot::take(client, stored.servers.clone()).await;
+    // Mending passes do not wait long on a server that hangs: they run while something
+    // is already wrong, and what they place should not wait for it.
+    let snapshot = match reason {
+        StartReason::Asked => Snapshot::take(client, stored.servers.clone()).await,
+        _ => Snapshot::take_within(client, stored.servers.clone(), MENDING_INFO_WITHIN).await,
+    };
     // Read after the servers were asked: a copy they showed was claimed before it was
     // started, so the owner read now tells the copy to keep. `now` is the database's
     // time of this read.

@@ -12,7 +12,7 @@ use super::state::AppState;
 use crate::db::{self, DbConn};
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
-use crate::http::metrics::{respond, write_devices, DeviceReading};
+use crate::http::metrics::{respond, write_devices, write_reconcile, DeviceReading};
 use crate::metrics::exposition::{Exposition, Kind};
 
 /// A reading older than this many poll intervals (and at least `MIN_FRESH_MS`) is
@@ -113,6 +113,9 @@ pub async fn metrics(state: web::Data<AppState>, caller: Caller) -> Result<HttpR
     {
         out.family(name, Kind::Gauge, help);
         out.sample(name, &[], value);
+    }
+    if scrape.servers.is_some() {
+        write_reconcile(&mut out, &state.reconciled);
     }
     write_devices(&mut out, &scrape.readings);
     Ok(respond(out.finish()))

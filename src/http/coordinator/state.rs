@@ -13,4 +13,6 @@ pub struct AppState {
     pub membership: Tracked<Membership>,
     /// Networks device addresses may not point into.
     pub policy: crate::probe::AddressPolicy,
+    /// What this node's reconciler did while it was master.
+    pub reconciled: std::sync::Arc<crate::actors::reconciler::ReconcileStats>,
 }
