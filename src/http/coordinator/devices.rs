@@ -31,6 +31,34 @@ pub struct NewDeviceBody {
     enabled: Option<bool>,
 }
 
+/// A new device's fields, each checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct CheckedDevice {
+    pub company_id: Option<i64>,
+    pub name: String,
+    pub address: String,
+    pub kind: DeviceKind,
+    pub expected_status: Option<i32>,
+    pub enabled: bool,
+}
+
+impl NewDeviceBody {
+    /// The body's fields checked one by one (the company is checked against the caller
+    /// and the database by the handler).
+    pub(super) fn checked(self, policy: &AddressPolicy) -> Result<CheckedDevice, ApiError> {
+        let name = input::name("name", &self.name)?;
+        let kind = kind(&self.kind)?;
+        Ok(CheckedDevice {
+            company_id: self.company_id,
+            name,
+            address: address(policy, kind, &self.address)?,
+            kind,
+            expected_status: expected_status(kind, self.expected_status)?,
+            enabled: self.enabled.unwrap_or(true),
+        })
+    }
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DevicePatch {
@@ -190,11 +218,14 @@ pub async fn create(
     caller.writer()?;
     let body = body.into_inner();
     let company_id = company_of_new(&caller, body.company_id)?;
-    let name = input::name("name", &body.name)?;
-    let kind = kind(&body.kind)?;
-    let address = address(&state.policy, kind, &body.address)?;
-    let expected_status = expected_status(kind, body.expected_status)?;
-    let enabled = body.enabled.unwrap_or(true);
+    let CheckedDevice {
+        name,
+        address,
+        kind,
+        expected_status,
+        enabled,
+        ..
+    } = body.checked(&state.policy)?;
     let stored_name = name.clone();
     let created = state
         .db

@@ -1,13 +1,16 @@
 //! Property tests: whatever a client sends, every input type of the API (bodies,
 //! queries, and the monitor-server wire bodies) is parsed or refused without a panic,
 //! and every check a parsed value goes through answers `Ok` or an error, never a panic.
+//! Valid bodies are accepted as they were meant; the public API refuses fields it does
+//! not know while the wire between nodes ignores them; and what a node writes on the
+//! wire, the other reads back unchanged.
 
 use chrono::Utc;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
 use super::companies::NewCompanyBody;
-use super::devices::{self, DevicePatch, ListQuery, NewDeviceBody};
+use super::devices::{self, CheckedDevice, DevicePatch, ListQuery, NewDeviceBody};
 use super::events::EventsQuery;
 use super::history::{self, HistoryQuery, Range};
 use super::input;
@@ -15,7 +18,10 @@ use super::settings::{self, ConfigPatch};
 use super::tokens::NewTokenBody;
 use crate::domain::{DeviceKind, DeviceSpec, MonitorConfig};
 use crate::probe::{self, policy, AddressPolicy};
-use crate::remote::wire::{StartBatchRequest, StartMonitorRequest};
+use crate::remote::wire::{
+    BatchEntry, RunningMonitor, ServerInfo, StartBatchRequest, StartMonitorRequest, StopAck,
+    StopBatchRequest, StopEntry, StopOutcome,
+};
 
 /// Any JSON value, a few levels deep.
 fn any_json() -> impl Strategy<Value = Value> {
@@ -102,6 +108,196 @@ fn parses<T: serde::de::DeserializeOwned>(value: &Value) -> Option<T> {
     serde_json::from_value(value.clone()).ok()
 }
 
+/// Every key of `value` (when it is an object) is among `fields`. (serde also reads a
+/// struct from an array, by position: there are no names to check then.)
+fn only_fields(value: &Value, fields: &[&str]) -> bool {
+    value
+        .as_object()
+        .is_none_or(|map| map.keys().all(|k| fields.contains(&k.as_str())))
+}
+
+/// `value` written as JSON and read back.
+fn round_trip<T: serde::Serialize + serde::de::DeserializeOwned>(value: &T) -> T {
+    let text = serde_json::to_string(value).unwrap_or_default();
+    match serde_json::from_str(&text) {
+        Ok(back) => back,
+        Err(e) => panic!("wrote {text}, could not read it back: {e}"),
+    }
+}
+
+/// `value` as JSON with `strangers` added to every object in it, read back as `T`.
+fn read_with_strangers<T: serde::Serialize + serde::de::DeserializeOwned>(
+    value: &T,
+    strangers: &[(String, Value)],
+) -> T {
+    fn add(value: &mut Value, strangers: &[(String, Value)]) {
+        match value {
+            Value::Object(map) => {
+                for child in map.values_mut() {
+                    add(child, strangers);
+                }
+                for (name, extra) in strangers {
+                    map.entry(name.clone()).or_insert_with(|| extra.clone());
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|item| add(item, strangers)),
+            _ => {}
+        }
+    }
+    let mut json = serde_json::to_value(value).unwrap_or(Value::Null);
+    add(&mut json, strangers);
+    match serde_json::from_value(json.clone()) {
+        Ok(back) => back,
+        Err(e) => panic!("refused a newer peer's body {json}: {e}"),
+    }
+}
+
+/// A name as a person types it (trimmed when stored).
+fn name() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9][A-Za-z0-9 ._-]{0,40}[A-Za-z0-9]".prop_map(|n| n.trim().to_string())
+}
+
+/// A valid device spec, as the coordinator sends it.
+fn device_spec() -> impl Strategy<Value = DeviceSpec> {
+    (
+        1..i64::MAX,
+        1..i64::MAX,
+        name(),
+        prop::option::of(name()),
+        kinds(),
+        1u16..65535,
+        prop::option::of(100u16..600),
+    )
+        .prop_map(
+            |(id, company_id, name, company, kind, port, status)| DeviceSpec {
+                id,
+                company_id,
+                name,
+                company: company.unwrap_or_default(),
+                address: address_for(kind, port),
+                kind,
+                expected_status: status.filter(|_| kind == DeviceKind::Http),
+            },
+        )
+}
+
+fn address_for(kind: DeviceKind, port: u16) -> String {
+    match kind {
+        DeviceKind::Tcp => format!("host-{port}.example:{port}"),
+        _ => format!("http://host-{port}.example:{port}/"),
+    }
+}
+
+/// A valid monitor config.
+fn monitor_config() -> impl Strategy<Value = MonitorConfig> {
+    (
+        1u64..86_400_000,
+        1u64..600_000,
+        0u8..99,
+        1u32..1_000_000,
+        1u32..1000,
+    )
+        .prop_flat_map(|(poll, timeout, alert, max, unreachable)| {
+            (alert + 1..=100).prop_map(move |critical| MonitorConfig {
+                poll_interval_ms: poll,
+                timeout_ms: timeout,
+                alert_threshold: alert,
+                critical_threshold: critical,
+                max_monitors_per_server: max,
+                unreachable_after: unreachable,
+            })
+        })
+}
+
+fn start_batch() -> impl Strategy<Value = StartBatchRequest> {
+    (
+        monitor_config(),
+        prop::collection::vec((device_spec(), 1..i64::MAX, 0u64..86_400_000), 0..6),
+    )
+        .prop_map(|(config, entries)| StartBatchRequest {
+            config,
+            monitors: entries
+                .into_iter()
+                .map(|(device, epoch, first_poll_after_ms)| BatchEntry {
+                    device,
+                    epoch,
+                    first_poll_after_ms,
+                })
+                .collect(),
+        })
+}
+
+fn server_info() -> impl Strategy<Value = ServerInfo> {
+    (
+        1..i64::MAX,
+        any::<u32>(),
+        prop::collection::btree_map(1..i64::MAX, 1..i64::MAX, 0..10),
+    )
+        .prop_map(|(server_id, max_monitors, running)| ServerInfo {
+            server_id,
+            running_monitors: running.len(),
+            max_monitors,
+            device_ids: running.keys().copied().collect(),
+            monitors: Some(
+                running
+                    .into_iter()
+                    .map(|(device_id, epoch)| RunningMonitor { device_id, epoch })
+                    .collect(),
+            ),
+        })
+}
+
+/// A valid `POST /api/v1/devices` body, and what its checks must make of it.
+fn valid_device() -> impl Strategy<Value = (Value, CheckedDevice)> {
+    (
+        prop::option::of(1..i64::MAX),
+        name(),
+        kinds(),
+        1u16..65535,
+        prop::option::of(100i64..600),
+        prop::option::of(any::<bool>()),
+    )
+        .prop_map(|(company_id, name, kind, port, status, enabled)| {
+            let status = status.filter(|_| kind == DeviceKind::Http);
+            let address = address_for(kind, port);
+            let mut json = serde_json::json!({
+                "name": format!("  {name} "),
+                "address": address,
+                "kind": kind.as_str(),
+            });
+            if let Some(company_id) = company_id {
+                json["company_id"] = company_id.into();
+            }
+            if let Some(status) = status {
+                json["expected_status"] = status.into();
+            }
+            if let Some(enabled) = enabled {
+                json["enabled"] = enabled.into();
+            }
+            let expected = CheckedDevice {
+                company_id,
+                name,
+                address,
+                kind,
+                expected_status: status.and_then(|s| i32::try_from(s).ok()),
+                enabled: enabled.unwrap_or(true),
+            };
+            (json, expected)
+        })
+}
+
+/// An old server's stop answer (no `outcome`) reads as a stop.
+#[test]
+fn an_older_servers_stop_answer_reads_as_stopped() {
+    let ack: StopAck = serde_json::from_str(r#"{"device_id": 3, "server_id": 1}"#).unwrap();
+    assert_eq!(ack.outcome, StopOutcome::Stopped);
+    let newer: StopAck = serde_json::from_str(
+        r#"{"device_id": 3, "server_id": 1, "outcome": "vanished", "epoch": 4}"#,
+    )
+    .unwrap();
+    assert_eq!(newer.outcome, StopOutcome::Unknown);
+}
+
 fn kinds() -> impl Strategy<Value = DeviceKind> {
     prop::sample::select(DeviceKind::ALL)
 }
@@ -118,14 +314,20 @@ proptest! {
         token in object_of(TOKEN),
         anything in any_json(),
     ) {
-        parses::<NewCompanyBody>(&company);
-        parses::<NewDeviceBody>(&device);
-        parses::<DevicePatch>(&patch);
-        parses::<ConfigPatch>(&config);
-        parses::<NewTokenBody>(&token);
-        parses::<NewCompanyBody>(&anything);
-        parses::<NewDeviceBody>(&anything);
-        parses::<ConfigPatch>(&anything);
+        // What parses holds only the fields the type names: the public API refuses
+        // the rest (so no `company_id`, `epoch` or `server_id` slips in).
+        for (value, fields, parsed) in [
+            (&company, COMPANY, parses::<NewCompanyBody>(&company).is_some()),
+            (&device, DEVICE, parses::<NewDeviceBody>(&device).is_some()),
+            (&patch, DEVICE, parses::<DevicePatch>(&patch).is_some()),
+            (&config, CONFIG, parses::<ConfigPatch>(&config).is_some()),
+            (&token, TOKEN, parses::<NewTokenBody>(&token).is_some()),
+            (&anything, COMPANY, parses::<NewCompanyBody>(&anything).is_some()),
+            (&anything, DEVICE, parses::<NewDeviceBody>(&anything).is_some()),
+            (&anything, CONFIG, parses::<ConfigPatch>(&anything).is_some()),
+        ] {
+            prop_assert!(!parsed || only_fields(value, fields), "took a field it does not name: {}", value);
+        }
     }
 
     #[test]
@@ -134,9 +336,10 @@ proptest! {
         events in object_of(EVENTS),
         history_query in object_of(HISTORY),
     ) {
-        parses::<ListQuery>(&list);
-        parses::<EventsQuery>(&events);
+        prop_assert!(parses::<ListQuery>(&list).is_none() || only_fields(&list, LIST));
+        prop_assert!(parses::<EventsQuery>(&events).is_none() || only_fields(&events, EVENTS));
         if let Some(query) = parses::<HistoryQuery>(&history_query) {
+            prop_assert!(only_fields(&history_query, HISTORY));
             let _ = Range::of(&query, Utc::now());
         }
     }
@@ -148,12 +351,62 @@ proptest! {
         batch in object_of(BATCH),
         config in object_of(CONFIG),
     ) {
-        parses::<DeviceSpec>(&spec);
-        parses::<StartMonitorRequest>(&monitor);
-        parses::<StartBatchRequest>(&batch);
+        // Whatever parses is what was sent: written again, it reads back the same.
+        if let Some(spec) = parses::<DeviceSpec>(&spec) {
+            prop_assert_eq!(round_trip(&spec), spec);
+        }
+        if let Some(monitor) = parses::<StartMonitorRequest>(&monitor) {
+            prop_assert_eq!(round_trip(&monitor), monitor);
+        }
+        if let Some(batch) = parses::<StartBatchRequest>(&batch) {
+            prop_assert_eq!(round_trip(&batch), batch);
+        }
         if let Some(config) = parses::<MonitorConfig>(&config) {
             let _ = crate::domain::check_limits(&config);
+            prop_assert_eq!(round_trip(&config), config);
         }
+    }
+
+    #[test]
+    fn what_a_node_writes_the_other_reads_back_even_with_fields_it_does_not_know(
+        batch in start_batch(),
+        stops in prop::collection::vec((1..i64::MAX, 0..i64::MAX), 0..20),
+        info in server_info(),
+        strangers in prop::collection::vec(("x_[a-z]{1,8}", any_json()), 1..4),
+    ) {
+        let stops = StopBatchRequest {
+            monitors: stops.into_iter().map(|(device_id, epoch)| StopEntry { device_id, epoch }).collect(),
+        };
+        prop_assert_eq!(round_trip(&batch), batch.clone());
+        prop_assert_eq!(round_trip(&stops), stops.clone());
+        prop_assert_eq!(round_trip(&info), info.clone());
+        // A newer peer's body: the same, with fields added at every level.
+        prop_assert_eq!(read_with_strangers::<StartBatchRequest>(&batch, &strangers), batch);
+        prop_assert_eq!(read_with_strangers::<StopBatchRequest>(&stops, &strangers), stops);
+        prop_assert_eq!(read_with_strangers::<ServerInfo>(&info, &strangers), info);
+    }
+
+    #[test]
+    fn valid_device_bodies_are_accepted_as_meant_and_strangers_refused(
+        body in valid_device(),
+        stranger in "[a-z_]{1,10}",
+        value in any_json(),
+    ) {
+        let (json, expected) = body;
+        let parsed = parses::<NewDeviceBody>(&json);
+        prop_assert!(parsed.is_some(), "refused a valid body: {}", json);
+        let checked = parsed.map(|b| b.checked(&AddressPolicy::default()));
+        prop_assert!(matches!(checked, Some(Ok(_))), "a valid body failed its checks: {} ({:?})", json, checked);
+        if let Some(Ok(checked)) = checked {
+            prop_assert_eq!(checked, expected);
+        }
+        // The public API refuses what it does not know, whatever the field holds.
+        let mut extended = json.clone();
+        if DEVICE.contains(&stranger.as_str()) {
+            return Ok(());
+        }
+        extended[stranger.as_str()] = value;
+        prop_assert!(parses::<NewDeviceBody>(&extended).is_none(), "took an unknown field: {}", extended);
     }
 
     #[test]
