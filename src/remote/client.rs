@@ -283,7 +283,9 @@ async fn expect_answer<T: DeserializeOwned>(
     }
     let (code, message) = read_error(&mut response).await;
     match (status, code.as_deref()) {
-        (404, Some("not_found")) => Ok(Answered::NoRoute),
+        // An older server has no such route; one whose `/monitors/{id}` takes the path
+        // answers that the method is not taken there.
+        (404, Some("not_found")) | (405, Some("method_not_allowed")) => Ok(Answered::NoRoute),
         _ => Err(RemoteError::Refused { status, message }),
     }
 }

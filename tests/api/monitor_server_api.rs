@@ -552,3 +552,78 @@ async fn debug_actors_show_the_scheduler_the_supervisor_and_one_monitor_per_devi
     let coordinator = actors(&cluster, &cluster.url("/debug/actors")).await;
     assert!(handled(of_kind(&coordinator, "SchedulerActor")[0], "StopDevices") >= 1);
 }
+
+/// A 0.1.0 monitor server: `POST /monitors/stop` falls on `/monitors/{id}`, which takes
+/// no POST (405), and `DELETE /monitors/{id}` stops whatever runs, answering without an
+/// outcome. A coordinator of this version stops there one device at a time.
+#[actix_rt::test]
+async fn stops_reach_an_older_server_one_device_at_a_time() {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    use vigil::db::models::MonitorServer;
+    use vigil::remote::wire::{StopEntry, StopOutcome};
+    use vigil::remote::MonitorServerClient;
+
+    let deletes = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = std::sync::Arc::clone(&deletes);
+    let old = HttpServer::new(move || {
+        let seen = std::sync::Arc::clone(&seen);
+        App::new().service(
+            web::resource("/monitors/{device_id}")
+                .route(
+                    web::delete().to(move |req: HttpRequest, id: web::Path<i64>| {
+                        let seen = std::sync::Arc::clone(&seen);
+                        async move {
+                            seen.lock().unwrap().push(req.uri().to_string());
+                            if *id == 2 {
+                                return HttpResponse::NotFound().json(json!({
+                                "error": "device 2 is not being monitored", "code": "not_monitored"
+                            }));
+                            }
+                            HttpResponse::Ok().json(json!({ "device_id": *id, "server_id": 9 }))
+                        }
+                    }),
+                )
+                .default_service(web::to(|| async {
+                    HttpResponse::MethodNotAllowed().json(json!({
+                        "error": "/monitors/stop does not take POST", "code": "method_not_allowed"
+                    }))
+                })),
+        )
+    })
+    .workers(1)
+    .disable_signals()
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let port = old.addrs()[0].port();
+    actix_rt::spawn(old.run());
+    let server = MonitorServer {
+        id: 9,
+        host: "127.0.0.1".into(),
+        port: i32::from(port),
+        registered_at: chrono::NaiveDateTime::default(),
+    };
+    let client = MonitorServerClient::new(&crate::helpers::cluster_token());
+    let stops = [
+        StopEntry {
+            device_id: 1,
+            epoch: 4,
+        },
+        StopEntry {
+            device_id: 2,
+            epoch: 1,
+        },
+    ];
+    let results = client.stop_batch(&server, &stops).await.unwrap();
+    let outcomes: Vec<StopOutcome> = results.iter().map(|r| r.outcome).collect();
+    assert_eq!(
+        outcomes,
+        vec![StopOutcome::Stopped, StopOutcome::NotRunning]
+    );
+    assert_eq!(
+        *deletes.lock().unwrap(),
+        vec![
+            "/monitors/1?epoch=4".to_string(),
+            "/monitors/2?epoch=1".to_string()
+        ]
+    );
+}
