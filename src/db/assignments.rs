@@ -120,13 +120,16 @@ pub fn count_monitored(conn: &mut DbConn) -> QueryResult<i64> {
 
 /// An assignment with what its device wants: the record reconciliation holds what
 /// runs against.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = assignments)]
 pub struct Record {
     pub device_id: i64,
     pub server_id: Option<i64>,
     pub epoch: i64,
     pub updated_at: chrono::NaiveDateTime,
+    #[diesel(select_expression = devices::monitoring_wanted)]
     pub wanted: bool,
+    #[diesel(select_expression = devices::enabled)]
     pub enabled: bool,
 }
 
@@ -135,14 +138,7 @@ pub fn records_on(conn: &mut DbConn, server_ids: &[i64]) -> QueryResult<Vec<Reco
     assignments::table
         .inner_join(devices::table)
         .filter(assignments::server_id.eq_any(server_ids))
-        .select((
-            assignments::device_id,
-            assignments::server_id,
-            assignments::epoch,
-            assignments::updated_at,
-            devices::monitoring_wanted,
-            devices::enabled,
-        ))
+        .select(Record::as_select())
         .load(conn)
 }
 
@@ -153,14 +149,7 @@ pub fn records_of(conn: &mut DbConn, device_ids: &[i64]) -> QueryResult<Vec<Reco
         assignments::table
             .inner_join(devices::table)
             .filter(assignments::device_id.eq_any(chunk))
-            .select((
-                assignments::device_id,
-                assignments::server_id,
-                assignments::epoch,
-                assignments::updated_at,
-                devices::monitoring_wanted,
-                devices::enabled,
-            ))
+            .select(Record::as_select())
             .load(conn)
     })
 }

@@ -581,6 +581,46 @@ impl TestCluster {
         answer.body["results"][0]["server_id"].as_i64().unwrap()
     }
 
+    /// Starts a copy of `device` straight on monitor server `index` under epoch 99,
+    /// behind the scheduler's back (as a partition or a lost answer can leave one).
+    pub async fn start_copy_on(&self, index: usize, device: i64, company: i64) {
+        let body = json!({
+            "device": {
+                "id": device,
+                "company_id": company,
+                "name": "d",
+                "address": self.fleet.url("/d/d"),
+                "kind": "http",
+            },
+            "config": {
+                "poll_interval_ms": TEST_POLL_INTERVAL_MS,
+                "timeout_ms": 1000,
+                "alert_threshold": 70,
+                "critical_threshold": 90,
+                "max_monitors_per_server": 1000,
+            },
+            "epoch": 99,
+        });
+        let answer = self
+            .server_call(index, Method::POST, "/monitors", Some(body))
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
+    }
+
+    /// A second coordinator on this cluster's database; answers its API's base URL.
+    pub async fn second_coordinator(&self) -> String {
+        let second = Coordinator::build(
+            self.db.clone(),
+            "127.0.0.1:0".parse().unwrap(),
+            cluster_token(),
+            test_options(),
+        )
+        .unwrap();
+        let url = format!("http://{}/api/v1", second.address());
+        actix_rt::spawn(second.run_until_stopped());
+        url
+    }
+
     /// Device ids running on each monitor server, per its `/info`.
     pub async fn running(&self, index: usize) -> Vec<i64> {
         let info = self.server_call(index, Method::GET, "/info", None).await;

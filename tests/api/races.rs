@@ -9,11 +9,8 @@ use actix_web::http::{Method, StatusCode};
 use futures_util::future::join_all;
 use serde_json::Value;
 use vigil::db;
-use vigil::startup::Coordinator;
 
-use crate::helpers::{
-    call, client_with, cluster_token, eventually, test_options, Backend, TestCluster,
-};
+use crate::helpers::{call, client_with, eventually, Backend, TestCluster};
 
 crate::on_both_backends!(
     a_stop_racing_a_start_never_kills_the_newer_copy,
@@ -58,15 +55,7 @@ async fn records(cluster: &TestCluster, ids: &[i64]) -> HashMap<i64, (Option<i64
 async fn a_stop_racing_a_start_never_kills_the_newer_copy(backend: Backend) {
     let cluster = TestCluster::spawn(backend, 3).await;
     cluster.fast_membership().await;
-    let second = Coordinator::build(
-        cluster.db.clone(),
-        "127.0.0.1:0".parse().unwrap(),
-        cluster_token(),
-        test_options(),
-    )
-    .unwrap();
-    let b = format!("http://{}/api/v1", second.address());
-    actix_rt::spawn(second.run_until_stopped());
+    let b = cluster.second_coordinator().await;
     let a = cluster.url("/api/v1");
     let http = client_with(&cluster.admin_token);
     let company = cluster.company("acme").await;
@@ -255,15 +244,7 @@ async fn a_start_landing_inside_a_stop_keeps_its_copy(backend: Backend) {
         })
         .await
         .unwrap();
-    let second = Coordinator::build(
-        cluster.db.clone(),
-        "127.0.0.1:0".parse().unwrap(),
-        cluster_token(),
-        test_options(),
-    )
-    .unwrap();
-    let b = format!("http://{}/api/v1", second.address());
-    actix_rt::spawn(second.run_until_stopped());
+    let b = cluster.second_coordinator().await;
     let http = client_with(&cluster.admin_token);
     let company = cluster.company("acme").await;
     let device = cluster.device(company, "d").await;

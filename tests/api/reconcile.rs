@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use vigil::db::schema::{assignments, devices};
 use vigil::db::{self, Db};
 
-use crate::helpers::{eventually, Backend, TestCluster, TEST_POLL_INTERVAL_MS};
+use crate::helpers::{eventually, Backend, TestCluster};
 
 crate::on_both_backends!(
     a_monitor_stopped_behind_the_schedulers_back_runs_again_within_two_validate_periods,
@@ -164,27 +164,7 @@ async fn copies_no_record_names_are_stopped_and_counted(backend: Backend) {
     let before = counter(&cluster, "vigil_reconcile_stopped_total").await;
 
     // A copy started on the other server behind the schedulers' backs.
-    let body = json!({
-        "device": {
-            "id": device,
-            "company_id": company,
-            "name": "d",
-            "address": cluster.fleet.url("/d/d"),
-            "kind": "http",
-        },
-        "config": {
-            "poll_interval_ms": TEST_POLL_INTERVAL_MS,
-            "timeout_ms": 1000,
-            "alert_threshold": 70,
-            "critical_threshold": 90,
-            "max_monitors_per_server": 1000,
-        },
-        "epoch": 99,
-    });
-    let started = cluster
-        .server_call(other, Method::POST, "/monitors", Some(body))
-        .await;
-    assert_eq!(started.status, StatusCode::CREATED, "{started:?}");
+    cluster.start_copy_on(other, device, company).await;
     eventually("the stray copy is stopped", || async {
         (!cluster.running(other).await.contains(&device)).then_some(())
     })

@@ -5,7 +5,7 @@ use actix_web::http::{Method, StatusCode};
 use serde_json::{json, Value};
 use vigil::db;
 
-use crate::helpers::{eventually, Backend, TestCluster, TEST_POLL_INTERVAL_MS};
+use crate::helpers::{eventually, Backend, TestCluster};
 
 crate::on_both_backends!(
     rotation_goes_round_the_servers_and_survives_a_coordinator_restart,
@@ -455,32 +455,6 @@ async fn devices_list_shows_live_monitoring(backend: Backend) {
     );
 }
 
-/// Starts a copy of `device` straight on a monitor server, behind the scheduler's back
-/// (as a partition or a lost answer can leave one).
-async fn start_copy_on(cluster: &TestCluster, index: usize, device: i64, company: i64) {
-    let body = json!({
-        "device": {
-            "id": device,
-            "company_id": company,
-            "name": "d",
-            "address": cluster.fleet.url("/d/d"),
-            "kind": "http",
-        },
-        "config": {
-            "poll_interval_ms": TEST_POLL_INTERVAL_MS,
-            "timeout_ms": 1000,
-            "alert_threshold": 70,
-            "critical_threshold": 90,
-            "max_monitors_per_server": 1000,
-        },
-        "epoch": 99,
-    });
-    let answer = cluster
-        .server_call(index, Method::POST, "/monitors", Some(body))
-        .await;
-    assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
-}
-
 async fn stop_takes_down_every_copy_of_a_device(backend: Backend) {
     let cluster = TestCluster::spawn(backend, 3).await;
     let company = cluster.company("acme").await;
@@ -488,7 +462,7 @@ async fn stop_takes_down_every_copy_of_a_device(backend: Backend) {
     let started = cluster.start_device(device).await;
     let owner = started.body["results"][0]["server_id"].as_i64().unwrap();
     let other = cluster.servers.iter().position(|s| s.id != owner).unwrap();
-    start_copy_on(&cluster, other, device, company).await;
+    cluster.start_copy_on(other, device, company).await;
 
     let stopped = cluster.stop_device(device).await;
     assert_eq!(stopped.status, StatusCode::OK, "{stopped:?}");
@@ -517,7 +491,7 @@ async fn start_keeps_one_copy_of_a_device_found_running_twice(backend: Backend) 
         .position(|s| Some(s.id) == owner)
         .unwrap();
     let other = (owner_index + 1) % 3;
-    start_copy_on(&cluster, other, device, company).await;
+    cluster.start_copy_on(other, device, company).await;
 
     let answer = cluster.start_device(device).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
@@ -535,8 +509,8 @@ async fn copies_no_record_names_are_replaced_by_one_recorded_start(backend: Back
     let cluster = TestCluster::spawn(backend, 3).await;
     let company = cluster.company("acme").await;
     let device = cluster.device(company, "d").await;
-    start_copy_on(&cluster, 0, device, company).await;
-    start_copy_on(&cluster, 1, device, company).await;
+    cluster.start_copy_on(0, device, company).await;
+    cluster.start_copy_on(1, device, company).await;
 
     let answer = cluster.start_device(device).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
