@@ -243,10 +243,17 @@ async fn a_server_whose_supervisor_hangs_leaves_and_rejoins_fenced(backend: Back
         hung_at.elapsed() < hang,
         "moved only after the supervisor answered again"
     );
-    assert!(!node_ids(&cluster)
-        .await
-        .iter()
-        .any(|(id, _)| *id == hung_node));
+    eventually(
+        "the hung server's node is gone from the cluster",
+        || async {
+            (!node_ids(&cluster)
+                .await
+                .iter()
+                .any(|(id, _)| *id == hung_node))
+            .then_some(())
+        },
+    )
+    .await;
     for device in &on_hung {
         let events = events_of(&cluster, *device).await;
         assert!(
