@@ -23,6 +23,8 @@ pub const DEFAULT_SERVE_MONITOR_SERVERS: u16 = 2;
 /// `vigil agent` serves every interface: it exists to be scraped from elsewhere.
 pub const DEFAULT_AGENT_LISTEN: &str = "0.0.0.0:9109";
 pub const DEFAULT_AGENT_INTERVAL_MS: u64 = crate::agent::DEFAULT_INTERVAL.as_millis() as u64;
+/// The most poll threads a monitor server runs: far more than cores only adds switches.
+pub const MAX_POLL_THREADS: u16 = 256;
 /// The longest agent interval accepted: a sample an hour old is no longer a reading.
 pub const MAX_AGENT_INTERVAL_MS: u64 = 3_600_000;
 
@@ -41,6 +43,7 @@ pub struct FileSettings {
     pub deny_networks: Option<Vec<String>>,
     pub rate_limit: Option<u32>,
     pub rate_limit_burst: Option<u32>,
+    pub poll_threads: Option<u16>,
 }
 
 impl FileSettings {
@@ -74,6 +77,7 @@ pub struct Flags {
     pub deny_networks: Option<String>,
     pub rate_limit: Option<u32>,
     pub rate_limit_burst: Option<u32>,
+    pub poll_threads: Option<u16>,
 }
 
 /// Settings every node has.
@@ -93,6 +97,8 @@ pub struct NodeSettings {
 pub struct ServeSettings {
     pub node: NodeSettings,
     pub monitor_servers: u16,
+    /// Threads each monitor server polls its devices on.
+    pub poll_threads: usize,
 }
 
 /// `vigil coordinator`.
@@ -109,6 +115,8 @@ pub struct MonitorServerSettings {
     pub cluster: ClusterToken,
     /// `HOST[:PORT]` coordinators use to reach this server; see [`advertised_address`].
     pub advertise: Option<String>,
+    /// Threads the server polls its devices on.
+    pub poll_threads: usize,
 }
 
 /// `vigil agent`: no database, only where to listen and how often to sample.
@@ -221,6 +229,7 @@ impl ServeSettings {
         Ok(ServeSettings {
             node: node(flags, file, DEFAULT_COORDINATOR_LISTEN)?,
             monitor_servers,
+            poll_threads: poll_threads(flags, file)?,
         })
     }
 }
@@ -272,8 +281,26 @@ impl MonitorServerSettings {
             node: node(flags, file, DEFAULT_MONITOR_SERVER_LISTEN)?,
             cluster: cluster_token(flags, file)?,
             advertise: flags.advertise.clone().or_else(|| file.advertise.clone()),
+            poll_threads: poll_threads(flags, file)?,
         })
     }
+}
+
+/// The threads a monitor server polls on: `--poll-threads`, else the file's, else one
+/// per core this process may use.
+fn poll_threads(flags: &Flags, file: &FileSettings) -> Result<usize, StartupError> {
+    match flags.poll_threads.or(file.poll_threads) {
+        None => Ok(default_poll_threads()),
+        Some(n) if (1..=MAX_POLL_THREADS).contains(&n) => Ok(usize::from(n)),
+        Some(n) => Err(StartupError::Settings(format!(
+            "--poll-threads must be from 1 to {MAX_POLL_THREADS} (got {n})"
+        ))),
+    }
+}
+
+/// One poll thread per core this process may use (1 when that cannot be told).
+pub fn default_poll_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 /// `HOST:PORT` (port 0 allowed) to a socket address; a host name is resolved once, here.
@@ -367,6 +394,41 @@ mod tests {
         );
         assert!(socket_address("--listen", "8080").is_err());
         assert!(socket_address("--listen", "127.0.0.1:99999").is_err());
+    }
+
+    #[test]
+    fn poll_threads_default_to_one_per_core_and_are_bounded() {
+        let defaults = ServeSettings::resolve(&Flags::default(), &FileSettings::default()).unwrap();
+        assert_eq!(defaults.poll_threads, default_poll_threads());
+        let file = FileSettings {
+            poll_threads: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(
+            ServeSettings::resolve(&Flags::default(), &file)
+                .unwrap()
+                .poll_threads,
+            3
+        );
+        let flags = Flags {
+            poll_threads: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(
+            ServeSettings::resolve(&flags, &file).unwrap().poll_threads,
+            5
+        );
+        for bad in [0, MAX_POLL_THREADS + 1] {
+            let flags = Flags {
+                poll_threads: Some(bad),
+                ..Default::default()
+            };
+            let err = ServeSettings::resolve(&flags, &file).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("--poll-threads must be from 1 to {MAX_POLL_THREADS} (got {bad})")
+            );
+        }
     }
 
     #[test]

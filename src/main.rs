@@ -59,6 +59,14 @@ struct Cluster {
     cluster_token_file: Option<PathBuf>,
 }
 
+/// What a node that runs monitors needs besides [`Common`].
+#[derive(Args)]
+struct Polling {
+    /// Threads each monitor server polls its devices on [default: one per core]
+    #[arg(long, env = "VIGIL_POLL_THREADS")]
+    poll_threads: Option<u16>,
+}
+
 #[derive(Args)]
 struct DbOnly {
     /// Database URL: sqlite://PATH or postgres://USER@HOST/DB [default: sqlite://vigil.db]
@@ -108,6 +116,8 @@ enum Command {
         /// Monitor servers to run in this process [default: 2]
         #[arg(long, env = "VIGIL_MONITOR_SERVERS")]
         monitor_servers: Option<u16>,
+        #[command(flatten)]
+        polling: Polling,
     },
     /// The REST API and the scheduler
     Coordinator {
@@ -125,6 +135,8 @@ enum Command {
         /// HOST[:PORT] coordinators use to reach this server [default: the bound address]
         #[arg(long, env = "VIGIL_ADVERTISE")]
         advertise: Option<String>,
+        #[command(flatten)]
+        polling: Polling,
     },
     /// This host's metrics (CPU, memory, network, disks, sensors) as JSON at
     /// /metrics.json and Prometheus text at /metrics; needs no database
@@ -155,10 +167,12 @@ fn main() -> ExitCode {
         Command::Serve {
             ref common,
             monitor_servers,
+            ref polling,
         } => (
             common.config.as_deref(),
             Flags {
                 monitor_servers,
+                poll_threads: polling.poll_threads,
                 ..flags(common)
             },
         ),
@@ -176,10 +190,12 @@ fn main() -> ExitCode {
             ref common,
             ref cluster,
             ref advertise,
+            ref polling,
         } => (
             common.config.as_deref(),
             Flags {
                 advertise: advertise.clone(),
+                poll_threads: polling.poll_threads,
                 cluster_token_file: cluster.cluster_token_file.clone(),
                 ..flags(common)
             },
@@ -293,12 +309,16 @@ async fn run_coordinator(settings: CoordinatorSettings) -> Result<(), StartupErr
 
 async fn run_monitor_server(settings: MonitorServerSettings) -> Result<(), StartupError> {
     let db = db::Db::open(settings.node.db, settings.node.db_pool_size).await?;
-    let node = startup::MonitorServerNode::build(
+    let node = startup::MonitorServerNode::build_with(
         db,
         settings.node.listen,
         settings.advertise.as_deref(),
         settings.cluster,
         probe::standard(settings.node.address_policy),
+        startup::MonitorServerOptions {
+            poll_threads: settings.poll_threads,
+            ..startup::MonitorServerOptions::default()
+        },
     )
     .await?
     .drain_on_stop();

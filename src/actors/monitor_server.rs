@@ -8,6 +8,7 @@
 //! reported; one that the supervisor did not ask for is restarted with a backoff.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,10 @@ pub struct MonitorServerActor {
     /// Where each monitor reports its exit: this actor, as its monitors know it.
     myself: Option<TrackedRecipient<MonitorExited>>,
     next_generation: u64,
+    /// The threads monitors run on, dealt out in turn so polling uses every core;
+    /// empty: monitors run on the supervisor's own thread.
+    poll_threads: Vec<ArbiterHandle>,
+    next_poll_thread: usize,
 }
 
 /// A supervised monitor and what it takes to start it again.
@@ -91,7 +96,28 @@ impl MonitorServerActor {
             stats,
             myself: None,
             next_generation: 0,
+            poll_threads: Vec::new(),
+            next_poll_thread: 0,
         }
+    }
+
+    /// Runs the monitors on `threads`, one after the other in turn, instead of on the
+    /// supervisor's thread. A ping is answered only once every one of them has taken
+    /// it, so a poll thread that blocks makes the server look hung, as a blocked
+    /// supervisor does.
+    pub fn with_poll_threads(mut self, threads: Vec<ArbiterHandle>) -> Self {
+        self.poll_threads = threads;
+        self
+    }
+
+    /// The thread the next monitor starts on, `None` for the supervisor's own.
+    fn poll_thread(&mut self) -> Option<ArbiterHandle> {
+        let count = self.poll_threads.len();
+        if count == 0 {
+            return None;
+        }
+        self.next_poll_thread = (self.next_poll_thread + 1) % count;
+        self.poll_threads.get(self.next_poll_thread).cloned()
     }
 
     /// Sends the monitors' samples and state changes to `reporting`'s writer and counts
@@ -123,17 +149,27 @@ impl MonitorServerActor {
         child.spec.generation = generation;
         child.spec.config = self.config;
         child.stats.reset_mailbox();
-        let monitor = DeviceMonitor::new(
-            child.spec.clone(),
-            Arc::clone(&self.probes),
-            Arc::clone(&child.stats),
-            self.myself.clone(),
-            self.reporting.clone(),
-        );
-        child.monitor = Some(Tracked::new(monitor.start(), Arc::clone(&child.stats)));
-        child.incarnation_started = Instant::now();
+        let spec = child.spec.clone();
+        let stats = Arc::clone(&child.stats);
         // Only the first incarnation waits; a restarted monitor polls at once.
         child.spec.first_poll_after = Duration::ZERO;
+        child.incarnation_started = Instant::now();
+        let probes = Arc::clone(&self.probes);
+        let supervisor = self.myself.clone();
+        let reporting = self.reporting.clone();
+        let build = {
+            let stats = Arc::clone(&stats);
+            move |_: &mut Context<DeviceMonitor>| {
+                DeviceMonitor::new(spec, probes, stats, supervisor, reporting)
+            }
+        };
+        let address = match self.poll_thread() {
+            Some(thread) => DeviceMonitor::start_in_arbiter(&thread, build),
+            None => DeviceMonitor::create(build),
+        };
+        if let Some(child) = self.monitors.get_mut(&device_id) {
+            child.monitor = Some(Tracked::new(address, stats));
+        }
     }
 
     /// A monitor died: start a fresh one after a backoff that grows while it keeps failing.
@@ -469,7 +505,20 @@ impl Handler<Ping> for MonitorServerActor {
 
     fn handle(&mut self, ping: Ping, _ctx: &mut Context<Self>) {
         self.stats.record::<Ping>();
-        ping.answer();
+        if self.poll_threads.is_empty() {
+            return ping.answer();
+        }
+        // Answered by the last poll thread to run its part.
+        let ping = Arc::new(ping);
+        let waiting = Arc::new(AtomicUsize::new(self.poll_threads.len()));
+        for thread in &self.poll_threads {
+            let (ping, waiting) = (Arc::clone(&ping), Arc::clone(&waiting));
+            thread.spawn_fn(move || {
+                if waiting.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    ping.answer();
+                }
+            });
+        }
     }
 }
 

@@ -1,8 +1,10 @@
 //! The supervisor and its monitors, driven directly with messages. The probe is
 //! scripted: it records what it polled, and can panic or report the device down.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use futures_util::future::LocalBoxFuture;
@@ -17,6 +19,8 @@ use crate::probe::{Probe, ProbeFactory};
 struct Script {
     /// (device id, address) of every poll, in order.
     polls: Mutex<Vec<(i64, String)>>,
+    /// The threads polls ran on.
+    threads: Mutex<HashSet<ThreadId>>,
     /// Polls that panic before the future is made, then this many inside the future.
     panics_now: AtomicUsize,
     panics_later: AtomicUsize,
@@ -53,6 +57,11 @@ impl Probe for ScriptedProbe {
             .lock()
             .unwrap()
             .push((device.id, device.address.clone()));
+        script
+            .threads
+            .lock()
+            .unwrap()
+            .insert(std::thread::current().id());
         if take(&script.panics_now) {
             panic!("scripted probe panics while polling");
         }
@@ -471,4 +480,74 @@ async fn a_stop_naming_an_older_epoch_keeps_the_newer_copy() {
         actor.send(StopMonitors(vec![(1, 7)])).await.unwrap(),
         vec![StopAnswer::Stopped { epoch: 7 }]
     );
+}
+
+#[actix_rt::test]
+async fn monitors_are_dealt_out_over_the_poll_threads() {
+    let script = Arc::new(Script::default());
+    let threads: Vec<Arbiter> = (0..2).map(|_| Arbiter::new()).collect();
+    let registry = ActorRegistry::new();
+    let actor = MonitorServerActor::new(7, config(10, 20), scripted(&script), registry)
+        .with_poll_threads(threads.iter().map(Arbiter::handle).collect())
+        .launch();
+    for id in 1..=4 {
+        actor
+            .send(start(id, config(10, 20)))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    eventually("every device polled", || async {
+        (1..=4).all(|id| !script.polls_of(id).is_empty())
+    })
+    .await;
+    let used = script.threads.lock().unwrap().clone();
+    assert_eq!(used.len(), 2, "both poll threads poll: {used:?}");
+    assert!(
+        !used.contains(&std::thread::current().id()),
+        "no monitor runs on the supervisor's thread"
+    );
+    for thread in threads {
+        thread.stop();
+    }
+}
+
+#[actix_rt::test]
+async fn a_blocked_poll_thread_leaves_pings_unanswered() {
+    let script = Arc::new(Script::default());
+    let threads: Vec<Arbiter> = (0..2).map(|_| Arbiter::new()).collect();
+    let registry = ActorRegistry::new();
+    let actor = MonitorServerActor::new(7, config(10, 1_000), scripted(&script), registry)
+        .with_poll_threads(threads.iter().map(Arbiter::handle).collect())
+        .launch();
+    let answered = Arc::new(AtomicU64::new(0));
+    let ping = |seq| Ping {
+        seq,
+        answered: Arc::clone(&answered),
+    };
+    actor.send(ping(1)).await.unwrap();
+    eventually("a ping answered by every thread", || async {
+        answered.load(Ordering::SeqCst) == 1
+    })
+    .await;
+
+    let (release, blocked) = std::sync::mpsc::channel::<()>();
+    threads[1].spawn_fn(move || {
+        let _ = blocked.recv();
+    });
+    actor.send(ping(2)).await.unwrap();
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        answered.load(Ordering::SeqCst),
+        1,
+        "a blocked poll thread holds the answer back"
+    );
+    release.send(()).unwrap();
+    eventually("the ping answered once the thread runs again", || async {
+        answered.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    for thread in threads {
+        thread.stop();
+    }
 }

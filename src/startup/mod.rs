@@ -9,7 +9,7 @@ mod process;
 mod serve;
 
 pub use self::coordinator::{Coordinator, CoordinatorOptions};
-pub use self::monitor_server::MonitorServerNode;
+pub use self::monitor_server::{MonitorServerNode, MonitorServerOptions};
 pub use self::serve::{admin_token, beside_database, ensure_local_device, serve, LOCAL_COMPANY};
 
 pub use self::process::shutdown_signal;

@@ -22,7 +22,7 @@ use crate::actors::retention::{Retention, PRUNE_EVERY};
 use crate::actors::scheduler::{SchedulerActor, StartDevices, StartReason};
 use crate::actors::writer::{Flush, MetricsWriter, ReportStaleTo, WriterSettings};
 use crate::auth::ClusterToken;
-use crate::config::advertised_address;
+use crate::config::{advertised_address, default_poll_threads};
 use crate::db::{self, Db};
 use crate::error::StartupError;
 use crate::http::auth::require_cluster_token;
@@ -48,8 +48,27 @@ pub struct MonitorServerNode {
     _retention: Tracked<Retention>,
     _reconciler: Tracked<Reconciler>,
     registry: ActorRegistry,
-    /// The thread the supervisor and its monitors run on.
+    /// The thread the supervisor runs on.
     supervisor_arbiter: Arbiter,
+    /// The threads its monitors poll on.
+    poll_arbiters: Vec<Arbiter>,
+}
+
+/// How a monitor server runs, besides where it listens and which cluster it joins.
+#[derive(Debug, Clone)]
+pub struct MonitorServerOptions {
+    pub writer: WriterSettings,
+    /// Threads the monitors poll on (at least 1).
+    pub poll_threads: usize,
+}
+
+impl Default for MonitorServerOptions {
+    fn default() -> Self {
+        MonitorServerOptions {
+            writer: WriterSettings::default(),
+            poll_threads: default_poll_threads(),
+        }
+    }
 }
 
 impl MonitorServerNode {
@@ -62,25 +81,25 @@ impl MonitorServerNode {
         cluster: ClusterToken,
         probes: ProbeFactory,
     ) -> Result<Self, StartupError> {
-        Self::build_with_writer(
+        Self::build_with(
             db,
             listen,
             advertise,
             cluster,
             probes,
-            WriterSettings::default(),
+            MonitorServerOptions::default(),
         )
         .await
     }
 
-    /// [`MonitorServerNode::build`] with the metrics writer batching as `writer` says.
-    pub async fn build_with_writer(
+    /// [`MonitorServerNode::build`] with the writer and poll threads `options` says.
+    pub async fn build_with(
         db: Db,
         listen: SocketAddr,
         advertise: Option<&str>,
         cluster: ClusterToken,
         probes: ProbeFactory,
-        writer: WriterSettings,
+        options: MonitorServerOptions,
     ) -> Result<Self, StartupError> {
         let (listener, address) = bind(listen)?;
         let (host, port) = advertised_address(advertise, address)?;
@@ -95,14 +114,17 @@ impl MonitorServerNode {
             .await?;
         let server_id = row.id;
         let registry = ActorRegistry::new();
-        let writer = MetricsWriter::new(db.clone(), writer);
+        let writer = MetricsWriter::new(db.clone(), options.writer);
         let writer_stats = writer.stats();
         let writer = writer.launch(&registry, server_id);
         let polls = Arc::new(PollStats::default());
-        // The supervisor and its monitors get a thread of their own: the membership
-        // heartbeat watches it, and a monitor that blocks cannot hold up the node's
-        // other actors.
+        // The supervisor gets a thread of its own and its monitors a pool of them: the
+        // membership heartbeat watches all of them, polling uses every core, and a
+        // monitor that blocks cannot hold up the node's other actors.
         let supervisor_arbiter = Arbiter::new();
+        let poll_arbiters: Vec<Arbiter> = (0..options.poll_threads.max(1))
+            .map(|_| Arbiter::new())
+            .collect();
         let actor =
             MonitorServerActor::new(server_id, config.monitor_config(), probes, registry.clone())
                 .with_reporting(Reporting {
@@ -110,6 +132,7 @@ impl MonitorServerNode {
                     changes: Some(writer.recipient()),
                     polls: Arc::clone(&polls),
                 })
+                .with_poll_threads(poll_arbiters.iter().map(Arbiter::handle).collect())
                 .launch_on(&supervisor_arbiter.handle());
         writer.do_send(ReportStaleTo(actor.recipient::<StaleMonitors>()));
         let membership = Membership::launch_fenced(
@@ -162,7 +185,13 @@ impl MonitorServerNode {
         .listen(listener)
         .map_err(StartupError::Server)?
         .run();
-        tracing::info!(server.id = server_id, %address, %advertised, "monitor server listening");
+        tracing::info!(
+            server.id = server_id,
+            %address,
+            %advertised,
+            poll_threads = poll_arbiters.len(),
+            "monitor server listening"
+        );
         Ok(MonitorServerNode {
             server_id,
             address,
@@ -176,6 +205,7 @@ impl MonitorServerNode {
             _reconciler: reconciler,
             registry,
             supervisor_arbiter,
+            poll_arbiters,
         })
     }
 
@@ -199,7 +229,7 @@ impl MonitorServerNode {
         &self.registry
     }
 
-    /// The arbiter (thread) the supervisor and its monitors run on.
+    /// The arbiter (thread) the supervisor runs on.
     pub fn supervisor_arbiter(&self) -> ArbiterHandle {
         self.supervisor_arbiter.handle()
     }
@@ -273,6 +303,9 @@ impl MonitorServerNode {
         }
         let _ = self.membership.send(Leave).await;
         self.supervisor_arbiter.stop();
+        for arbiter in &self.poll_arbiters {
+            arbiter.stop();
+        }
         served
     }
 }

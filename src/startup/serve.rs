@@ -19,7 +19,7 @@ use std::time::Duration;
 use futures_util::future::select_all;
 
 use super::coordinator::{Coordinator, CoordinatorOptions};
-use super::monitor_server::MonitorServerNode;
+use super::monitor_server::{MonitorServerNode, MonitorServerOptions};
 use super::process::shutdown_signal;
 use crate::actors::scheduler::{StartDevices, StartReason};
 use crate::agent::Agent;
@@ -75,12 +75,16 @@ pub async fn serve(settings: ServeSettings) -> Result<(), StartupError> {
     let mut nodes = Vec::new();
     for index in 1..=settings.monitor_servers {
         nodes.push(
-            MonitorServerNode::build(
+            MonitorServerNode::build_with(
                 db.clone(),
                 after(index)?,
                 None,
                 cluster.clone(),
                 probe::standard(policy.clone()),
+                MonitorServerOptions {
+                    poll_threads: settings.poll_threads,
+                    ..MonitorServerOptions::default()
+                },
             )
             .await?,
         );

@@ -22,7 +22,7 @@ use vigil::db::scratch::ScratchDb;
 use vigil::db::{self, Db};
 use vigil::http::rate::RateLimit;
 use vigil::probe;
-use vigil::startup::{Coordinator, CoordinatorOptions, MonitorServerNode};
+use vigil::startup::{Coordinator, CoordinatorOptions, MonitorServerNode, MonitorServerOptions};
 
 /// Polls in tests run this often, so state is visible within a fraction of a second.
 pub const TEST_POLL_INTERVAL_MS: i64 = 100;
@@ -373,13 +373,16 @@ impl TestCluster {
         writer: WriterSettings,
         policy: probe::AddressPolicy,
     ) -> &TestServer {
-        let node = MonitorServerNode::build_with_writer(
+        let node = MonitorServerNode::build_with(
             self.db.clone(),
             "127.0.0.1:0".parse().unwrap(),
             None,
             cluster_token(),
             probe::standard(policy),
-            writer,
+            MonitorServerOptions {
+                writer,
+                ..MonitorServerOptions::default()
+            },
         )
         .await
         .unwrap();

@@ -26,6 +26,7 @@ crate::on_both_backends!(
     deleting_while_starting_leaves_no_monitor_of_a_deleted_device,
     concurrent_changes_leave_the_monitor_with_the_stored_device,
     a_dead_server_can_be_forgotten_and_its_devices_released,
+    a_company_start_spreads_first_polls_over_one_interval,
 );
 
 fn results(answer: &Value) -> Vec<(i64, String, Option<i64>)> {
@@ -629,4 +630,36 @@ async fn a_dead_server_can_be_forgotten_and_its_devices_released(backend: Backen
     );
     let deleted = cluster.delete(&format!("/api/v1/devices/{device}")).await;
     assert_eq!(deleted.status, StatusCode::OK, "{deleted:?}");
+}
+
+async fn a_company_start_spreads_first_polls_over_one_interval(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 2).await;
+    // Four devices over 20 s: first polls at 0, 5, 10 and 15 s.
+    let answer = cluster
+        .put("/api/v1/config", json!({"poll_interval_ms": 20_000}))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let company = cluster.company("acme").await;
+    let devices = cluster.devices(company, "d", 4).await;
+    let started = cluster.start_company(company).await;
+    assert_eq!(started.body["started"], 4, "{started:?}");
+    let polled = |listed: &Value| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["monitoring"]["polls"].as_u64().unwrap_or(0) > 0)
+            .count()
+    };
+    let listed = eventually("the first device is polled", || async {
+        let listed = cluster.get("/api/v1/devices").await;
+        (polled(&listed.body) > 0).then_some(listed)
+    })
+    .await;
+    assert_eq!(
+        polled(&listed.body),
+        1,
+        "one device polls at once, the others later in the interval: {listed:?}"
+    );
+    assert_eq!(listed.body.as_array().unwrap().len(), devices.len());
 }

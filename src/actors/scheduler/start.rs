@@ -291,8 +291,10 @@ pub(super) async fn start_devices(
         }
     }
     pass.stop_copies(extras).await;
-    if reason != StartReason::Asked && !placing.is_empty() {
-        // Spread over one poll interval: not every re-homed device polls at once.
+    if !placing.is_empty() {
+        // First polls spread over one poll interval, so a company start or a server's
+        // devices coming back do not all poll in the same instant, and later polls keep
+        // that spread. A device started alone polls at once.
         let interval = pass.config.poll_interval_ms;
         let count = placing.len() as u64;
         for (n, p) in placing.iter_mut().enumerate() {
