@@ -34,6 +34,11 @@ static LATENCY_BOUNDS: [f64; 11] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
+/// Upper bounds of the poll-lateness histogram, in seconds.
+static LATENESS_BOUNDS: [f64; 14] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+];
+
 /// What the monitors of one node have done, for `GET /metrics`.
 #[derive(Debug)]
 pub struct PollStats {
@@ -41,6 +46,8 @@ pub struct PollStats {
     pub failures: AtomicU64,
     /// Seconds per poll.
     pub latency: Histogram,
+    /// Seconds a poll began after it was due: how far behind the poll threads run.
+    pub lateness: Histogram,
 }
 
 impl Default for PollStats {
@@ -49,6 +56,7 @@ impl Default for PollStats {
             polls: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             latency: Histogram::new(&LATENCY_BOUNDS),
+            lateness: Histogram::new(&LATENESS_BOUNDS),
         }
     }
 }
@@ -115,6 +123,8 @@ pub struct DeviceMonitor {
     device_version: u64,
     in_flight: bool,
     next_poll: Option<SpawnHandle>,
+    /// When the scheduled poll is due, to measure how late it comes.
+    due: Option<Instant>,
 }
 
 impl DeviceMonitor {
@@ -139,6 +149,7 @@ impl DeviceMonitor {
             device_version: 0,
             in_flight: false,
             next_poll: None,
+            due: None,
         }
     }
 
@@ -156,6 +167,7 @@ impl DeviceMonitor {
             ctx.cancel_future(handle);
         }
         self.next_poll = Some(ctx.notify_later(Poll, delay));
+        self.due = Some(Instant::now() + delay);
     }
 
     /// Takes one poll's result: counts it, judges the device's health with the config
@@ -250,6 +262,10 @@ impl Handler<Poll> for DeviceMonitor {
     fn handle(&mut self, _: Poll, ctx: &mut Context<Self>) {
         self.stats.record_timer::<Poll>();
         self.next_poll = None;
+        if let Some(due) = self.due.take() {
+            let late = Instant::now().saturating_duration_since(due);
+            self.reporting.polls.lateness.observe(late.as_secs_f64());
+        }
         if self.in_flight {
             return;
         }

@@ -173,6 +173,16 @@ pub fn write_runtime(
         &polls.latency.snapshot(),
     );
     out.family(
+        "vigil_poll_lateness_seconds",
+        Kind::Histogram,
+        "Time a poll began after it was due.",
+    );
+    out.histogram(
+        "vigil_poll_lateness_seconds",
+        &labels,
+        &polls.lateness.snapshot(),
+    );
+    out.family(
         "vigil_writer_batch_samples",
         Kind::Histogram,
         "Samples per batch the metrics writer committed.",

@@ -408,6 +408,7 @@ async fn a_monitor_server_exposes_its_polls_writer_and_devices() {
     assert!(value(&format!("vigil_polls_total{labels}")) >= 1.0);
     assert_eq!(value(&format!("vigil_poll_failures_total{labels}")), 0.0);
     assert!(value(&format!("vigil_poll_duration_seconds_count{labels}")) >= 1.0);
+    assert!(value(&format!("vigil_poll_lateness_seconds_count{labels}")) >= 1.0);
     assert!(value(&format!("vigil_writer_samples_written_total{labels}")) >= 1.0);
     assert!(value(&format!("vigil_writer_batch_samples_count{labels}")) >= 1.0);
     assert_eq!(
@@ -419,6 +420,7 @@ async fn a_monitor_server_exposes_its_polls_writer_and_devices() {
         "# TYPE vigil_polls_total counter",
         "# TYPE vigil_poll_failures_total counter",
         "# TYPE vigil_poll_duration_seconds histogram",
+        "# TYPE vigil_poll_lateness_seconds histogram",
         "# TYPE vigil_writer_batch_samples histogram",
         "# TYPE vigil_writer_dropped_samples_total counter",
         "# TYPE vigil_writer_lag_seconds gauge",
