@@ -19,6 +19,7 @@
 //! Where each thing lives, from the top layer down (arrows run only downwards, and no
 //! module imports a module that imports it back: `tests/api/layers.rs` checks both):
 //!
+//! - [`bench`]: `vigil bench SCENARIO`, benchmarks of whole processes beside their peers.
 //! - [`startup`]: building each node from a bound listener; `vigil serve`.
 //! - [`config`]: settings from flags, environment and file; [`cli`]: the token
 //!   commands and the logging set-up; [`error`]: what stops a process from starting.
@@ -47,6 +48,7 @@
 pub mod actors;
 pub mod agent;
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -11,7 +11,7 @@ use vigil::config::{
     ServeSettings,
 };
 use vigil::error::StartupError;
-use vigil::{agent, db, probe, startup};
+use vigil::{agent, bench, db, probe, startup};
 
 #[derive(Parser)]
 #[command(
@@ -156,6 +156,24 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Benchmarks of whole processes beside their peers, as a table and JSON under
+    /// target/bench/ (not part of cargo test); run a release build
+    Bench {
+        /// The scenario: start-all, or all of them
+        scenario: String,
+        /// Small sizes, seconds per scenario (what CI runs)
+        #[arg(long)]
+        smoke: bool,
+        /// A PostgreSQL server to run the database-bound scenarios on as well as SQLite
+        #[arg(long, env = "VIGIL_BENCH_DATABASE_URL")]
+        postgres: Option<String>,
+        /// Where the JSON reports and the processes' logs go
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+        /// Devices to run with instead of the scenario's own number
+        #[arg(long)]
+        devices: Option<usize>,
+    },
 }
 
 /// Exit code for settings, database and bind errors.
@@ -214,6 +232,7 @@ fn main() -> ExitCode {
                 },
             )
         }
+        Command::Bench { .. } => (None, Flags::default()),
         Command::Agent {
             ref listen,
             interval_ms,
@@ -255,6 +274,35 @@ fn main() -> ExitCode {
             Ok(url) => runtime.block_on(run_token(url, action)),
             Err(error) => Err(error),
         },
+        Command::Bench {
+            scenario,
+            smoke,
+            postgres,
+            out,
+            devices,
+        } => {
+            let scenarios = match scenario.as_str() {
+                "all" => Ok(bench::Scenario::ALL.to_vec()),
+                one => one.parse::<bench::Scenario>().map(|s| vec![s]),
+            };
+            let scenarios = match scenarios {
+                Ok(scenarios) => scenarios,
+                Err(error) => return fail(&StartupError::Settings(error)),
+            };
+            let settings = bench::BenchSettings {
+                smoke,
+                out,
+                postgres,
+                devices,
+            };
+            return match runtime.block_on(bench::run(&scenarios, &settings)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("vigil bench: {error:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

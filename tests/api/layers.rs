@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 /// Top-level modules from the top down; a module may import only modules of a lower
 /// rank (within itself, anything without a cycle).
 const LAYERS: &[(&str, u32)] = &[
+    ("bench", 11),
     ("startup", 10),
     ("config", 9),
     ("cli", 8),

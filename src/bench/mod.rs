@@ -1,0 +1,112 @@
+//! `vigil bench SCENARIO`: benchmarks of whole processes, each run beside its peer in
+//! the same run where one exists (Prometheus, node_exporter, single-row inserts, the
+//! seed's per-device path), printed as a Markdown table and written as JSON under
+//! `target/bench/`. Not part of `cargo test`; `--smoke` runs a scenario at a small size
+//! in seconds, so CI catches a benchmark that broke.
+//!
+//! A benchmark runs this binary's own subcommands as processes (`vigil coordinator`,
+//! `vigil monitor-server`, `vigil fleet`) and measures them from `/proc`.
+
+mod cluster;
+mod process;
+mod report;
+mod start_all;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use self::report::{Better, Report, Row};
+
+/// The scenarios, by the name `vigil bench` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    StartAll,
+}
+
+impl Scenario {
+    pub const ALL: &'static [Scenario] = &[Scenario::StartAll];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::StartAll => "start-all",
+        }
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Scenario::ALL
+            .iter()
+            .copied()
+            .find(|s| s.name() == value)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                format!(
+                    "unknown scenario {value:?}; the scenarios are {} (or all)",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// How a benchmark runs.
+#[derive(Debug, Clone)]
+pub struct BenchSettings {
+    /// Small sizes, seconds per scenario: for CI.
+    pub smoke: bool,
+    /// Where the JSON reports (and the processes' logs, under `logs/`) go.
+    pub out: PathBuf,
+    /// A PostgreSQL server to run the database-bound scenarios on as well as SQLite.
+    pub postgres: Option<String>,
+    /// Overrides the scenario's number of devices.
+    pub devices: Option<usize>,
+}
+
+impl BenchSettings {
+    /// The databases a scenario runs on: SQLite, then PostgreSQL when given.
+    pub fn backends(&self) -> Vec<Option<String>> {
+        let mut backends = vec![None];
+        if let Some(url) = &self.postgres {
+            backends.push(Some(url.clone()));
+        }
+        backends
+    }
+
+    /// Where the processes of one run write their logs.
+    pub fn logs(&self, run: &str) -> PathBuf {
+        self.out.join("logs").join(run)
+    }
+}
+
+/// Runs `scenarios` one after the other, printing and writing each report.
+pub async fn run(scenarios: &[Scenario], settings: &BenchSettings) -> anyhow::Result<()> {
+    for &scenario in scenarios {
+        tracing::info!(
+            scenario = scenario.name(),
+            smoke = settings.smoke,
+            "benchmark begins"
+        );
+        let report = match scenario {
+            Scenario::StartAll => start_all::run(settings).await?,
+        };
+        let name = if settings.smoke {
+            format!("{}-smoke", scenario.name())
+        } else {
+            scenario.name().to_string()
+        };
+        let path = report.write(&settings.out, &name)?;
+        println!("{}", report.markdown());
+        println!("(written to {})\n", path.display());
+    }
+    Ok(())
+}
+
+/// The median of some timings (zero for none).
+pub fn median(samples: &[Duration]) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+}
