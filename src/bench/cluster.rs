@@ -74,8 +74,6 @@ pub struct VigilCluster {
     token: String,
     cluster_token: ClusterToken,
     http: awc::Client,
-    /// The benchmark's own connection, for what the API does not show.
-    pub db: Db,
 }
 
 impl VigilCluster {
@@ -145,7 +143,6 @@ impl VigilCluster {
             token,
             cluster_token,
             http,
-            db: handle,
         })
     }
 

@@ -8,9 +8,13 @@
 //! `vigil monitor-server`, `vigil fleet`) and measures them from `/proc`.
 
 mod cluster;
+mod fleet;
+mod monitors;
 mod process;
+mod prometheus;
 mod report;
 mod start_all;
+mod vs_prometheus;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -21,14 +25,22 @@ pub use self::report::{Better, Report, Row};
 /// The scenarios, by the name `vigil bench` takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
+    VsPrometheus,
+    Monitors,
     StartAll,
 }
 
 impl Scenario {
-    pub const ALL: &'static [Scenario] = &[Scenario::StartAll];
+    pub const ALL: &'static [Scenario] = &[
+        Scenario::VsPrometheus,
+        Scenario::Monitors,
+        Scenario::StartAll,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
+            Scenario::VsPrometheus => "vs-prometheus",
+            Scenario::Monitors => "monitors",
             Scenario::StartAll => "start-all",
         }
     }
@@ -90,6 +102,8 @@ pub async fn run(scenarios: &[Scenario], settings: &BenchSettings) -> anyhow::Re
             "benchmark begins"
         );
         let report = match scenario {
+            Scenario::VsPrometheus => vs_prometheus::run(settings).await?,
+            Scenario::Monitors => monitors::run(settings).await?,
             Scenario::StartAll => start_all::run(settings).await?,
         };
         let name = if settings.smoke {
