@@ -1,6 +1,6 @@
 //! Queries on `devices`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use diesel::prelude::*;
 
@@ -8,11 +8,68 @@ use super::models::{Device, DeviceChanges, NewDevice};
 use super::schema::devices;
 use super::DbConn;
 
+/// Bind parameters one SQLite statement takes at most (`SQLITE_MAX_VARIABLE_NUMBER`).
+const SQLITE_MAX_BINDS: usize = 32_766;
+/// Bind parameters one PostgreSQL statement takes at most (a 16-bit count).
+const PG_MAX_BINDS: usize = 65_535;
+/// The columns a [`NewDevice`] binds: one parameter each per row.
+const NEW_DEVICE_COLUMNS: usize = 6;
+
 pub fn create(conn: &mut DbConn, new: &NewDevice<'_>) -> QueryResult<Device> {
     diesel::insert_into(devices::table)
         .values(new)
         .returning(devices::all_columns)
         .get_result(conn)
+}
+
+/// Inserts every device of `new` with multi-row INSERTs, as many rows a statement as
+/// the backend's bind limit allows, and answers the stored rows in no particular order
+/// (SQLite does not promise RETURNING's). Call inside a transaction to make it one write.
+pub fn create_many(conn: &mut DbConn, new: &[NewDevice<'_>]) -> QueryResult<Vec<Device>> {
+    // `MultiConnection` cannot build a multi-row INSERT: each backend's connection does.
+    let rows_per_statement = match conn {
+        DbConn::Pg(_) => PG_MAX_BINDS / NEW_DEVICE_COLUMNS,
+        DbConn::Sqlite(_) => SQLITE_MAX_BINDS / NEW_DEVICE_COLUMNS,
+    };
+    let mut created = Vec::with_capacity(new.len());
+    for chunk in new.chunks(rows_per_statement) {
+        // The returning clause's type names the backend: one statement per arm.
+        let insert = diesel::insert_into(devices::table).values(chunk);
+        created.extend(match conn {
+            DbConn::Pg(pg) => insert.returning(Device::as_returning()).get_results(pg)?,
+            DbConn::Sqlite(sqlite) => insert
+                .returning(Device::as_returning())
+                .get_results(sqlite)?,
+        });
+    }
+    Ok(created)
+}
+
+/// The `(company id, name)` pairs among `wanted` that a stored device has already.
+pub fn taken_names(
+    conn: &mut DbConn,
+    wanted: &[(i64, &str)],
+) -> QueryResult<HashSet<(i64, String)>> {
+    let mut taken = HashSet::new();
+    // Each statement binds a chunk's names and its companies: at most two lists of
+    // half the usual length, so no more parameters than any other chunked query.
+    for chunk in wanted.chunks(super::MAX_IDS_PER_QUERY / 2) {
+        let companies: BTreeSet<i64> = chunk.iter().map(|(company, _)| *company).collect();
+        let names: BTreeSet<&str> = chunk.iter().map(|(_, name)| *name).collect();
+        let pairs: HashSet<(i64, &str)> = chunk.iter().copied().collect();
+        let found: Vec<(i64, String)> = devices::table
+            .filter(devices::company_id.eq_any(companies))
+            .filter(devices::name.eq_any(names))
+            .select((devices::company_id, devices::name))
+            .load(conn)?;
+        // Both lists match a name of one company stored in another: keep exact pairs.
+        taken.extend(
+            found
+                .into_iter()
+                .filter(|(company, name)| pairs.contains(&(*company, name.as_str()))),
+        );
+    }
+    Ok(taken)
 }
 
 /// Devices ordered by id, optionally of one company, one page at a time.
@@ -180,4 +237,30 @@ pub fn orphaned(conn: &mut DbConn) -> QueryResult<Vec<(i64, Option<i64>)>> {
         .order(devices::id)
         .select((devices::id, assignments::server_id.nullable()))
         .load(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Devices with and without an expected status: on SQLite diesel writes a batch as
+    /// one statement only when no row leaves a column to its default.
+    #[test]
+    fn new_devices_go_in_as_one_multi_row_statement_on_sqlite() {
+        let row = |name, expected_status| NewDevice {
+            company_id: 1,
+            name,
+            address: "127.0.0.1:22",
+            kind: "tcp",
+            enabled: true,
+            expected_status,
+        };
+        let rows = [row("a", None), row("b", Some(204)), row("c", None)];
+        // (diesel shows a batch without its RETURNING; the split does not depend on it.)
+        let insert = diesel::insert_into(devices::table).values(&rows[..]);
+        let sql = diesel::debug_query::<diesel::sqlite::Sqlite, _>(&insert).to_string();
+        assert!(!sql.contains("BEGIN"), "one statement per row: {sql}");
+        assert_eq!(sql.matches("INSERT").count(), 1, "{sql}");
+        assert_eq!(sql.matches("), (").count(), rows.len() - 1, "{sql}");
+    }
 }

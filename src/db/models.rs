@@ -57,8 +57,11 @@ impl Device {
     }
 }
 
+/// A device to insert. `None` is bound as NULL rather than left to the column's default
+/// (which is NULL too), so that many rows go in one multi-row INSERT on SQLite: diesel
+/// splits a batch that leans on defaults into one statement per row there.
 #[derive(Debug, Insertable)]
-#[diesel(table_name = devices)]
+#[diesel(table_name = devices, treat_none_as_default_value = false)]
 pub struct NewDevice<'a> {
     pub company_id: i64,
     pub name: &'a str,
