@@ -25,6 +25,13 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
+    /// Items of a request that carries many were refused: 422, each one listed.
+    #[error("{message}")]
+    InvalidItems {
+        code: &'static str,
+        message: String,
+        errors: Vec<ItemError>,
+    },
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
     #[error("{message}")]
@@ -51,6 +58,20 @@ pub enum ApiError {
 pub struct ErrorBody<'a> {
     pub error: String,
     pub code: &'a str,
+    /// Only when items of a request that carries many were refused
+    /// (`invalid_devices`): each refused item, in index order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub errors: Option<&'a [ItemError]>,
+}
+
+/// One refused item of a request that carries many: where it stands in the request's
+/// list (from 0), and its error as it would be answered alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ItemError {
+    pub index: usize,
+    pub code: &'static str,
+    pub error: String,
 }
 
 impl ApiError {
@@ -88,6 +109,7 @@ impl ApiError {
             ApiError::NotMonitored(_) => "not_monitored",
             ApiError::BadRequest { code, .. }
             | ApiError::Unprocessable { code, .. }
+            | ApiError::InvalidItems { code, .. }
             | ApiError::Unauthorized { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::TooManyRequests { code, .. } => code,
@@ -111,7 +133,9 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable { .. } | ApiError::InvalidItems { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -145,6 +169,10 @@ impl ResponseError for ApiError {
         response.json(ErrorBody {
             error: self.to_string(),
             code: self.code(),
+            errors: match self {
+                ApiError::InvalidItems { errors, .. } => Some(errors),
+                _ => None,
+            },
         })
     }
 }

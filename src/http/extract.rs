@@ -27,12 +27,19 @@ impl<'de> Deserialize<'de> for Id {
     }
 }
 
-/// Largest JSON body any endpoint takes.
+/// Largest JSON body an endpoint takes, unless its route says otherwise (see
+/// [`json_config_up_to`]).
 pub const MAX_JSON_BYTES: usize = 64 * 1024;
 
 pub fn json_config() -> web::JsonConfig {
+    json_config_up_to(MAX_JSON_BYTES)
+}
+
+/// The JSON settings with another body limit, for a route that takes larger bodies;
+/// the same JSON errors, and the same parser with its nesting limit.
+pub fn json_config_up_to(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
-        .limit(MAX_JSON_BYTES)
+        .limit(limit)
         .error_handler(|error, _req| json_error(error).into())
 }
 

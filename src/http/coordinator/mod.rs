@@ -23,7 +23,7 @@ use actix_web::middleware::from_fn;
 use actix_web::web;
 
 use crate::http::auth::require_token;
-use crate::http::extract::resource;
+use crate::http::extract::{json_config_up_to, resource};
 
 pub use self::state::AppState;
 
@@ -34,14 +34,24 @@ pub struct Endpoint {
     pub method: Method,
     pub path: &'static str,
     route: fn() -> actix_web::Route,
+    /// The largest JSON body the route takes, where it is not the
+    /// [`MAX_JSON_BYTES`](crate::http::extract::MAX_JSON_BYTES) of every other route.
+    body_limit: Option<usize>,
 }
 
 macro_rules! endpoint {
     ($method:ident $path:literal => $handler:path) => {
+        endpoint!(@build $method $path => $handler, None)
+    };
+    ($method:ident $path:literal => $handler:path, body up to $limit:expr) => {
+        endpoint!(@build $method $path => $handler, Some($limit))
+    };
+    (@build $method:ident $path:literal => $handler:path, $limit:expr) => {
         Endpoint {
             method: Method::$method,
             path: $path,
             route: || web::route().method(Method::$method).to($handler),
+            body_limit: $limit,
         }
     };
 }
@@ -100,7 +110,8 @@ pub fn endpoints() -> Vec<(Method, &'static str)> {
 }
 
 /// The endpoints as resources, one per path (in first-seen order, `prefix` taken off
-/// the path), each answering 405 in JSON to the methods it does not serve.
+/// the path), each answering 405 in JSON to the methods it does not serve, and taking
+/// the larger body its endpoints allow, if any.
 fn resources(endpoints: Vec<Endpoint>, prefix: &str) -> Vec<actix_web::Resource> {
     let mut paths: Vec<(&'static str, Vec<Endpoint>)> = Vec::new();
     for endpoint in endpoints {
@@ -113,9 +124,14 @@ fn resources(endpoints: Vec<Endpoint>, prefix: &str) -> Vec<actix_web::Resource>
         .into_iter()
         .map(|(path, endpoints)| {
             let path = path.strip_prefix(prefix).unwrap_or(path);
+            let mut resource = resource(path);
+            if let Some(limit) = endpoints.iter().filter_map(|e| e.body_limit).max() {
+                // Resource data comes before the app's: this config wins here only.
+                resource = resource.app_data(json_config_up_to(limit));
+            }
             endpoints
                 .into_iter()
-                .fold(resource(path), |r, e| r.route((e.route)()))
+                .fold(resource, |r, e| r.route((e.route)()))
         })
         .collect()
 }
