@@ -1,5 +1,8 @@
 //! `/api/v1/devices`: create, list, read, change, delete; start and stop one device.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
@@ -180,16 +183,18 @@ pub async fn existing(db: &Db, caller: &Caller, id: i64) -> Result<Device, ApiEr
         .ok_or_else(|| not_found(id))
 }
 
+/// What a new device answers when its company does not exist, or is another tenant's.
+fn company_not_found(id: i64) -> ApiError {
+    ApiError::unprocessable("company_not_found", format!("company {id} does not exist"))
+}
+
 /// The company a new device goes to: the token's own, or for an admin the one named.
 /// Another tenant's company answers as a missing one.
 fn company_of_new(caller: &Caller, named: Option<i64>) -> Result<i64, ApiError> {
-    let missing = |id: i64| {
-        ApiError::unprocessable("company_not_found", format!("company {id} does not exist"))
-    };
     match (caller.scope(), named) {
         (Some(own), None) => Ok(own),
         (Some(own), Some(id)) if id == own => Ok(own),
-        (Some(_), Some(id)) => Err(missing(id)),
+        (Some(_), Some(id)) => Err(company_not_found(id)),
         (None, Some(id)) => Ok(id),
         (None, None) => Err(ApiError::bad_request(
             "invalid_body",
@@ -209,6 +214,165 @@ async fn view(
     Ok(DeviceView::new(device, current))
 }
 
+/// A device of a create that was refused: its index in the request, and why.
+pub(super) struct Refused {
+    pub index: usize,
+    pub error: ApiError,
+}
+
+/// A device that passed the checks made without the database: its place in the
+/// request, its company, its fields.
+struct Candidate {
+    index: usize,
+    company_id: i64,
+    device: CheckedDevice,
+}
+
+/// Creates the devices `bodies` describe, all of them or none, in one write transaction.
+/// Each is checked as a single create checks it (its company for this caller, then its
+/// fields), against the others (a name once per company), and against what is stored
+/// (the company exists, the name is free). Answers the created devices in request
+/// order, or every refused one in index order; a name taken by a concurrent create
+/// between the check and the insert answers 409 and nothing is created.
+pub(super) async fn create_all(
+    state: &AppState,
+    caller: &Caller,
+    bodies: Vec<NewDeviceBody>,
+) -> Result<Result<Vec<Device>, Vec<Refused>>, ApiError> {
+    let mut refused = Vec::new();
+    let mut candidates = Vec::with_capacity(bodies.len());
+    let mut first_of_name: HashMap<(i64, String), usize> = HashMap::new();
+    for (index, body) in bodies.into_iter().enumerate() {
+        let checked = company_of_new(caller, body.company_id)
+            .and_then(|company_id| Ok((company_id, body.checked(&state.policy)?)));
+        let (company_id, device) = match checked {
+            Ok(checked) => checked,
+            Err(error) => {
+                refused.push(Refused { index, error });
+                continue;
+            }
+        };
+        match first_of_name.entry((company_id, device.name.clone())) {
+            Entry::Occupied(first) => refused.push(Refused {
+                index,
+                error: repeated_name(&device.name, company_id, *first.get()),
+            }),
+            Entry::Vacant(slot) => {
+                slot.insert(index);
+                candidates.push(Candidate {
+                    index,
+                    company_id,
+                    device,
+                });
+            }
+        }
+    }
+    if candidates.is_empty() {
+        return Ok(Err(refused));
+    }
+    // Checked against the database even when some were refused already, so that the
+    // answer lists every refused device at once.
+    let insert = refused.is_empty();
+    let lone_name = match candidates.as_slice() {
+        [only] => Some(only.device.name.clone()),
+        _ => None,
+    };
+    let stored = state
+        .db
+        .run(move |conn| db::write_transaction(conn, |conn| store_new(conn, &candidates, insert)))
+        .await
+        .map_err(|e| match (e.is_unique_violation(), &lone_name) {
+            (true, Some(name)) => duplicate_name(name),
+            (true, None) => ApiError::conflict(
+                "device_exists",
+                "another request created a device of one of these names in the same company \
+                 meanwhile; nothing was created",
+            ),
+            (false, _) => e.into(),
+        })?;
+    match stored {
+        Ok(devices) => Ok(Ok(devices)),
+        Err(found) => {
+            refused.extend(found);
+            refused.sort_by_key(|r| r.index);
+            Ok(Err(refused))
+        }
+    }
+}
+
+/// The checks of [`create_all`] that need the database, and the insert when every
+/// device passed all of them (`insert`); inside the caller's write transaction.
+fn store_new(
+    conn: &mut db::DbConn,
+    candidates: &[Candidate],
+    insert: bool,
+) -> diesel::QueryResult<Result<Vec<Device>, Vec<Refused>>> {
+    let mut company_ids: Vec<i64> = candidates.iter().map(|c| c.company_id).collect();
+    company_ids.sort_unstable();
+    company_ids.dedup();
+    let companies = db::companies::names_of(conn, &company_ids)?;
+    let wanted: Vec<(i64, &str)> = candidates
+        .iter()
+        .filter(|c| companies.contains_key(&c.company_id))
+        .map(|c| (c.company_id, c.device.name.as_str()))
+        .collect();
+    let taken = db::devices::taken_names(conn, &wanted)?;
+    let refused: Vec<Refused> = candidates
+        .iter()
+        .filter_map(|c| {
+            let error = if !companies.contains_key(&c.company_id) {
+                company_not_found(c.company_id)
+            } else if taken.contains(&(c.company_id, c.device.name.clone())) {
+                duplicate_name(&c.device.name)
+            } else {
+                return None;
+            };
+            Some(Refused {
+                index: c.index,
+                error,
+            })
+        })
+        .collect();
+    if !refused.is_empty() || !insert {
+        return Ok(Err(refused));
+    }
+    let rows: Vec<NewDevice> = candidates
+        .iter()
+        .map(|c| NewDevice {
+            company_id: c.company_id,
+            name: &c.device.name,
+            address: &c.device.address,
+            kind: c.device.kind.as_str(),
+            enabled: c.device.enabled,
+            expected_status: c.device.expected_status,
+        })
+        .collect();
+    let mut created: HashMap<(i64, String), Device> = db::devices::create_many(conn, &rows)?
+        .into_iter()
+        .map(|d| ((d.company_id, d.name.clone()), d))
+        .collect();
+    // RETURNING's order is not the request's; (company, name) is unique in the batch.
+    let in_order: Option<Vec<Device>> = candidates
+        .iter()
+        .map(|c| created.remove(&(c.company_id, c.device.name.clone())))
+        .collect();
+    in_order.map(Ok).ok_or_else(|| {
+        diesel::result::Error::QueryBuilderError(
+            "the insert did not return every device it was given".into(),
+        )
+    })
+}
+
+/// A name given twice for one company in one request.
+fn repeated_name(name: &str, company_id: i64, first: usize) -> ApiError {
+    ApiError::bad_request(
+        "duplicate_in_request",
+        format!(
+            "device {first} of this request already has the name {name:?} in company {company_id}"
+        ),
+    )
+}
+
 #[utoipa::path(post, operation_id = "create_device", path = "/api/v1/devices", tag = "devices", request_body = NewDeviceBody, responses((status = 201, description = "Created", body = DeviceView)))]
 pub async fn create(
     state: web::Data<AppState>,
@@ -216,53 +380,27 @@ pub async fn create(
     body: web::Json<NewDeviceBody>,
 ) -> Result<HttpResponse, ApiError> {
     caller.writer()?;
-    let body = body.into_inner();
-    let company_id = company_of_new(&caller, body.company_id)?;
-    let CheckedDevice {
-        name,
-        address,
-        kind,
-        expected_status,
-        enabled,
-        ..
-    } = body.checked(&state.policy)?;
-    let stored_name = name.clone();
-    let created = state
-        .db
-        .run(move |conn| {
-            if db::companies::get(conn, company_id)?.is_none() {
-                return Ok(None);
-            }
-            let new = NewDevice {
-                company_id,
-                name: &stored_name,
-                address: &address,
-                kind: kind.as_str(),
-                enabled,
-                expected_status,
-            };
-            db::devices::create(conn, &new).map(Some)
-        })
-        .await
-        .map_err(|e| {
-            if e.is_unique_violation() {
-                duplicate_name(&name)
-            } else {
-                e.into()
-            }
-        })?;
-    let device = created.ok_or_else(|| {
-        ApiError::unprocessable(
-            "company_not_found",
-            format!("company {company_id} does not exist"),
-        )
-    })?;
+    let device = match create_all(&state, &caller, vec![body.into_inner()]).await? {
+        Ok(mut devices) => devices.pop().ok_or_else(nothing_created)?,
+        // One device: its refusal is the answer.
+        Err(refused) => {
+            let first = refused.into_iter().next();
+            return Err(first.map_or_else(nothing_created, |r| r.error));
+        }
+    };
     tracing::info!(
         device.id = device.id,
-        company.id = company_id,
+        company.id = device.company_id,
         "device created"
     );
     Ok(HttpResponse::Created().json(DeviceView::new(device, None)))
+}
+
+/// A create that neither created nor refused anything: a bug, not the client's doing.
+fn nothing_created() -> ApiError {
+    ApiError::Unexpected(anyhow::anyhow!(
+        "a create of one device answered no device and no refusal"
+    ))
 }
 
 /// Devices the caller sees: a scoped token's company only, whatever `company_id` says.
