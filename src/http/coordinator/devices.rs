@@ -1,4 +1,7 @@
-//! `/api/v1/devices`: create, list, read, change, delete; start and stop one device.
+//! `/api/v1/devices`: create (one, or many at once in [`bulk`]), list, read, change,
+//! delete; start and stop one device.
+
+pub(super) mod bulk;
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;

@@ -83,6 +83,10 @@ fn token_endpoints() -> Vec<Endpoint> {
         endpoint!(POST "/api/v1/companies/{id}/stop" => companies::stop),
         endpoint!(GET "/api/v1/devices" => devices::list),
         endpoint!(POST "/api/v1/devices" => devices::create),
+        // Before `/devices/{id}`: actix tries resources in order, and `{id}` would take
+        // `bulk` (answering it 405).
+        endpoint!(POST "/api/v1/devices/bulk" => devices::bulk::create,
+            body up to devices::bulk::MAX_BODY_BYTES),
         endpoint!(GET "/api/v1/devices/{id}" => devices::get),
         endpoint!(PUT "/api/v1/devices/{id}" => devices::update),
         endpoint!(DELETE "/api/v1/devices/{id}" => devices::delete),

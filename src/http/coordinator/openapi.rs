@@ -39,6 +39,7 @@ use crate::http::error::ErrorBody;
         companies::start,
         companies::stop,
         devices::create,
+        devices::bulk::create,
         devices::list,
         devices::get,
         devices::update,

@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value};
 
 use super::companies::NewCompanyBody;
+use super::devices::bulk::{self, NewDevicesBody};
 use super::devices::{self, CheckedDevice, DevicePatch, ListQuery, NewDeviceBody};
 use super::events::EventsQuery;
 use super::history::{self, HistoryQuery, Range};
@@ -66,6 +67,7 @@ fn object_of(fields: &'static [&'static str]) -> impl Strategy<Value = Value> {
 }
 
 const COMPANY: &[&str] = &["name"];
+const BULK: &[&str] = &["devices"];
 const DEVICE: &[&str] = &[
     "company_id",
     "name",
@@ -102,6 +104,30 @@ const SPEC: &[&str] = &[
 ];
 const MONITOR: &[&str] = &["device", "config", "epoch", "first_poll_after_ms"];
 const BATCH: &[&str] = &["config", "monitors"];
+
+/// A bulk create body: perhaps its one field, holding a list of objects with some of a
+/// device's fields (and perhaps a stranger each) or any value, and perhaps a stranger.
+fn bulk_object() -> impl Strategy<Value = Value> {
+    let devices = prop_oneof![
+        3 => prop::collection::vec(object_of(DEVICE), 0..6).prop_map(Value::Array),
+        1 => any_json(),
+    ];
+    (devices, object_of(BULK)).prop_map(|(devices, mut object)| {
+        if let Some(field) = object.get_mut("devices") {
+            *field = devices;
+        }
+        object
+    })
+}
+
+/// Every key of a bulk body, at the top and in each of its devices, is one its type
+/// names.
+fn only_bulk_fields(value: &Value) -> bool {
+    only_fields(value, BULK)
+        && value["devices"]
+            .as_array()
+            .is_none_or(|devices| devices.iter().all(|d| only_fields(d, DEVICE)))
+}
 
 /// Parses `value` as `T`: `Ok` or a serde error, never a panic.
 fn parses<T: serde::de::DeserializeOwned>(value: &Value) -> Option<T> {
@@ -286,6 +312,36 @@ fn valid_device() -> impl Strategy<Value = (Value, CheckedDevice)> {
         })
 }
 
+/// How many devices a bulk body holds (serde reads `[[…]]` by position too).
+fn devices_len(bulk: &Value) -> usize {
+    let devices = if bulk.is_array() {
+        &bulk[0]
+    } else {
+        &bulk["devices"]
+    };
+    devices.as_array().map_or(0, Vec::len)
+}
+
+/// A bulk create takes from 1 to `MAX_DEVICES` devices, bounds included.
+#[test]
+fn bulk_bodies_hold_one_to_the_most_devices() {
+    let device = serde_json::json!({"name": "d", "address": "127.0.0.1:22", "kind": "tcp"});
+    for (count, taken) in [
+        (0, false),
+        (1, true),
+        (bulk::MAX_DEVICES, true),
+        (bulk::MAX_DEVICES + 1, false),
+    ] {
+        let json = serde_json::json!({ "devices": vec![device.clone(); count] });
+        let body = parses::<NewDevicesBody>(&json);
+        assert_eq!(
+            body.map(|b| b.devices().is_ok()),
+            Some(taken),
+            "{count} devices"
+        );
+    }
+}
+
 /// An old server's stop answer (no `outcome`) reads as a stop.
 #[test]
 fn an_older_servers_stop_answer_reads_as_stopped() {
@@ -312,6 +368,7 @@ proptest! {
         patch in object_of(DEVICE),
         config in object_of(CONFIG),
         token in object_of(TOKEN),
+        many in bulk_object(),
         anything in any_json(),
     ) {
         // What parses holds only the fields the type names: the public API refuses
@@ -327,6 +384,15 @@ proptest! {
             (&anything, CONFIG, parses::<ConfigPatch>(&anything).is_some()),
         ] {
             prop_assert!(!parsed || only_fields(value, fields), "took a field it does not name: {}", value);
+        }
+        // A bulk body, at every level; and whatever parses is refused or taken by its
+        // count, never a panic.
+        for value in [&many, &anything] {
+            if let Some(body) = parses::<NewDevicesBody>(value) {
+                prop_assert!(only_bulk_fields(value), "took a field it does not name: {}", value);
+                let count = devices_len(value);
+                prop_assert_eq!(body.devices().is_ok(), (1..=bulk::MAX_DEVICES).contains(&count));
+            }
         }
     }
 
@@ -407,6 +473,39 @@ proptest! {
         }
         extended[stranger.as_str()] = value;
         prop_assert!(parses::<NewDeviceBody>(&extended).is_none(), "took an unknown field: {}", extended);
+    }
+
+    #[test]
+    fn valid_bulk_bodies_are_accepted_as_meant_and_strangers_refused(
+        bodies in prop::collection::vec(valid_device(), 1..12),
+        at in any::<prop::sample::Index>(),
+        stranger in "[a-z_]{1,10}",
+        value in any_json(),
+    ) {
+        let (devices, expected): (Vec<Value>, Vec<CheckedDevice>) = bodies.into_iter().unzip();
+        let json = serde_json::json!({ "devices": devices });
+        let parsed = parses::<NewDevicesBody>(&json).map(NewDevicesBody::devices);
+        prop_assert!(matches!(parsed, Some(Ok(_))), "refused a valid body: {}", json);
+        if let Some(Ok(parsed)) = parsed {
+            // Each device in its place, checked as a single create checks it.
+            let checked: Vec<CheckedDevice> = parsed
+                .into_iter()
+                .filter_map(|b| b.checked(&AddressPolicy::default()).ok())
+                .collect();
+            prop_assert_eq!(checked, expected);
+        }
+        // A stranger, at the top or in any one device, refuses the whole body.
+        if stranger != "devices" {
+            let mut top = json.clone();
+            top[stranger.as_str()] = value.clone();
+            prop_assert!(parses::<NewDevicesBody>(&top).is_none(), "took an unknown field: {}", top);
+        }
+        if !DEVICE.contains(&stranger.as_str()) {
+            let mut inner = json.clone();
+            let index = at.index(devices_len(&inner));
+            inner["devices"][index][stranger.as_str()] = value;
+            prop_assert!(parses::<NewDevicesBody>(&inner).is_none(), "took an unknown field: {}", inner);
+        }
     }
 
     #[test]
