@@ -14,8 +14,10 @@ crate::on_both_backends!(out_of_range_config_is_refused_and_changes_nothing);
 const UNKNOWN: i64 = 999_999;
 /// The longest name the API takes.
 const MAX_NAME_CHARS: usize = 200;
-/// The largest JSON body the API takes.
+/// The largest JSON body the API takes (but for the bulk create).
 const MAX_JSON_BYTES: usize = 64 * 1024;
+/// The largest JSON body the bulk create takes.
+const MAX_BULK_JSON_BYTES: usize = 4 * 1024 * 1024;
 
 /// One request and the error it must get.
 struct Refusal {
@@ -288,6 +290,7 @@ async fn deeply_nested_bodies_are_400_and_change_nothing() {
     for (method, path, field) in [
         (Method::POST, "/api/v1/companies".to_string(), "name"),
         (Method::POST, "/api/v1/devices".to_string(), "address"),
+        (Method::POST, "/api/v1/devices/bulk".to_string(), "devices"),
         (Method::PUT, format!("/api/v1/devices/{device}"), "name"),
         (
             Method::PUT,
@@ -333,6 +336,7 @@ async fn malformed_json_is_400_malformed_json_and_ill_typed_json_is_400_invalid_
         malformed(Method::POST, "/api/v1/companies", r#"{"name": "x",}"#),
         malformed(Method::POST, "/api/v1/companies", ""),
         malformed(Method::POST, "/api/v1/devices", "not json at all"),
+        malformed(Method::POST, "/api/v1/devices/bulk", r#"{"devices": ["#),
         malformed(Method::PUT, &device_path, r#"{"name": "x""#),
         malformed(Method::PUT, "/api/v1/config", "{"),
     ];
@@ -362,6 +366,13 @@ async fn malformed_json_is_400_malformed_json_and_ill_typed_json_is_400_invalid_
             "/api/v1/devices",
             json!({ "company_id": company, "name": "fresh", "kind": "http" }),
         ),
+        ("/api/v1/devices/bulk", json!({ "devices": "fresh" })),
+        ("/api/v1/devices/bulk", json!({ "devices": [5] })),
+        (
+            "/api/v1/devices/bulk",
+            json!({ "devices": [new_device(&cluster, company, "enabled", json!("yes"))] }),
+        ),
+        ("/api/v1/devices/bulk", json!([])),
     ];
     refusals.extend(
         ill_typed
@@ -435,6 +446,22 @@ async fn unknown_fields_are_refused_rather_than_ignored() {
             &json!({ "name": "x", "id": 7 }),
             "invalid_body",
         ),
+        // In a bulk create, at the top and in every device.
+        Refusal::json(
+            Method::POST,
+            "/api/v1/devices/bulk",
+            &json!({ "devices": [new_device(&cluster, company, "name", json!("fresh"))], "atomic": false }),
+            "invalid_body",
+        ),
+        Refusal::json(
+            Method::POST,
+            "/api/v1/devices/bulk",
+            &json!({ "devices": [
+                new_device(&cluster, company, "name", json!("fresh")),
+                new_device(&cluster, company, "epoch", json!(1)),
+            ] }),
+            "invalid_body",
+        ),
         Refusal::json(
             Method::PUT,
             &device_path,
@@ -471,6 +498,7 @@ async fn unknown_fields_are_refused_rather_than_ignored() {
     refuse_all(&cluster, refusals).await;
 }
 
+/// (The bulk create takes up to 4 MiB, and answers 413 above that.)
 #[actix_rt::test]
 async fn bodies_not_sent_as_json_are_415_and_bodies_over_64_kib_are_413() {
     let cluster = TestCluster::spawn(Backend::Sqlite, 1).await;
@@ -482,6 +510,14 @@ async fn bodies_not_sent_as_json_are_415_and_bodies_over_64_kib_are_413() {
     let device_body = new_device(&cluster, company, "name", json!("fresh")).to_string();
     let huge_name = json!({ "name": "x".repeat(MAX_JSON_BYTES + 1) }).to_string();
     let huge_config = json!({ "balance_method": "x".repeat(MAX_JSON_BYTES + 1) }).to_string();
+    let bulk_body = json!({ "devices": [new_device(&cluster, company, "name", json!("fresh"))] });
+    let huge_bulk = json!({ "devices": [new_device(
+        &cluster,
+        company,
+        "name",
+        json!("x".repeat(MAX_BULK_JSON_BYTES + 1)),
+    )] })
+    .to_string();
     let device_path = format!("/api/v1/devices/{device}");
     let refusals = vec![
         Refusal::raw(
@@ -513,6 +549,14 @@ async fn bodies_not_sent_as_json_are_415_and_bodies_over_64_kib_are_413() {
             "/api/v1/devices",
             Some("text/plain"),
             device_body,
+            unsupported,
+            "unsupported_media_type",
+        ),
+        Refusal::raw(
+            Method::POST,
+            "/api/v1/devices/bulk",
+            Some("text/plain"),
+            bulk_body.to_string(),
             unsupported,
             "unsupported_media_type",
         ),
@@ -553,6 +597,14 @@ async fn bodies_not_sent_as_json_are_415_and_bodies_over_64_kib_are_413() {
             "/api/v1/config",
             Some("application/json"),
             huge_config,
+            too_large,
+            "payload_too_large",
+        ),
+        Refusal::raw(
+            Method::POST,
+            "/api/v1/devices/bulk",
+            Some("application/json"),
+            huge_bulk,
             too_large,
             "payload_too_large",
         ),
@@ -606,6 +658,20 @@ async fn unknown_routes_are_404_and_wrong_methods_are_405_in_json() {
             not_allowed,
             "method_not_allowed",
         ),
+        // `bulk` is a path of its own, not a device id.
+        Refusal::bodiless(
+            Method::GET,
+            "/api/v1/devices/bulk",
+            not_allowed,
+            "method_not_allowed",
+        ),
+        Refusal::json(
+            Method::PUT,
+            "/api/v1/devices/bulk",
+            &json!({ "name": "x" }),
+            "method_not_allowed",
+        )
+        .status(not_allowed),
         Refusal::json(
             Method::PUT,
             format!("/api/v1/companies/{company}"),

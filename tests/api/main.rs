@@ -13,6 +13,7 @@ mod layers;
 
 mod agent;
 mod bad_input;
+mod bulk;
 mod cluster;
 mod failover;
 mod metrics_store;

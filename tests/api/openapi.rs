@@ -8,6 +8,16 @@ use serde_json::Value;
 
 use crate::helpers::{call, Backend, TestCluster};
 
+/// The fields a schema requires.
+fn required(schema: &Value) -> BTreeSet<&str> {
+    schema["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect()
+}
+
 #[actix_rt::test]
 async fn the_openapi_document_describes_every_route_of_the_router() {
     let cluster = TestCluster::spawn(Backend::Sqlite, 0).await;
@@ -72,13 +82,11 @@ async fn the_openapi_document_describes_every_route_of_the_router() {
     );
     assert_eq!(doc["security"], serde_json::json!([{"bearer": []}]));
     let error = &doc["components"]["schemas"]["ErrorBody"];
-    let required: BTreeSet<&str> = error["required"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    assert_eq!(required, BTreeSet::from(["code", "error"]), "{error}");
+    assert_eq!(
+        required(error),
+        BTreeSet::from(["code", "error"]),
+        "{error}"
+    );
     let open = ["/", "/healthz", "/api/v1/openapi.json"];
     for (method, path) in &routed {
         let operation = &doc["paths"][path][method];
@@ -104,6 +112,39 @@ async fn the_openapi_document_describes_every_route_of_the_router() {
             "{method} {path} documents no success"
         );
     }
+    // The bulk create: its own body limit, all or nothing, and the refused devices
+    // listed in the error body (an optional field every other error leaves out).
+    let bulk = &doc["paths"]["/api/v1/devices/bulk"]["post"];
+    assert!(
+        bulk["responses"]["413"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("4 MiB"),
+        "{bulk}"
+    );
+    assert!(
+        bulk["description"]
+            .as_str()
+            .unwrap()
+            .contains("none is created"),
+        "{bulk}"
+    );
+    assert_eq!(
+        bulk["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/NewDevicesBody"
+    );
+    assert_eq!(
+        doc["components"]["schemas"]["NewDevicesBody"]["properties"]["devices"]["maxItems"],
+        10_000
+    );
+    assert_eq!(
+        error["properties"]["errors"]["items"]["$ref"],
+        "#/components/schemas/ItemError"
+    );
+    assert_eq!(
+        required(&doc["components"]["schemas"]["ItemError"]),
+        BTreeSet::from(["code", "error", "index"])
+    );
     // Operation ids are unique, as OpenAPI requires.
     let mut ids = BTreeSet::new();
     for (method, path) in &routed {

@@ -413,6 +413,33 @@ async fn another_companys_objects_answer_404_and_stay_unchanged(backend: Backend
         StatusCode::UNPROCESSABLE_ENTITY,
         "company_not_found",
     );
+    // Nor in bulk: the device naming B is refused as one naming no company, and the
+    // others of the call are not created either.
+    for company in [t.b, missing_company] {
+        let devices = json!({"devices": [
+            {"name": "a-fine", "address": "http://127.0.0.1:1/", "kind": "http"},
+            {"company_id": company, "name": "planted", "address": "http://127.0.0.1:1/", "kind": "http"},
+        ]});
+        let refused = t
+            .as_token(
+                &t.operator,
+                Method::POST,
+                "/api/v1/devices/bulk",
+                Some(devices),
+            )
+            .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{refused:?}"
+        );
+        assert_eq!(refused.body["errors"][0]["index"], 1, "{refused:?}");
+        assert_eq!(refused.body["errors"][0]["code"], "company_not_found");
+        assert_eq!(
+            refused.body["errors"][0]["error"],
+            format!("company {company} does not exist")
+        );
+    }
 
     let after = t.b_state().await;
     assert_eq!(before, after, "company B changed");
@@ -512,6 +539,13 @@ async fn scoped_tokens_see_and_change_only_their_company(backend: Backend) {
             Method::POST,
             "/api/v1/devices".to_string(),
             Some(json!({"name": "x", "address": "http://127.0.0.1:1/", "kind": "http"})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/devices/bulk".to_string(),
+            Some(
+                json!({"devices": [{"name": "x", "address": "http://127.0.0.1:1/", "kind": "http"}]}),
+            ),
         ),
         (
             Method::PUT,
