@@ -91,7 +91,7 @@ impl Exposition {
 
     fn value(&mut self, value: f64) {
         self.out.push(' ');
-        self.out.push_str(&format_value(value));
+        write_value(&mut self.out, value);
         self.out.push('\n');
     }
 
@@ -102,14 +102,29 @@ impl Exposition {
 
 /// A value as the format spells it: `NaN`, `+Inf`, `-Inf` or a decimal number.
 pub fn format_value(value: f64) -> String {
+    let mut out = String::new();
+    write_value(&mut out, value);
+    out
+}
+
+/// Appends [`format_value`]'s spelling of `value` to `out` without formatting
+/// machinery: a whole number as an integer, any other as the shortest decimal that
+/// reads back the same (`ryu`; an exponent beyond ±16 digits, as Go's exporters write).
+/// Exporters write hundreds of values per scrape, so this is their hot path.
+pub fn write_value(out: &mut String, value: f64) {
+    /// Whole numbers below this are written with every digit (2^53: exact in an f64).
+    const EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
     if value.is_nan() {
-        "NaN".into()
+        out.push_str("NaN");
     } else if value == f64::INFINITY {
-        "+Inf".into()
+        out.push_str("+Inf");
     } else if value == f64::NEG_INFINITY {
-        "-Inf".into()
+        out.push_str("-Inf");
+    } else if value.fract() == 0.0 && value.abs() < EXACT_INTEGER {
+        // Exact: the value is whole and within i64's exactly representable range.
+        out.push_str(itoa::Buffer::new().format(value as i64));
     } else {
-        value.to_string()
+        out.push_str(ryu::Buffer::new().format_finite(value));
     }
 }
 
@@ -223,6 +238,30 @@ mod tests {
              g{v=\"a\\\"b\"} NaN\n\
              g +Inf\n"
         );
+    }
+
+    #[test]
+    fn values_are_spelled_as_the_format_wants() {
+        for (value, spelled) in [
+            (0.0, "0"),
+            (-0.0, "0"),
+            (3.0, "3"),
+            (-42.0, "-42"),
+            (1_796_289_589.0, "1796289589"),
+            (0.375, "0.375"),
+            (1_700_000_000.25, "1700000000.25"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1.8446744073709552e19, "1.8446744073709552e19"),
+            (1e-7, "1e-7"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ] {
+            assert_eq!(format_value(value), spelled);
+            if value.is_finite() {
+                assert_eq!(spelled.parse::<f64>().unwrap(), value);
+            }
+        }
     }
 
     #[test]
