@@ -7,7 +7,9 @@
 //! - the JSON document, [`AgentReport`], lives in `crate::metrics::agent_report`, where
 //!   the `agent` probe reads it too; `exposition`: the same report as Prometheus text
 //!   ([`AgentReport::to_exposition`]).
-//! - `server`: the HTTP server ([`Agent`]), built from a bound listener.
+//! - `server`: the HTTP server ([`Agent`]), built from a bound listener, and the JSON
+//!   error answers the fleet's server gives too ([`json_error`], [`no_route`],
+//!   [`resource`]).
 
 pub mod collect;
 mod exposition;
@@ -17,7 +19,7 @@ pub use self::collect::{
     CollectError, Collector, Latest, NoSample, DEFAULT_INTERVAL, MIN_INTERVAL,
 };
 pub use self::exposition::PREFIX as EXPOSITION_PREFIX;
-pub use self::server::{routes, Agent, AgentError};
+pub use self::server::{json_error, no_route, resource, routes, Agent, AgentError};
 pub use crate::metrics::agent_report::{
     disk_usage, percent, AgentReport, Cpu, CpuCore, Disk, LoadAverage, Memory, Network, Temperature,
 };

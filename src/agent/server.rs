@@ -123,23 +123,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// A resource whose unserved methods answer 405 with a JSON body.
-fn resource(path: &str) -> actix_web::Resource {
+pub fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(wrong_method))
 }
 
 /// The JSON error body every Vigil server sends (DESIGN.md).
-fn error(status: StatusCode, code: &str, message: String) -> HttpResponse {
+pub fn json_error(status: StatusCode, code: &str, message: String) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "error": message, "code": code }))
 }
 
-async fn no_route(req: HttpRequest) -> HttpResponse {
+/// The default service: 404 with a JSON body naming the method and path.
+pub async fn no_route(req: HttpRequest) -> HttpResponse {
     let message = format!("no route for {} {}", req.method(), req.path());
-    error(StatusCode::NOT_FOUND, "not_found", message)
+    json_error(StatusCode::NOT_FOUND, "not_found", message)
 }
 
 async fn wrong_method(req: HttpRequest) -> HttpResponse {
     let message = format!("{} does not take {}", req.path(), req.method());
-    error(
+    json_error(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         message,
@@ -180,7 +181,7 @@ fn no_sample(why: NoSample) -> HttpResponse {
             "the agent's collector has stopped; the agent's log says why",
         ),
     };
-    let mut answer = error(StatusCode::SERVICE_UNAVAILABLE, code, message.into());
+    let mut answer = json_error(StatusCode::SERVICE_UNAVAILABLE, code, message.into());
     answer.headers_mut().insert(
         RETRY_AFTER,
         actix_web::http::header::HeaderValue::from_static("1"),
