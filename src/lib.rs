@@ -31,6 +31,9 @@
 //!   `GET /debug/actors`, and in `actors::messages` the messages one actor sends to
 //!   another whose type it does not know.
 //! - [`agent`]: the host exporter (`vigil agent`); it links nothing of the database.
+//! - [`fleet`]: `vigil fleet`, N simulated devices on one port (agent JSON,
+//!   node_exporter text, forced states) for tests and benchmarks; a tool beside the
+//!   runtime that imports only `metrics`, `agent` and `domain`.
 //! - [`remote`]: the coordinator's HTTP client for the monitor-server API, and in
 //!   `remote::wire` the bodies both ends speak.
 //! - [`probe`]: how a device is polled, one file per kind (agent, prometheus, http, tcp).
@@ -54,6 +57,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod fleet;
 pub mod health;
 pub mod http;
 pub mod metrics;

@@ -11,7 +11,7 @@ use vigil::config::{
     ServeSettings,
 };
 use vigil::error::StartupError;
-use vigil::{agent, bench, db, probe, startup};
+use vigil::{agent, bench, db, fleet, probe, startup};
 
 #[derive(Parser)]
 #[command(
@@ -151,6 +151,10 @@ enum Command {
         #[arg(long, env = "VIGIL_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// A simulated fleet of N devices on one port (agent JSON, node_exporter text,
+    /// forced states), for tests and benchmarks; needs no database
+    #[command(after_help = fleet::PROFILES_HELP)]
+    Fleet(FleetArgs),
     /// API tokens: create, list, revoke
     Token {
         #[command(subcommand)]
@@ -176,11 +180,52 @@ enum Command {
     },
 }
 
+#[derive(Args)]
+struct FleetArgs {
+    /// How many devices to simulate, 1 to 1000000; device i answers under /d/{i}/
+    #[arg(long)]
+    devices: usize,
+    /// Address to listen on, HOST:PORT (port 0 picks a free one) [default: 127.0.0.1:9200]
+    #[arg(long, env = "VIGIL_LISTEN")]
+    listen: Option<String>,
+    /// Seed of the devices' profiles: the same seed gives the same readings at the same time
+    #[arg(long, default_value_t = fleet::DEFAULT_SEED)]
+    seed: u64,
+    /// HTTP worker threads [default: one per core]
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Milliseconds added to every answer of a device's metrics routes
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Share of metrics requests answered 500, 0 to 1
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    /// Milliseconds a slow device takes to answer
+    #[arg(long, default_value_t = 2000)]
+    slow_ms: u64,
+    /// Shares of devices that cross the alert threshold, cross the critical threshold,
+    /// go unreachable and answer slowly, in episodes [default: 0.10,0.03,0.02,0.02]
+    #[arg(long, value_name = "ALERT,CRITICAL,UNREACHABLE,SLOW", value_parser = fleet::Shares::parse)]
+    shares: Option<fleet::Shares>,
+    /// Write the device list (the bulk API's body) to FILE at start
+    #[arg(long, value_name = "FILE")]
+    write_devices: Option<PathBuf>,
+    /// Kind of the devices in --write-devices' list: agent (/metrics.json) or prometheus (/metrics)
+    #[arg(long, default_value = "agent", value_parser = fleet::document_kind)]
+    kind: vigil::domain::DeviceKind,
+    /// Host to put in the device list's addresses [default: the bound address]
+    #[arg(long)]
+    advertise: Option<String>,
+}
+
 /// Exit code for settings, database and bind errors.
 const EXIT_STARTUP: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(error),
+    };
     let (config, flags) = match cli.command {
         Command::Serve {
             ref common,
@@ -245,6 +290,13 @@ fn main() -> ExitCode {
                 ..Flags::default()
             },
         ),
+        Command::Fleet(ref args) => (
+            None,
+            Flags {
+                listen: args.listen.clone(),
+                ..Flags::default()
+            },
+        ),
     };
     let file = match settings_file(config) {
         Ok(file) => file,
@@ -268,6 +320,10 @@ fn main() -> ExitCode {
         },
         Command::Agent { .. } => match AgentSettings::resolve(&flags, &file) {
             Ok(settings) => runtime.block_on(run_agent(settings)),
+            Err(error) => Err(error),
+        },
+        Command::Fleet(args) => match fleet_options(args) {
+            Ok(options) => runtime.block_on(run_fleet(options)),
             Err(error) => Err(error),
         },
         Command::Token { action } => match config::database_url(&flags, &file) {
@@ -329,6 +385,24 @@ fn settings_file(path: Option<&Path>) -> Result<FileSettings, StartupError> {
         Some(path) => FileSettings::load(path),
         None if Path::new("vigil.toml").is_file() => FileSettings::load(Path::new("vigil.toml")),
         None => Ok(FileSettings::default()),
+    }
+}
+
+/// Help and version go out as clap writes them; a value clap cannot read is one line
+/// and exit code 2, as every other bad setting; other usage errors keep clap's hints.
+fn usage_error(error: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            let rendered = error.to_string();
+            let line = rendered.lines().next().unwrap_or_default();
+            eprintln!("vigil: {}", line.strip_prefix("error: ").unwrap_or(line));
+            ExitCode::from(EXIT_STARTUP)
+        }
+        _ => {
+            let _ = error.print();
+            ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(EXIT_STARTUP))
+        }
     }
 }
 
@@ -401,6 +475,34 @@ async fn run_agent(settings: AgentSettings) -> Result<(), StartupError> {
     let agent = agent::Agent::build(settings.listen, settings.interval)?;
     let handle = agent.handle();
     until_stopped(handle, agent.run_until_stopped()).await
+}
+
+fn fleet_options(args: FleetArgs) -> Result<fleet::FleetOptions, StartupError> {
+    let listen = args.listen.as_deref().unwrap_or(fleet::DEFAULT_LISTEN);
+    let defaults = fleet::FleetOptions::default();
+    Ok(fleet::FleetOptions {
+        devices: args.devices,
+        listen: config::socket_address("--listen", listen)?,
+        seed: args.seed,
+        workers: args.workers.unwrap_or(defaults.workers),
+        latency_ms: args.latency_ms,
+        error_rate: args.error_rate,
+        slow_ms: args.slow_ms,
+        shares: args.shares.unwrap_or(defaults.shares),
+        advertise: args.advertise,
+        write_devices: args.write_devices,
+        kind: args.kind,
+    })
+}
+
+async fn run_fleet(options: fleet::FleetOptions) -> Result<(), StartupError> {
+    let fleet = fleet::Fleet::build(options).map_err(|error| match error {
+        fleet::FleetError::Bind { address, source } => StartupError::Bind { address, source },
+        fleet::FleetError::Server(error) => StartupError::Server(error),
+        other => StartupError::Settings(other.to_string()),
+    })?;
+    let handle = fleet.handle();
+    until_stopped(handle, fleet.run_until_stopped()).await
 }
 
 /// `vigil token …`: prints what the command made or found on stdout.

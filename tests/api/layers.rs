@@ -1,7 +1,9 @@
 //! The crate's layers, read from its source: every module's imports (`use` declarations
 //! and `crate::…` paths, test code left out) form a graph with no cycle, and between
 //! the top-level modules every arrow runs down the order DESIGN.md draws:
-//! `startup → http → actors → remote / probe / db → domain`.
+//! `startup → http → actors → remote / probe / db → domain`. Tools beside the runtime
+//! (the fleet simulator) import only what [`TOOLS`] lists, and nothing but `startup`
+//! imports them (the binary and the benchmarks are outside the library).
 //!
 //! `cargo modules dependencies --lib --no-fns --no-types --no-traits --layout dot`
 //! (crate `cargo-modules`) draws the same module graph; this test keeps it true
@@ -20,6 +22,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("error", 7),
     ("http", 6),
     ("actors", 5),
+    ("fleet", 5),
     ("agent", 4),
     ("remote", 4),
     ("auth", 3),
@@ -29,6 +32,14 @@ const LAYERS: &[(&str, u32)] = &[
     ("metrics", 2),
     ("domain", 1),
 ];
+
+/// Top-level tools beside the runtime and the only top-level modules each may import.
+/// A rank alone would let a tool reach anything below it, and let anything above it
+/// reach the tool.
+const TOOLS: &[(&str, &[&str])] = &[("fleet", &["agent", "metrics", "domain"])];
+
+/// The one module that may import a tool: it builds every process.
+const TOOL_USER: &str = "startup";
 
 /// A module path under the crate root: `["actors", "scheduler", "start"]`.
 type ModPath = Vec<String>;
@@ -95,6 +106,14 @@ fn strip(source: &str) -> String {
             }
             i += 1;
             out.push_str("\"\"");
+        } else if c == '\'' && (next == Some('\\') || bytes.get(i + 2) == Some(&'\'')) {
+            // A char literal (`'"'`, `'{'`, `'\''`), not a lifetime: skipped, so its
+            // quote or brace opens nothing.
+            i += if next == Some('\\') { 3 } else { 1 };
+            while i < bytes.len() && bytes[i] != '\'' {
+                i += 1;
+            }
+            i += 1;
         } else if c == 'r' && next == Some('#') && bytes.get(i + 2) == Some(&'"') {
             i += 3;
             while i + 1 < bytes.len() && !(bytes[i] == '"' && bytes[i + 1] == '#') {
@@ -460,9 +479,53 @@ fn arrows_between_top_level_modules_run_down_the_layers() {
 }
 
 #[test]
+fn tools_import_only_what_they_may_and_only_startup_imports_them() {
+    let mut wrong = Vec::new();
+    for (from, targets) in graph() {
+        let Some(from_top) = from.first() else {
+            continue;
+        };
+        let tool = TOOLS.iter().find(|(name, _)| name == from_top);
+        for target in targets {
+            let Some(to_top) = target.first() else {
+                continue;
+            };
+            if to_top == from_top {
+                continue;
+            }
+            if let Some((_, allowed)) = tool {
+                if !allowed.contains(&to_top.as_str()) {
+                    wrong.push(format!(
+                        "{} -> {} (not in TOOLS)",
+                        name(&from),
+                        name(&target)
+                    ));
+                }
+            }
+            let into_tool = TOOLS.iter().any(|(name, _)| name == to_top);
+            if into_tool && from_top != TOOL_USER {
+                wrong.push(format!(
+                    "{} -> {} (only {TOOL_USER} may)",
+                    name(&from),
+                    name(&target)
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "arrows into or out of tools: {wrong:#?}");
+    let known: BTreeSet<String> = graph()
+        .keys()
+        .filter_map(|path| path.first().cloned())
+        .collect();
+    for (tool, _) in TOOLS {
+        assert!(known.contains(*tool), "{tool} is not in the source tree");
+    }
+}
+
+#[test]
 fn the_reader_sees_a_known_cycle_and_a_known_arrow() {
     let code = strip(
-        "use super::a::{B, c::{D as E}, self};\n// use crate::x;\nfn f() { crate::db::run(\"crate::y\") }\n#[cfg(test)]\nmod tests { use crate::z; }",
+        "use super::a::{B, c::{D as E}, self};\n// use crate::x;\nfn f<'a>() { crate::db::run(\"crate::y\"); g('\"', '{', '\\'') }\n#[cfg(test)]\nmod tests { use crate::z; }",
     );
     let paths = named_paths(&code);
     assert!(paths.contains(&vec!["super".into(), "a".into(), "B".into()]));
