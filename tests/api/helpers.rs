@@ -733,8 +733,23 @@ pub const PROMTOOL: &str = "/usr/bin/promtool";
 /// HELP on every family) when Prometheus's tools are installed; `None` when they are not
 /// (see [`tool_installed`]).
 pub fn promtool_accepts(text: &str) -> Option<()> {
+    let findings = promtool_findings(text)?;
+    assert!(
+        findings.is_empty(),
+        "promtool refused the exposition:\n{}\n{text}",
+        findings.join("\n")
+    );
+    Some(())
+}
+
+/// What `promtool check metrics` finds in an exposition that parses: the lint
+/// findings, one a line (none: it passes). Fails the test when promtool cannot parse
+/// it. `None` when promtool is not installed (see [`tool_installed`]).
+pub fn promtool_findings(text: &str) -> Option<Vec<String>> {
     use std::io::Write;
     use std::process::{Command, Stdio};
+    /// promtool's exit code for an exposition that parses but has lint findings.
+    const LINT_FINDINGS: i32 = 3;
     if !tool_installed("promtool check metrics", PROMTOOL, "prometheus") {
         return None;
     }
@@ -752,13 +767,17 @@ pub fn promtool_accepts(text: &str) -> Option<()> {
         .write_all(text.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool refused the exposition:\n{}{}\n{text}",
+    let said = format!(
+        "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    Some(())
+    assert!(
+        out.status.success() || out.status.code() == Some(LINT_FINDINGS),
+        "promtool could not read the exposition ({}):\n{said}\n{text}",
+        out.status
+    );
+    Some(said.lines().map(String::from).collect())
 }
 
 /// Records `device_id` as placed under `epoch` (on no server), so that the fenced

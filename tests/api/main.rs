@@ -16,6 +16,7 @@ mod bad_input;
 mod bulk;
 mod cluster;
 mod failover;
+mod fleet;
 mod metrics_store;
 mod monitor_server_api;
 mod node_exporter;

@@ -17,7 +17,7 @@ crate::on_both_backends!(a_killed_monitor_server_process_shows_down_while_the_ot
 
 /// How long a process may take to do what a test waits for before the test gives up.
 /// A bound against hanging, not a performance claim.
-const GIVE_UP: Duration = Duration::from_secs(30);
+pub(crate) const GIVE_UP: Duration = Duration::from_secs(30);
 /// How long a process may take to give up on a database that refuses connections.
 const CONNECT_FAILURE_BOUND: Duration = Duration::from_secs(10);
 /// How long `vigil serve` may take to stop after SIGTERM.
@@ -154,6 +154,17 @@ impl Process {
             actix_rt::time::sleep(Duration::from_millis(10)).await;
         }
         status
+    }
+
+    /// Sends SIGTERM and waits for a clean exit (status 0) within [`SHUTDOWN_BOUND`].
+    pub(crate) async fn stops_cleanly_on_sigterm(&mut self) {
+        self.signal("TERM");
+        let status = self.exit_within(SHUTDOWN_BOUND).await;
+        assert!(
+            status.success(),
+            "exit {status} after SIGTERM:\n{}",
+            self.seen.join("\n")
+        );
     }
 
     /// Sends a signal with the `kill` command.
@@ -705,31 +716,36 @@ async fn the_vigil_agent_process_serves_this_hosts_metrics_and_stops_on_sigterm(
     );
     assert!(report.memory.total_bytes > 0);
 
-    agent.signal("TERM");
-    let status = agent.exit_within(SHUTDOWN_BOUND).await;
-    assert!(
-        status.success(),
-        "exit {status}:\n{}",
-        agent.seen.join("\n")
-    );
+    agent.stops_cleanly_on_sigterm().await;
 }
 
 #[actix_rt::test]
 async fn bad_agent_settings_exit_with_code_2_and_one_line_on_stderr() {
-    let dir = tempfile::tempdir().unwrap();
-    for (args, says) in [
+    assert_refused(&[
         (
-            &["agent", "--interval-ms", "5"][..],
+            &["agent", "--interval-ms", "5"],
             "--interval-ms must be from 200",
         ),
-        (&["agent", "--listen", "nonsense"][..], "--listen"),
-    ] {
-        let mut agent = Process::spawn(args, dir.path(), None);
-        let status = agent.exit_within(GIVE_UP).await;
-        assert_eq!(status.code(), Some(2), "{args:?}: {:?}", agent.seen);
-        assert_eq!(agent.seen.len(), 1, "{args:?}: {:?}", agent.seen);
-        assert!(agent.seen[0].starts_with("vigil: "), "{:?}", agent.seen);
-        assert!(agent.seen[0].contains(says), "{args:?}: {:?}", agent.seen);
+        (&["agent", "--listen", "nonsense"], "--listen"),
+    ])
+    .await;
+}
+
+/// Runs `vigil ARGS` for each case and checks that it exits with code 2 having written
+/// one line to stderr, `vigil: …`, that contains the text given.
+pub(crate) async fn assert_refused(cases: &[(&[&str], &str)]) {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, says) in cases {
+        let mut process = Process::spawn(args, dir.path(), None);
+        let status = process.exit_within(GIVE_UP).await;
+        assert_eq!(status.code(), Some(2), "{args:?}: {:?}", process.seen);
+        assert_eq!(process.seen.len(), 1, "{args:?}: {:?}", process.seen);
+        assert!(process.seen[0].starts_with("vigil: "), "{:?}", process.seen);
+        assert!(
+            process.seen[0].contains(says),
+            "{args:?}: {:?}",
+            process.seen
+        );
     }
 }
 
