@@ -14,7 +14,7 @@ use super::cluster::{
 };
 use super::fleet::Fleet;
 use super::report::{Better, Report, Row};
-use super::BenchSettings;
+use super::settings::BenchSettings;
 
 const LATENESS: &str = "vigil_poll_lateness_seconds";
 /// Lateness p99 above this, or fewer polls than this share of the ideal, and the

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::cluster::{BenchDb, ClusterOptions, VigilCluster};
 use super::report::{Better, Report, Row};
-use super::{median, BenchSettings};
+use super::settings::{median, BenchSettings};
 
 const SERVERS: usize = 3;
 /// Polls so rare they cost nothing while starts are timed (first polls spread over it).

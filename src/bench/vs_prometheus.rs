@@ -14,7 +14,7 @@ use super::cluster::{exposition_value, BenchDb, ClusterOptions, VigilCluster};
 use super::fleet::Fleet;
 use super::prometheus::{self, Prometheus};
 use super::report::{Better, Report, Row};
-use super::BenchSettings;
+use super::settings::BenchSettings;
 
 const INTERVAL: Duration = Duration::from_secs(1);
 
