@@ -17,13 +17,6 @@ pub struct Prometheus {
     http: awc::Client,
 }
 
-/// What Prometheus has done since it started.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Counts {
-    pub scrapes: f64,
-    pub samples: f64,
-}
-
 impl Prometheus {
     /// Starts Prometheus scraping `document` (e.g. `metrics`) of devices `0..devices` of
     /// the fleet at `fleet` every `interval`, its data under `work`.
@@ -62,12 +55,45 @@ impl Prometheus {
         self.process.usage()
     }
 
-    /// Scrapes made and samples appended to its head block so far, from its own metrics.
-    pub async fn counts(&self) -> anyhow::Result<Counts> {
-        let url = format!("http://{}/metrics", self.address);
+    /// Samples appended to its head block since it started, from its own metrics.
+    pub async fn samples_appended(&self) -> anyhow::Result<f64> {
+        let text = self
+            .get(&format!("http://{}/metrics", self.address))
+            .await?;
+        Ok(exposition_value(
+            &text,
+            "prometheus_tsdb_head_samples_appended_total",
+        ))
+    }
+
+    /// Scrapes made in the last `window` (failed ones too): the `up` samples it stored.
+    pub async fn scrapes_within(&self, window: Duration) -> anyhow::Result<f64> {
+        let query = format!("sum(count_over_time(up[{}ms]))", window.as_millis());
+        self.query(&query).await
+    }
+
+    /// How many targets answered their last scrape.
+    pub async fn targets_up(&self) -> anyhow::Result<f64> {
+        self.query("sum(up)").await
+    }
+
+    /// The value of an instant query that answers one number.
+    async fn query(&self, query: &str) -> anyhow::Result<f64> {
+        let url = url::Url::parse_with_params(
+            &format!("http://{}/api/v1/query", self.address),
+            [("query", query)],
+        )?;
+        let body: serde_json::Value = serde_json::from_str(&self.get(url.as_str()).await?)?;
+        body["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{query} has no value: {body}"))
+    }
+
+    async fn get(&self, url: &str) -> anyhow::Result<String> {
         let mut answer = self
             .http
-            .get(&url)
+            .get(url)
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
@@ -76,31 +102,7 @@ impl Prometheus {
             .limit(64 * 1024 * 1024)
             .await
             .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
-        let text = String::from_utf8_lossy(&body);
-        Ok(Counts {
-            // One per scrape of any target (after each target's first).
-            scrapes: exposition_value(&text, "prometheus_target_interval_length_seconds_count"),
-            samples: exposition_value(&text, "prometheus_tsdb_head_samples_appended_total"),
-        })
-    }
-
-    /// How many targets answered their last scrape.
-    pub async fn targets_up(&self) -> anyhow::Result<f64> {
-        let url = format!("http://{}/api/v1/query?query=sum(up)", self.address);
-        let mut answer = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
-        let body: serde_json::Value = answer
-            .json()
-            .await
-            .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
-        body["data"]["result"][0]["value"][1]
-            .as_str()
-            .and_then(|v| v.parse().ok())
-            .context("sum(up) has a value")
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     pub async fn stop(self) {
