@@ -244,6 +244,9 @@ pub fn number(value: f64) -> String {
             grouped.insert(0, '-');
         }
         grouped
+    } else if value.fract() == 0.0 {
+        // Counts (batches, samples dropped) read as whole numbers.
+        format!("{value:.0}")
     } else if magnitude >= 100.0 {
         format!("{value:.0}")
     } else if magnitude >= 10.0 {
@@ -267,6 +270,8 @@ mod tests {
         assert_eq!(number(12.345), "12.3");
         assert_eq!(number(3.7), "3.70");
         assert_eq!(number(0.16), "0.160");
+        assert_eq!(number(0.0), "0");
+        assert_eq!(number(4.0), "4");
     }
 
     #[test]
