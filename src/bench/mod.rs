@@ -5,9 +5,14 @@
 //! in seconds, so CI catches a benchmark that broke.
 //!
 //! A benchmark runs this binary's own subcommands as processes (`vigil coordinator`,
-//! `vigil monitor-server`, `vigil fleet`) and measures them from `/proc`.
+//! `vigil monitor-server`) and measures them from `/proc`; one that
+//! measures a part rather than a process (`ingest`: the metrics writer) runs it here.
+//!
+//! - `start_all`: a company start across monitor servers, beside the per-device path;
+//! - `ingest`: the metrics writer, beside single-row inserts, and the history query.
 
 mod cluster;
+mod ingest;
 mod process;
 mod report;
 mod start_all;
@@ -22,14 +27,16 @@ pub use self::report::{Better, Report, Row};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
     StartAll,
+    Ingest,
 }
 
 impl Scenario {
-    pub const ALL: &'static [Scenario] = &[Scenario::StartAll];
+    pub const ALL: &'static [Scenario] = &[Scenario::StartAll, Scenario::Ingest];
 
     pub fn name(self) -> &'static str {
         match self {
             Scenario::StartAll => "start-all",
+            Scenario::Ingest => "ingest",
         }
     }
 }
@@ -91,6 +98,7 @@ pub async fn run(scenarios: &[Scenario], settings: &BenchSettings) -> anyhow::Re
         );
         let report = match scenario {
             Scenario::StartAll => start_all::run(settings).await?,
+            Scenario::Ingest => ingest::run(settings).await?,
         };
         let name = if settings.smoke {
             format!("{}-smoke", scenario.name())
