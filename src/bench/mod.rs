@@ -5,12 +5,14 @@
 //! in seconds, so CI catches a benchmark that broke.
 //!
 //! A benchmark runs this binary's own subcommands as processes (`vigil coordinator`,
-//! `vigil monitor-server`) and measures them from `/proc`; one that
+//! `vigil monitor-server`, `vigil agent`) and measures them from `/proc`; one that
 //! measures a part rather than a process (`ingest`: the metrics writer) runs it here.
 //!
 //! - `start_all`: a company start across monitor servers, beside the per-device path;
-//! - `ingest`: the metrics writer, beside single-row inserts, and the history query.
+//! - `ingest`: the metrics writer, beside single-row inserts, and the history query;
+//! - `agent`: `vigil agent` per scrape, beside node_exporter.
 
+mod agent;
 mod cluster;
 mod ingest;
 mod process;
@@ -28,15 +30,17 @@ pub use self::report::{Better, Report, Row};
 pub enum Scenario {
     StartAll,
     Ingest,
+    Agent,
 }
 
 impl Scenario {
-    pub const ALL: &'static [Scenario] = &[Scenario::StartAll, Scenario::Ingest];
+    pub const ALL: &'static [Scenario] = &[Scenario::StartAll, Scenario::Ingest, Scenario::Agent];
 
     pub fn name(self) -> &'static str {
         match self {
             Scenario::StartAll => "start-all",
             Scenario::Ingest => "ingest",
+            Scenario::Agent => "agent",
         }
     }
 }
@@ -99,6 +103,7 @@ pub async fn run(scenarios: &[Scenario], settings: &BenchSettings) -> anyhow::Re
         let report = match scenario {
             Scenario::StartAll => start_all::run(settings).await?,
             Scenario::Ingest => ingest::run(settings).await?,
+            Scenario::Agent => agent::run(settings).await?,
         };
         let name = if settings.smoke {
             format!("{}-smoke", scenario.name())
