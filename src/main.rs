@@ -159,7 +159,7 @@ enum Command {
     /// Benchmarks of whole processes beside their peers, as a table and JSON under
     /// target/bench/ (not part of cargo test); run a release build
     Bench {
-        /// The scenario: start-all, ingest, agent, or all of them
+        /// The scenario: start-all, ingest, agent, api, or all of them
         scenario: String,
         /// Small sizes, seconds per scenario (what CI runs)
         #[arg(long)]

@@ -10,9 +10,11 @@
 //!
 //! - `start_all`: a company start across monitor servers, beside the per-device path;
 //! - `ingest`: the metrics writer, beside single-row inserts, and the history query;
-//! - `agent`: `vigil agent` per scrape, beside node_exporter.
+//! - `agent`: `vigil agent` per scrape, beside node_exporter;
+//! - `api`: the REST API's reads under wrk.
 
 mod agent;
+mod api;
 mod cluster;
 mod ingest;
 mod process;
@@ -31,16 +33,23 @@ pub enum Scenario {
     StartAll,
     Ingest,
     Agent,
+    Api,
 }
 
 impl Scenario {
-    pub const ALL: &'static [Scenario] = &[Scenario::StartAll, Scenario::Ingest, Scenario::Agent];
+    pub const ALL: &'static [Scenario] = &[
+        Scenario::StartAll,
+        Scenario::Ingest,
+        Scenario::Agent,
+        Scenario::Api,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Scenario::StartAll => "start-all",
             Scenario::Ingest => "ingest",
             Scenario::Agent => "agent",
+            Scenario::Api => "api",
         }
     }
 }
@@ -104,6 +113,7 @@ pub async fn run(scenarios: &[Scenario], settings: &BenchSettings) -> anyhow::Re
             Scenario::StartAll => start_all::run(settings).await?,
             Scenario::Ingest => ingest::run(settings).await?,
             Scenario::Agent => agent::run(settings).await?,
+            Scenario::Api => api::run(settings).await?,
         };
         let name = if settings.smoke {
             format!("{}-smoke", scenario.name())
