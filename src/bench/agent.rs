@@ -9,8 +9,8 @@ use anyhow::bail;
 use futures_util::future::join_all;
 
 use super::process::{self, free_address, Spawned, Usage};
-use super::report::{Better, Report, Row};
-use super::{median, BenchSettings};
+use super::report::{median, Better, Report, Row};
+use super::settings::BenchSettings;
 
 /// Debian's package of the peer, and its program's name.
 const NODE_EXPORTER: &str = "prometheus-node-exporter";

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::cluster::{BenchDb, ClusterOptions, VigilCluster, QUIET_INTERVAL_MS};
 use super::process::{self, Spawned, Usage};
 use super::report::{Better, Report, Row};
-use super::BenchSettings;
+use super::settings::BenchSettings;
 
 const SERVERS: usize = 2;
 /// The endpoints measured, from `/api/v1/` on.

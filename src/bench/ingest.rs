@@ -19,8 +19,8 @@ use diesel::connection::SimpleConnection;
 use diesel::RunQueryDsl;
 
 use super::cluster::BenchDb;
-use super::report::{number, Better, Report, Row};
-use super::{median, BenchSettings};
+use super::report::{median, number, Better, Report, Row};
+use super::settings::BenchSettings;
 use crate::actors::messages::Sample;
 use crate::actors::writer::{Flush, MetricsWriter, WriterSettings};
 use crate::db::models::NewSample;

@@ -19,13 +19,13 @@ mod cluster;
 mod ingest;
 mod process;
 mod report;
+mod settings;
 mod start_all;
 
-use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::Duration;
 
 pub use self::report::{Better, Report, Row};
+pub use self::settings::BenchSettings;
 
 /// The scenarios, by the name `vigil bench` takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,35 +72,6 @@ impl FromStr for Scenario {
     }
 }
 
-/// How a benchmark runs.
-#[derive(Debug, Clone)]
-pub struct BenchSettings {
-    /// Small sizes, seconds per scenario: for CI.
-    pub smoke: bool,
-    /// Where the JSON reports (and the processes' logs, under `logs/`) go.
-    pub out: PathBuf,
-    /// A PostgreSQL server to run the database-bound scenarios on as well as SQLite.
-    pub postgres: Option<String>,
-    /// Overrides the scenario's number of devices.
-    pub devices: Option<usize>,
-}
-
-impl BenchSettings {
-    /// The databases a scenario runs on: SQLite, then PostgreSQL when given.
-    pub fn backends(&self) -> Vec<Option<String>> {
-        let mut backends = vec![None];
-        if let Some(url) = &self.postgres {
-            backends.push(Some(url.clone()));
-        }
-        backends
-    }
-
-    /// Where the processes of one run write their logs.
-    pub fn logs(&self, run: &str) -> PathBuf {
-        self.out.join("logs").join(run)
-    }
-}
-
 /// Runs `scenarios` one after the other, printing and writing each report.
 pub async fn run(scenarios: &[Scenario], settings: &BenchSettings) -> anyhow::Result<()> {
     for &scenario in scenarios {
@@ -125,11 +96,4 @@ pub async fn run(scenarios: &[Scenario], settings: &BenchSettings) -> anyhow::Re
         println!("(written to {})\n", path.display());
     }
     Ok(())
-}
-
-/// The median of some timings (zero for none).
-pub fn median(samples: &[Duration]) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
 }

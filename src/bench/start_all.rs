@@ -9,8 +9,8 @@ use awc::http::Method;
 use serde_json::{json, Value};
 
 use super::cluster::{BenchDb, ClusterOptions, VigilCluster};
-use super::report::{Better, Report, Row};
-use super::{median, BenchSettings};
+use super::report::{median, Better, Report, Row};
+use super::settings::BenchSettings;
 
 const SERVERS: usize = 3;
 
