@@ -21,6 +21,9 @@ const CALL_WITHIN: Duration = Duration::from_secs(600);
 const MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
 /// Devices per bulk create call: the API's limit.
 pub const BULK_LIMIT: usize = 10_000;
+/// Polls so rare they cost nothing while something else is timed (a start pass spreads
+/// the first polls over one interval).
+pub const QUIET_INTERVAL_MS: u64 = 3_600_000;
 
 /// A scratch database a benchmark runs on.
 pub struct BenchDb {
@@ -201,6 +204,23 @@ impl VigilCluster {
         self.ok(Method::PUT, "config", Some(&changes))
             .await
             .map(drop)
+    }
+
+    /// Makes polls quiet (`QUIET_INTERVAL_MS`) with room for `devices` monitors per
+    /// server, then creates a company for them and answers its id.
+    pub async fn quiet_company(&self, name: &str, devices: usize) -> anyhow::Result<i64> {
+        self.configure(json!({
+            "poll_interval_ms": QUIET_INTERVAL_MS,
+            "max_monitors_per_server": devices,
+        }))
+        .await?;
+        self.company(name).await
+    }
+
+    /// An address for devices that is always up and costs nothing else to poll: the
+    /// coordinator's own health check.
+    pub fn always_up_address(&self) -> String {
+        format!("http://{}/healthz", self.coordinator_address)
     }
 
     /// Creates a company and answers its id.

@@ -5,10 +5,22 @@
 //! in seconds, so CI catches a benchmark that broke.
 //!
 //! A benchmark runs this binary's own subcommands as processes (`vigil coordinator`,
-//! `vigil monitor-server`, `vigil fleet`) and measures them from `/proc`.
+//! `vigil monitor-server`, `vigil agent`, `vigil fleet`) and Debian's peers, and
+//! measures them from `/proc`; one that
+//! measures a part rather than a process (`ingest`: the metrics writer) runs it here.
+//!
+//! - `vs_prometheus`: one monitor server polling a fleet, beside Prometheus scraping it;
+//! - `monitors`: 10k–100k monitors in one monitor server, and its peak poll rate;
+//! - `start_all`: a company start across monitor servers, beside the per-device path;
+//! - `ingest`: the metrics writer, beside single-row inserts, and the history query;
+//! - `agent`: `vigil agent` per scrape, beside node_exporter;
+//! - `api`: the REST API's reads under wrk.
 
+mod agent;
+mod api;
 mod cluster;
 mod fleet;
+mod ingest;
 mod monitors;
 mod process;
 mod prometheus;
@@ -28,6 +40,9 @@ pub enum Scenario {
     VsPrometheus,
     Monitors,
     StartAll,
+    Ingest,
+    Agent,
+    Api,
 }
 
 impl Scenario {
@@ -35,6 +50,9 @@ impl Scenario {
         Scenario::VsPrometheus,
         Scenario::Monitors,
         Scenario::StartAll,
+        Scenario::Ingest,
+        Scenario::Agent,
+        Scenario::Api,
     ];
 
     pub fn name(self) -> &'static str {
@@ -42,6 +60,9 @@ impl Scenario {
             Scenario::VsPrometheus => "vs-prometheus",
             Scenario::Monitors => "monitors",
             Scenario::StartAll => "start-all",
+            Scenario::Ingest => "ingest",
+            Scenario::Agent => "agent",
+            Scenario::Api => "api",
         }
     }
 }
@@ -76,6 +97,9 @@ pub async fn run(scenarios: &[Scenario], settings: &BenchSettings) -> anyhow::Re
             Scenario::VsPrometheus => vs_prometheus::run(settings).await?,
             Scenario::Monitors => monitors::run(settings).await?,
             Scenario::StartAll => start_all::run(settings).await?,
+            Scenario::Ingest => ingest::run(settings).await?,
+            Scenario::Agent => agent::run(settings).await?,
+            Scenario::Api => api::run(settings).await?,
         };
         let name = if settings.smoke {
             format!("{}-smoke", scenario.name())

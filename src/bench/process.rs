@@ -14,6 +14,8 @@ use anyhow::{bail, Context};
 const READY_WITHIN: Duration = Duration::from_secs(60);
 /// How long a process may take to exit after SIGTERM before it is killed.
 const EXIT_WITHIN: Duration = Duration::from_secs(20);
+/// How often a process that is expected to exit is looked at.
+const EXIT_CHECK: Duration = Duration::from_millis(20);
 
 /// A child process, killed when dropped.
 pub struct Spawned {
@@ -135,9 +137,33 @@ impl Spawned {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
                 return;
             }
-            actix_rt::time::sleep(Duration::from_millis(20)).await;
+            actix_rt::time::sleep(EXIT_CHECK).await;
         }
         tracing::warn!(process = self.name, "did not exit after SIGTERM; killed");
+    }
+
+    /// Waits for a process that ends by itself (wrk) and answers its log; fails with the
+    /// end of the log if it exits with an error or is still running after `within`.
+    pub async fn finish(mut self, within: Duration) -> anyhow::Result<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!(
+                        "{} exited ({status}); the end of {}:\n{}",
+                        self.name,
+                        self.log.display(),
+                        tail(&self.log)
+                    );
+                }
+                return std::fs::read_to_string(&self.log)
+                    .with_context(|| format!("cannot read {}", self.log.display()));
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not finish within {within:?}", self.name);
+            }
+            actix_rt::time::sleep(EXIT_CHECK).await;
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -244,6 +245,9 @@ pub fn number(value: f64) -> String {
             grouped.insert(0, '-');
         }
         grouped
+    } else if value.fract() == 0.0 {
+        // Counts (batches, samples dropped) read as whole numbers.
+        format!("{value:.0}")
     } else if magnitude >= 100.0 {
         format!("{value:.0}")
     } else if magnitude >= 10.0 {
@@ -253,6 +257,13 @@ pub fn number(value: f64) -> String {
     } else {
         format!("{value:.3}")
     }
+}
+
+/// The median of some timings (zero for none).
+pub fn median(samples: &[Duration]) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -267,6 +278,8 @@ mod tests {
         assert_eq!(number(12.345), "12.3");
         assert_eq!(number(3.7), "3.70");
         assert_eq!(number(0.16), "0.160");
+        assert_eq!(number(0.0), "0");
+        assert_eq!(number(4.0), "4");
     }
 
     #[test]

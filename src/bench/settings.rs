@@ -1,7 +1,7 @@
-//! How a benchmark run is set up (sizes, output, databases), shared by every scenario.
+//! How a benchmark runs: its size, where its reports go, the databases it runs on. A
+//! leaf module, so every scenario reads it without importing the dispatcher.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// How a benchmark runs.
 #[derive(Debug, Clone)]
@@ -30,11 +30,4 @@ impl BenchSettings {
     pub fn logs(&self, run: &str) -> PathBuf {
         self.out.join("logs").join(run)
     }
-}
-
-/// The median of some timings (zero for none).
-pub fn median(samples: &[Duration]) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
 }

@@ -9,12 +9,10 @@ use awc::http::Method;
 use serde_json::{json, Value};
 
 use super::cluster::{BenchDb, ClusterOptions, VigilCluster};
-use super::report::{Better, Report, Row};
-use super::settings::{median, BenchSettings};
+use super::report::{median, Better, Report, Row};
+use super::settings::BenchSettings;
 
 const SERVERS: usize = 3;
-/// Polls so rare they cost nothing while starts are timed (first polls spread over it).
-const QUIET_INTERVAL_MS: u64 = 3_600_000;
 
 struct Sizes {
     devices: usize,
@@ -107,15 +105,8 @@ struct Measured {
 }
 
 async fn measure(cluster: &VigilCluster, sizes: &Sizes) -> anyhow::Result<Measured> {
-    cluster
-        .configure(json!({
-            "poll_interval_ms": QUIET_INTERVAL_MS,
-            "max_monitors_per_server": sizes.devices,
-        }))
-        .await?;
-    let company = cluster.company("bench").await?;
-    // Each device is the coordinator's own health check: always up, nothing else to run.
-    let target = format!("http://{}/healthz", cluster.coordinator_address());
+    let company = cluster.quiet_company("bench", sizes.devices).await?;
+    let target = cluster.always_up_address();
     let devices: Vec<Value> = (0..sizes.devices)
         .map(|n| json!({ "name": format!("device-{n:06}"), "address": target, "kind": "http" }))
         .collect();
