@@ -210,12 +210,22 @@ impl DeviceMonitor {
                 });
             }
         }
+        // Every series goes to storage; the monitor keeps only the summary of its last
+        // poll (a node_exporter's hundreds of raw series would cost memory per monitor
+        // and bulk in every device list).
+        let summary = result
+            .metrics
+            .iter()
+            .filter(|(key, _)| series::is_summary(key))
+            .map(|(key, value)| (key.clone(), *value))
+            .collect();
+        let metrics = std::mem::replace(&mut result.metrics, summary);
         if let Some(samples) = &self.reporting.samples {
             samples.do_send(Sample {
                 device_id: device.id,
                 epoch: self.spec.epoch,
                 at: result.at,
-                metrics: result.metrics.clone(),
+                metrics,
             });
         }
         self.last_result = Some(result);

@@ -125,7 +125,7 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
         .peer("Prometheus", peer.cpu_ms_per_poll);
         report.row(match part.cpu_ratio_target {
             Some(limit) => cpu.ratio_at_most(limit),
-            None => cpu.ratio_at_most(1.0),
+            None => cpu,
         });
         report.row(
             Row::new(name("resident memory"), "MiB", Better::Lower, ours.rss_mib)

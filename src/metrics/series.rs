@@ -37,6 +37,39 @@ pub const LATENCY_SECONDS: &str = "latency_seconds";
 /// The status an HTTP device answered.
 pub const HTTP_STATUS_CODE: &str = "http_status_code";
 
+/// The names of the series that sum a device up (CPU, memory, swap, network, disks,
+/// temperatures, load, uptime, and every poll's `up` and `latency_seconds`): what a
+/// monitor keeps of its last poll and shows in device lists. Every other series a
+/// device reports (a node_exporter's hundreds of raw series) goes to storage only.
+pub const SUMMARY: &[&str] = &[
+    CPU_USAGE_PERCENT,
+    CPU_CORE_USAGE_PERCENT,
+    MEMORY_USED_BYTES,
+    MEMORY_TOTAL_BYTES,
+    MEMORY_USAGE_PERCENT,
+    SWAP_USED_BYTES,
+    SWAP_TOTAL_BYTES,
+    SWAP_USAGE_PERCENT,
+    NETWORK_RECEIVE_BYTES_PER_SECOND,
+    NETWORK_TRANSMIT_BYTES_PER_SECOND,
+    DISK_USED_BYTES,
+    DISK_TOTAL_BYTES,
+    DISK_USAGE_PERCENT,
+    TEMPERATURE_CELSIUS,
+    LOAD1,
+    LOAD5,
+    LOAD15,
+    UPTIME_SECONDS,
+    UP,
+    LATENCY_SECONDS,
+    HTTP_STATUS_CODE,
+];
+
+/// Whether `series` is one of the [`SUMMARY`] series.
+pub fn is_summary(series: &str) -> bool {
+    SUMMARY.contains(&name(series))
+}
+
 /// The series `name` with `labels`, in the order given.
 pub fn series(name: &str, labels: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(name.len() + 16 * labels.len());
