@@ -7,6 +7,7 @@
 //! loop onto tokio's blocking pool. Nothing here knows about HTTP or actors.
 
 pub mod assignments;
+pub mod claims;
 pub mod companies;
 pub mod config;
 mod conn;

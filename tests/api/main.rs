@@ -14,6 +14,7 @@ mod layers;
 mod agent;
 mod bad_input;
 mod bulk;
+mod claims;
 mod cluster;
 mod failover;
 mod fleet;

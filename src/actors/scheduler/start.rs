@@ -489,32 +489,39 @@ impl StartPass<'_> {
             .map(|(p, server)| (p.spec.id, p.epoch, *server))
             .collect();
         let rotation = self.balancer.rotation();
-        let outcomes = self
-            .db
-            .run(move |conn| {
-                db::write_transaction(conn, |conn| {
-                    // Locked until the claims commit: a stop of these devices either
-                    // came first (and they are skipped) or waits and then sees them.
-                    let ids: Vec<i64> = wanted.iter().map(|(id, _, _)| *id).collect();
-                    let still_wanted = db::devices::lock_wanted(conn, &ids)?;
-                    let mut outcomes = Vec::with_capacity(wanted.len());
-                    for (device_id, expected, server_id) in wanted {
-                        if !still_wanted.contains(&device_id) {
-                            outcomes.push(Claimed::NotWanted);
-                            continue;
-                        }
-                        match db::assignments::claim(conn, device_id, expected, Some(server_id))? {
-                            Some(epoch) => outcomes.push(Claimed::Won(epoch)),
-                            None => {
-                                outcomes.push(Claimed::Lost(db::assignments::get(conn, device_id)?))
+        let outcomes =
+            self.db
+                .run(move |conn| {
+                    db::write_transaction(conn, |conn| {
+                        // Locked until the claims commit: a stop of these devices either
+                        // came first (and they are skipped) or waits and then sees them.
+                        let ids: Vec<i64> = wanted.iter().map(|(id, _, _)| *id).collect();
+                        let still_wanted = db::devices::lock_wanted(conn, &ids)?;
+                        let claims: Vec<db::claims::Claim> = wanted
+                            .iter()
+                            .filter(|(device_id, _, _)| still_wanted.contains(device_id))
+                            .map(|&(device_id, expected, server_id)| {
+                                (device_id, expected, Some(server_id))
+                            })
+                            .collect();
+                        let mut epochs = db::claims::claim_many(conn, &claims)?.into_iter();
+                        let mut outcomes = Vec::with_capacity(wanted.len());
+                        for (device_id, _, _) in wanted {
+                            if !still_wanted.contains(&device_id) {
+                                outcomes.push(Claimed::NotWanted);
+                                continue;
+                            }
+                            match epochs.next().flatten() {
+                                Some(epoch) => outcomes.push(Claimed::Won(epoch)),
+                                None => outcomes
+                                    .push(Claimed::Lost(db::assignments::get(conn, device_id)?)),
                             }
                         }
-                    }
-                    db::config::advance_rotation(conn, rotation)?;
-                    Ok(outcomes)
+                        db::config::advance_rotation(conn, rotation)?;
+                        Ok(outcomes)
+                    })
                 })
-            })
-            .await?;
+                .await?;
         let mut claimed = Vec::with_capacity(chosen.len());
         for ((mut p, server_id), outcome) in chosen.into_iter().zip(outcomes) {
             match outcome {
@@ -679,18 +686,13 @@ impl StartPass<'_> {
             return Ok(());
         }
         let reason = self.no_server_reason();
-        let claims: Vec<(i64, i64)> = unplaced
+        let claims: Vec<db::claims::Claim> = unplaced
             .iter()
-            .filter_map(|p| Some((p.spec.id, p.epoch?)))
+            .filter_map(|p| Some((p.spec.id, Some(p.epoch?), None)))
             .collect();
         self.db
             .run(move |conn| {
-                db::write_transaction(conn, |conn| {
-                    for (device_id, epoch) in claims {
-                        db::assignments::claim(conn, device_id, Some(epoch), None)?;
-                    }
-                    Ok(())
-                })
+                db::write_transaction(conn, |conn| db::claims::claim_many(conn, &claims))
             })
             .await?;
         for p in unplaced {

@@ -265,9 +265,14 @@ async fn release(
         let moved = db
             .run(move |conn| {
                 db::write_transaction(conn, |conn| {
+                    let claims: Vec<db::claims::Claim> = releases
+                        .iter()
+                        .map(|&(device_id, epoch)| (device_id, Some(epoch), None))
+                        .collect();
+                    let released = db::claims::claim_many(conn, &claims)?;
                     let mut moved = Vec::new();
-                    for (device_id, epoch) in releases {
-                        if db::assignments::claim(conn, device_id, Some(epoch), None)?.is_none() {
+                    for ((device_id, _), epoch) in releases.into_iter().zip(released) {
+                        if epoch.is_none() {
                             moved.push((device_id, db::assignments::get(conn, device_id)?));
                         }
                     }
