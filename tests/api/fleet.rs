@@ -3,89 +3,20 @@
 //! list, and the `vigil fleet` process.
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::time::Duration;
 
-use actix_web::dev::ServerHandle;
 use actix_web::http::{Method, StatusCode};
 use serde_json::{json, Value};
 use vigil::agent::AgentReport;
 use vigil::domain::{DeviceKind, DeviceSpec, PollResult};
-use vigil::fleet::{Fleet, FleetOptions, Shares};
+use vigil::fleet::FleetOptions;
 use vigil::probe::AddressPolicy;
 
 use crate::helpers::{
     assert_error, call, eventually, promtool_accepts, promtool_findings, Backend, TestCluster,
+    TestFleet,
 };
 use crate::processes::{assert_refused, Process, GIVE_UP};
-
-/// A fleet served in-process on 127.0.0.1:0, stopped when dropped.
-struct TestFleet {
-    base: String,
-    handle: ServerHandle,
-    http: awc::Client,
-}
-
-impl TestFleet {
-    /// `devices` devices that never have episodes: they stay normal until forced.
-    fn calm(devices: usize) -> TestFleet {
-        TestFleet::spawn(FleetOptions {
-            devices,
-            shares: Shares::parse("0,0,0,0").unwrap(),
-            ..FleetOptions::default()
-        })
-    }
-
-    fn spawn(options: FleetOptions) -> TestFleet {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let options = FleetOptions {
-            listen: listener.local_addr().unwrap(),
-            workers: 1,
-            ..options
-        };
-        let fleet = Fleet::start(listener, options).unwrap();
-        let (base, handle) = (fleet.base_url().to_string(), fleet.handle());
-        actix_rt::spawn(fleet.run_until_stopped());
-        TestFleet {
-            base,
-            handle,
-            http: awc::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .finish(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn text(&self, path: &str) -> String {
-        let mut response = self.http.get(self.url(path)).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
-        let body = response.body().limit(1 << 20).await.unwrap();
-        String::from_utf8(body.to_vec()).unwrap()
-    }
-
-    async fn force(&self, index: usize, state: &str) -> Value {
-        let answer = call(
-            &self.http,
-            Method::PUT,
-            &self.url(&format!("/d/{index}/state")),
-            Some(json!({ "state": state })),
-        )
-        .await;
-        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-        assert_eq!(answer.body["state"], state, "{answer:?}");
-        answer.body
-    }
-}
-
-impl Drop for TestFleet {
-    fn drop(&mut self) {
-        // Not awaited: the runtime goes with the test.
-        drop(self.handle.stop(false));
-    }
-}
 
 #[actix_rt::test]
 async fn the_agent_document_is_an_agent_report_of_the_named_device() {
@@ -317,7 +248,7 @@ async fn the_device_list_is_the_bulk_apis_body_in_the_file_and_over_http() {
         ..FleetOptions::default()
     });
     let written: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    assert_device_list(&written, &fleet.base, 5, "prometheus", "metrics", None);
+    assert_device_list(&written, fleet.base(), 5, "prometheus", "metrics", None);
 
     let answer = call(
         &fleet.http,
@@ -329,7 +260,7 @@ async fn the_device_list_is_the_bulk_apis_body_in_the_file_and_over_http() {
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     assert_device_list(
         &answer.body,
-        &fleet.base,
+        fleet.base(),
         5,
         "agent",
         "metrics.json",

@@ -1,10 +1,14 @@
 //! The test harness: a coordinator and N monitor servers as real HTTP servers on port 0
-//! over one scratch database (SQLite file or PostgreSQL schema), a fleet of fake devices
-//! (a real HTTP server too), and typed helpers to call the API.
+//! over one scratch database (SQLite file or PostgreSQL schema), the fleet simulator
+//! (`vigil fleet`) in-process for tests that need many devices, a few fake devices for
+//! what only they do (a chosen status, a slow answer, a hit counter), and typed helpers
+//! to call the API.
 
+use std::cell::{Cell, OnceCell};
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +24,8 @@ use vigil::auth::{ClusterToken, Grant};
 use vigil::db::models::ConfigChanges;
 use vigil::db::scratch::ScratchDb;
 use vigil::db::{self, Db};
+use vigil::domain::DeviceKind;
+use vigil::fleet::{FleetOptions, Shares, DEFAULT_SEED};
 use vigil::http::rate::RateLimit;
 use vigil::probe;
 use vigil::startup::{Coordinator, CoordinatorOptions, MonitorServerNode, MonitorServerOptions};
@@ -128,6 +134,131 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// The fleet simulator (`vigil fleet`) served in-process on 127.0.0.1:0 with one
+/// worker, stopped when dropped.
+pub struct TestFleet {
+    base: String,
+    handle: ServerHandle,
+    pub http: awc::Client,
+}
+
+impl TestFleet {
+    /// `devices` devices that never have episodes (`--shares 0,0,0,0`): each stays
+    /// normal, with the same readings on every run (the fixed seed), until forced.
+    pub fn calm(devices: usize) -> TestFleet {
+        TestFleet::spawn(FleetOptions {
+            devices,
+            seed: DEFAULT_SEED,
+            shares: Shares::parse("0,0,0,0").unwrap(),
+            ..FleetOptions::default()
+        })
+    }
+
+    pub fn spawn(options: FleetOptions) -> TestFleet {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let options = FleetOptions {
+            listen: listener.local_addr().unwrap(),
+            workers: 1,
+            ..options
+        };
+        let fleet = vigil::fleet::Fleet::start(listener, options).unwrap();
+        let (base, handle) = (fleet.base_url().to_string(), fleet.handle());
+        actix_rt::spawn(fleet.run_until_stopped());
+        TestFleet {
+            base,
+            handle,
+            http: awc::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .finish(),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, as the fleet's device list writes it.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// GETs a text document; fails on a non-200.
+    pub async fn text(&self, path: &str) -> String {
+        let mut response = self.http.get(self.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        let body = response.body().limit(1 << 20).await.unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    /// Forces device `index` into `state` (`PUT /d/{index}/state`); answers its view.
+    pub async fn force(&self, index: usize, state: &str) -> Value {
+        let answer = call(
+            &self.http,
+            Method::PUT,
+            &self.url(&format!("/d/{index}/state")),
+            Some(json!({ "state": state })),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        assert_eq!(answer.body["state"], state, "{answer:?}");
+        answer.body
+    }
+
+    /// Devices `range` of the fleet's own device list (`GET /devices.json`) as `kind`
+    /// devices of `company`: items of the bulk API's body.
+    pub async fn device_list(
+        &self,
+        company: i64,
+        kind: DeviceKind,
+        range: Range<usize>,
+    ) -> Vec<Value> {
+        let path = format!("/devices.json?kind={kind}&company_id={company}");
+        let list = call(&self.http, Method::GET, &self.url(&path), None).await;
+        assert_eq!(list.status, StatusCode::OK, "{list:?}");
+        let devices = list.body["devices"].as_array().unwrap();
+        assert!(
+            range.end <= devices.len(),
+            "the fleet serves {} devices, not {range:?}",
+            devices.len()
+        );
+        devices[range].to_vec()
+    }
+}
+
+impl Drop for TestFleet {
+    fn drop(&mut self) {
+        // Not awaited: the runtime goes with the test.
+        drop(self.handle.stop(false));
+    }
+}
+
+/// Creates `devices` in one `POST {api}/devices/bulk` (`api` ends in `/api/v1`);
+/// answers their ids, in order.
+pub async fn create_in_bulk(http: &awc::Client, api: &str, devices: Vec<Value>) -> Vec<i64> {
+    let count = devices.len();
+    let body = json!({ "devices": devices });
+    let answer = call(
+        http,
+        Method::POST,
+        &format!("{api}/devices/bulk"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
+    let ids: Vec<i64> = answer.body["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), count, "{answer:?}");
+    ids
+}
+
+/// How many devices the fleet behind [`TestCluster::fleet_devices`] serves: more than
+/// any test draws, at no cost (a device is a function of its index until forced).
+const CLUSTER_FLEET_DEVICES: usize = 1_000;
 
 /// Fake devices: `GET /d/{name}` answers 200, `GET /status/{code}` answers that code,
 /// `GET /slow/{ms}` answers 200 after that many milliseconds, `GET /agent/{name}`
@@ -284,6 +415,11 @@ pub struct TestCluster {
     pub membership: Tracked<Membership>,
     pub servers: Vec<TestServer>,
     pub fleet: Fleet,
+    /// The fleet simulator [`TestCluster::fleet_devices`] draws from, started by its
+    /// first call.
+    simulator: OnceCell<TestFleet>,
+    /// How many of the simulator's devices have been drawn: the next starts here.
+    drawn: Cell<usize>,
     /// Calls the coordinator with an admin token.
     pub http: awc::Client,
     pub admin_token: String,
@@ -345,6 +481,8 @@ impl TestCluster {
             membership,
             servers: Vec::new(),
             fleet: Fleet::spawn(),
+            simulator: OnceCell::new(),
+            drawn: Cell::new(0),
             http: client_with(&admin_token),
             admin_token,
             cluster_http: client_with(TEST_CLUSTER_TOKEN),
@@ -568,6 +706,20 @@ impl TestCluster {
             ids.push(self.device(company_id, &format!("{prefix}-{n}")).await);
         }
         ids
+    }
+
+    /// Creates `count` devices of `kind` in one bulk call, each a device of the fleet
+    /// simulator no other device of this cluster polls; answers their ids in order.
+    pub async fn fleet_devices(&self, company_id: i64, count: usize, kind: DeviceKind) -> Vec<i64> {
+        let simulator = self
+            .simulator
+            .get_or_init(|| TestFleet::calm(CLUSTER_FLEET_DEVICES));
+        let first = self.drawn.get();
+        self.drawn.set(first + count);
+        let devices = simulator
+            .device_list(company_id, kind, first..first + count)
+            .await;
+        create_in_bulk(&self.http, &self.url("/api/v1"), devices).await
     }
 
     /// The id of the server a device is monitored on, per `GET /api/v1/devices/{id}`.

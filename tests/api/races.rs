@@ -9,6 +9,7 @@ use actix_web::http::{Method, StatusCode};
 use futures_util::future::join_all;
 use serde_json::Value;
 use vigil::db;
+use vigil::domain::DeviceKind;
 
 use crate::helpers::{call, client_with, eventually, Backend, TestCluster};
 
@@ -59,7 +60,9 @@ async fn a_stop_racing_a_start_never_kills_the_newer_copy(backend: Backend) {
     let a = cluster.url("/api/v1");
     let http = client_with(&cluster.admin_token);
     let company = cluster.company("acme").await;
-    let devices = cluster.devices(company, "d", DEVICES).await;
+    let devices = cluster
+        .fleet_devices(company, DEVICES, DeviceKind::Agent)
+        .await;
     let started = cluster.start_company(company).await;
     assert_eq!(started.status, StatusCode::OK, "{started:?}");
 
