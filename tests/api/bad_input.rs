@@ -5,6 +5,7 @@
 
 use actix_web::http::{Method, StatusCode};
 use serde_json::{json, Value};
+use vigil::domain::DeviceKind;
 
 use crate::helpers::{assert_error, Backend, TestCluster};
 
@@ -881,7 +882,7 @@ async fn empty_blank_and_overlong_names_are_400_invalid_name() {
 async fn out_of_range_device_list_queries_are_400_invalid_query() {
     let cluster = TestCluster::spawn(Backend::Sqlite, 1).await;
     let company = cluster.company("acme").await;
-    cluster.devices(company, "d", 2).await;
+    cluster.fleet_devices(company, 2, DeviceKind::Agent).await;
     for query in [
         "limit=0",
         "limit=5000",

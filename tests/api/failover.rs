@@ -6,6 +6,7 @@
 
 use actix_web::http::{Method, StatusCode};
 use serde_json::{json, Value};
+use vigil::domain::DeviceKind;
 
 use crate::helpers::{eventually, Backend, TestCluster};
 
@@ -38,7 +39,7 @@ async fn a_departed_servers_devices_move_with_an_event_each_and_spread_first_pol
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     let company = cluster.company("acme").await;
-    let devices = cluster.devices(company, "d", 4).await;
+    let devices = cluster.fleet_devices(company, 4, DeviceKind::Agent).await;
     let started = cluster.start_company(company).await;
     assert_eq!(started.body["started"], 4, "{started:?}");
     let (gone, stays) = (cluster.servers[0].id, cluster.servers[1].id);
@@ -96,7 +97,7 @@ async fn devices_that_fit_nowhere_start_once_capacity_appears(backend: Backend) 
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     let company = cluster.company("acme").await;
-    let devices = cluster.devices(company, "d", 5).await;
+    let devices = cluster.fleet_devices(company, 5, DeviceKind::Agent).await;
     let started = cluster.start_company(company).await;
     assert_eq!(started.body["started"], 2, "{started:?}");
     assert_eq!(started.body["failed"], 3, "{started:?}");
@@ -162,7 +163,7 @@ async fn every_node_reports_its_load_and_every_method_is_accepted(backend: Backe
         assert!((0.0..=100.0).contains(&cpu), "{node}");
     }
     let company = cluster.company("acme").await;
-    let devices = cluster.devices(company, "d", 5).await;
+    let devices = cluster.fleet_devices(company, 5, DeviceKind::Agent).await;
     for (method, device) in [
         "least_monitors",
         "server_memory",

@@ -4,6 +4,7 @@
 
 use actix_web::http::{Method, StatusCode};
 use serde_json::{json, Value};
+use vigil::domain::DeviceKind;
 
 use crate::helpers::{assert_error, eventually, Backend, TestCluster, TEST_POLL_INTERVAL_MS};
 
@@ -486,7 +487,7 @@ fn has_recent(actor: &Value) -> bool {
 async fn debug_actors_show_the_scheduler_the_supervisor_and_one_monitor_per_device() {
     let cluster = TestCluster::spawn(Backend::Sqlite, 1).await;
     let company = cluster.company("acme").await;
-    let devices = cluster.devices(company, "d", 2).await;
+    let devices = cluster.fleet_devices(company, 2, DeviceKind::Agent).await;
     let started = cluster.start_company(company).await;
     assert_eq!(started.status, StatusCode::OK, "{started:?}");
     info(&cluster).await;

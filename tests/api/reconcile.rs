@@ -10,6 +10,7 @@ use diesel::prelude::*;
 use serde_json::{json, Value};
 use vigil::db::schema::{assignments, devices};
 use vigil::db::{self, Db};
+use vigil::domain::DeviceKind;
 
 use crate::helpers::{eventually, Backend, TestCluster};
 
@@ -212,7 +213,7 @@ async fn node_ids(cluster: &TestCluster) -> Vec<(i64, Option<i64>)> {
 async fn a_server_whose_supervisor_hangs_leaves_and_rejoins_fenced(backend: Backend) {
     let cluster = cluster(backend, 2).await;
     let company = cluster.company("acme").await;
-    let devices = cluster.devices(company, "d", 4).await;
+    let devices = cluster.fleet_devices(company, 4, DeviceKind::Agent).await;
     let started = cluster.start_company(company).await;
     assert_eq!(started.status, StatusCode::OK, "{started:?}");
     let hung = cluster.servers[0].id;
@@ -280,7 +281,7 @@ async fn a_server_whose_supervisor_hangs_leaves_and_rejoins_fenced(backend: Back
 async fn a_server_whose_supervisor_is_gone_leaves_and_stays_out(backend: Backend) {
     let cluster = cluster(backend, 2).await;
     let company = cluster.company("acme").await;
-    let devices = cluster.devices(company, "d", 3).await;
+    let devices = cluster.fleet_devices(company, 3, DeviceKind::Agent).await;
     let started = cluster.start_company(company).await;
     assert_eq!(started.status, StatusCode::OK, "{started:?}");
     let gone = cluster.servers[0].id;

@@ -4,6 +4,7 @@
 use actix_web::http::{Method, StatusCode};
 use serde_json::{json, Value};
 use vigil::db;
+use vigil::domain::DeviceKind;
 
 use crate::helpers::{eventually, Backend, TestCluster};
 
@@ -53,7 +54,7 @@ async fn rotation_goes_round_the_servers_and_survives_a_coordinator_restart(back
     let mut cluster = TestCluster::spawn(backend, 3).await;
     let ids: Vec<i64> = cluster.servers.iter().map(|s| s.id).collect();
     let company = cluster.company("acme").await;
-    let devices = cluster.devices(company, "d", 5).await;
+    let devices = cluster.fleet_devices(company, 5, DeviceKind::Agent).await;
 
     let mut chosen = Vec::new();
     let mut indexes = Vec::new();
@@ -97,7 +98,7 @@ async fn a_server_that_is_down_is_skipped_and_shown_down(backend: Backend) {
     let ids: Vec<i64> = cluster.servers.iter().map(|s| s.id).collect();
     cluster.stop_server(0).await;
     let company = cluster.company("acme").await;
-    let devices = cluster.devices(company, "d", 3).await;
+    let devices = cluster.fleet_devices(company, 3, DeviceKind::Agent).await;
 
     let answer = cluster.start_company(company).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
@@ -130,7 +131,7 @@ async fn servers_at_their_limit_give_started_6_of_7_with_the_reason(backend: Bac
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     let company = cluster.company("acme").await;
-    let devices = cluster.devices(company, "d", 7).await;
+    let devices = cluster.fleet_devices(company, 7, DeviceKind::Agent).await;
 
     let answer = cluster.start_company(company).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
@@ -152,7 +153,7 @@ async fn servers_at_their_limit_give_started_6_of_7_with_the_reason(backend: Bac
 async fn a_device_already_monitored_is_not_started_twice(backend: Backend) {
     let cluster = TestCluster::spawn(backend, 3).await;
     let company = cluster.company("acme").await;
-    let devices = cluster.devices(company, "d", 2).await;
+    let devices = cluster.fleet_devices(company, 2, DeviceKind::Agent).await;
     let first = cluster.start_device(devices[0]).await;
     let owner = first.body["results"][0]["server_id"].as_i64();
 
@@ -227,7 +228,7 @@ async fn stop_finds_the_device_on_whichever_server_holds_it(backend: Backend) {
 async fn company_stop_ignores_devices_that_are_not_monitored(backend: Backend) {
     let cluster = TestCluster::spawn(backend, 2).await;
     let company = cluster.company("acme").await;
-    let devices = cluster.devices(company, "d", 3).await;
+    let devices = cluster.fleet_devices(company, 3, DeviceKind::Agent).await;
     for device in &devices[..2] {
         cluster.start_device(*device).await;
     }
@@ -244,7 +245,7 @@ async fn company_stop_ignores_devices_that_are_not_monitored(backend: Backend) {
 async fn config_change_is_saved_and_reaches_every_server(backend: Backend) {
     let cluster = TestCluster::spawn(backend, 3).await;
     let company = cluster.company("acme").await;
-    cluster.devices(company, "d", 4).await;
+    cluster.fleet_devices(company, 4, DeviceKind::Agent).await;
     cluster.start_company(company).await;
 
     let answer = cluster
@@ -429,8 +430,8 @@ async fn devices_list_shows_live_monitoring(backend: Backend) {
     let cluster = TestCluster::spawn(backend, 2).await;
     let company = cluster.company("acme").await;
     let other = cluster.company("other").await;
-    let devices = cluster.devices(company, "d", 2).await;
-    let elsewhere = cluster.device(other, "x").await;
+    let devices = cluster.fleet_devices(company, 2, DeviceKind::Agent).await;
+    let elsewhere = cluster.fleet_devices(other, 1, DeviceKind::Agent).await[0];
     cluster.start_device(devices[0]).await;
 
     let listed = eventually("the first poll is reported", || async {
@@ -532,7 +533,7 @@ async fn copies_no_record_names_are_replaced_by_one_recorded_start(backend: Back
 async fn deleting_while_starting_leaves_no_monitor_of_a_deleted_device(backend: Backend) {
     let cluster = TestCluster::spawn(backend, 2).await;
     let company = cluster.company("acme").await;
-    let devices = cluster.devices(company, "d", 8).await;
+    let devices = cluster.fleet_devices(company, 8, DeviceKind::Agent).await;
     let races = devices.iter().map(|&device| {
         let cluster = &cluster;
         async move {
@@ -640,7 +641,7 @@ async fn a_company_start_spreads_first_polls_over_one_interval(backend: Backend)
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     let company = cluster.company("acme").await;
-    let devices = cluster.devices(company, "d", 4).await;
+    let devices = cluster.fleet_devices(company, 4, DeviceKind::Agent).await;
     let started = cluster.start_company(company).await;
     assert_eq!(started.body["started"], 4, "{started:?}");
     let polled = |listed: &Value| {
