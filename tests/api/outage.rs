@@ -14,7 +14,7 @@ use std::time::Duration;
 use actix_web::http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{call, eventually, Fleet};
+use crate::helpers::{call, eventually, TestFleet};
 use crate::processes::{
     admin_client, coordinator_process, fast_membership, monitor_server_process, start_company_of,
 };
@@ -142,7 +142,7 @@ async fn the_cluster_rides_out_a_postgresql_restart() {
     let db = pg.url();
     let dir = tempfile::tempdir().unwrap();
     let http = admin_client(&db, dir.path());
-    let fleet = Fleet::spawn();
+    let fleet = TestFleet::calm(2);
     let (mut coordinator, api) = coordinator_process(&db, dir.path()).await;
     fast_membership(&http, &api).await;
     // Polls (and so writes) all through the outage, whatever its phase.
@@ -159,7 +159,7 @@ async fn the_cluster_rides_out_a_postgresql_restart() {
     for _ in 0..2 {
         servers.push(monitor_server_process(&db, dir.path()).await);
     }
-    let devices = start_company_of(&http, &api, &fleet, &["a", "b"]).await;
+    let devices = start_company_of(&http, &api, &fleet, 2).await;
     let members = eventually("three live nodes", || async {
         let nodes = nodes(&http, &api).await?;
         (nodes.len() == 3 && nodes.iter().all(|(_, live)| *live)).then_some(nodes)

@@ -11,8 +11,11 @@ use std::time::Duration;
 use actix_web::http::{Method, StatusCode};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
+use vigil::domain::DeviceKind;
 
-use crate::helpers::{call, client_with, eventually, Backend, Fleet, TEST_CLUSTER_TOKEN};
+use crate::helpers::{
+    call, client_with, create_in_bulk, eventually, Backend, TestFleet, TEST_CLUSTER_TOKEN,
+};
 use crate::processes::{
     admin_client, coordinator_process, fast_membership, monitor_server_process, Process,
 };
@@ -40,7 +43,7 @@ async fn two_coordinators_hammered_with_concurrent_starts_own_each_device_once(b
     let scratch = crate::helpers::scratch(backend);
     let db = scratch.url_arg();
     let dir = tempfile::tempdir().unwrap();
-    let fleet = Fleet::spawn();
+    let fleet = TestFleet::calm(COMPANIES * DEVICES_PER_COMPANY);
     let http = admin_client(&db, dir.path());
     let servers_http = client_with(TEST_CLUSTER_TOKEN);
     let (_first, a) = coordinator_process(&db, dir.path()).await;
@@ -60,17 +63,15 @@ async fn two_coordinators_hammered_with_concurrent_starts_own_each_device_once(b
         assert_eq!(company.status, StatusCode::CREATED, "{company:?}");
         let company = company.body["id"].as_i64().unwrap();
         companies.push(company);
-        for d in 0..DEVICES_PER_COMPANY {
-            let body = json!({
-                "company_id": company,
-                "name": format!("d{d}"),
-                "address": fleet.url(&format!("/d/c{c}d{d}")),
-                "kind": "http",
-            });
-            let device = call(&http, Method::POST, &format!("{a}/devices"), Some(body)).await;
-            assert_eq!(device.status, StatusCode::CREATED, "{device:?}");
-            devices.push(device.body["id"].as_i64().unwrap());
-        }
+        let first = c * DEVICES_PER_COMPANY;
+        let list = fleet
+            .device_list(
+                company,
+                DeviceKind::Agent,
+                first..first + DEVICES_PER_COMPANY,
+            )
+            .await;
+        devices.extend(create_in_bulk(&http, &a, list).await);
     }
     devices.sort_unstable();
 

@@ -10,8 +10,11 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::{Method, StatusCode};
 use serde_json::{json, Value};
+use vigil::domain::DeviceKind;
 
-use crate::helpers::{call, client_with, eventually, Backend, Fleet, TEST_CLUSTER_TOKEN};
+use crate::helpers::{
+    call, client_with, create_in_bulk, eventually, Backend, TestFleet, TEST_CLUSTER_TOKEN,
+};
 
 crate::on_both_backends!(a_killed_monitor_server_process_shows_down_while_the_other_stays_up);
 
@@ -511,7 +514,7 @@ async fn a_killed_monitor_server_process_shows_down_while_the_other_stays_up(bac
     let scratch = crate::helpers::scratch(backend);
     let db = scratch.url_arg();
     let dir = tempfile::tempdir().unwrap();
-    let fleet = Fleet::spawn();
+    let fleet = TestFleet::calm(2);
     let http = admin_client(&db, dir.path());
 
     let listen = ["--listen", "127.0.0.1:0", "--db", &db];
@@ -536,7 +539,7 @@ async fn a_killed_monitor_server_process_shows_down_while_the_other_stays_up(bac
     }
     let ids: Vec<i64> = servers.iter().map(|(_, id)| *id).collect();
 
-    let devices = start_company_of(&http, &api, &fleet, &["a", "b"]).await;
+    let devices = start_company_of(&http, &api, &fleet, 2).await;
 
     let placed = eventually("both devices are polled and normal", || async {
         let listed = call(&http, Method::GET, &format!("{api}/devices"), None).await;
@@ -567,7 +570,12 @@ async fn a_killed_monitor_server_process_shows_down_while_the_other_stays_up(bac
     );
     on.sort_unstable();
     assert_eq!(on, ids, "one device on each server: {placed:?}");
-    assert!(fleet.hits("/d/a") > 0 && fleet.hits("/d/b") > 0);
+    // Each polled at its fleet device: the agent probe read the fleet's document.
+    let listed = call(&http, Method::GET, &format!("{api}/devices"), None).await;
+    for device in listed.body.as_array().unwrap() {
+        let cpu = &device["monitoring"]["last_result"]["metrics"]["cpu_usage_percent"];
+        assert!(cpu.is_f64(), "{device}");
+    }
 
     // kill -9: no goodbye, the coordinator finds out by calling.
     let (mut killed, killed_id) = servers.remove(0);
@@ -749,13 +757,14 @@ pub(crate) async fn assert_refused(cases: &[(&[&str], &str)]) {
     }
 }
 
-/// Creates company "acme" with one fleet device per name (`/d/{name}`) and starts it
-/// whole; every device must start. Returns the device ids in order.
+/// Creates company "acme" with the first `count` devices of `fleet` as agent devices,
+/// in one bulk call, and starts it whole; every device must start. Returns the device
+/// ids in order.
 pub(crate) async fn start_company_of(
     http: &awc::Client,
     api: &str,
-    fleet: &Fleet,
-    names: &[&str],
+    fleet: &TestFleet,
+    count: usize,
 ) -> Vec<i64> {
     let company = call(
         http,
@@ -766,18 +775,10 @@ pub(crate) async fn start_company_of(
     .await;
     assert_eq!(company.status, StatusCode::CREATED, "{company:?}");
     let company = company.body["id"].as_i64().unwrap();
-    let mut devices = Vec::new();
-    for name in names {
-        let body = json!({
-            "company_id": company,
-            "name": name,
-            "address": fleet.url(&format!("/d/{name}")),
-            "kind": "http",
-        });
-        let device = call(http, Method::POST, &format!("{api}/devices"), Some(body)).await;
-        assert_eq!(device.status, StatusCode::CREATED, "{device:?}");
-        devices.push(device.body["id"].as_i64().unwrap());
-    }
+    let list = fleet
+        .device_list(company, DeviceKind::Agent, 0..count)
+        .await;
+    let devices = create_in_bulk(http, api, list).await;
     let started = call(
         http,
         Method::POST,
@@ -786,7 +787,7 @@ pub(crate) async fn start_company_of(
     )
     .await;
     assert_eq!(started.status, StatusCode::OK, "{started:?}");
-    assert_eq!(started.body["started"], names.len(), "{started:?}");
+    assert_eq!(started.body["started"], count, "{started:?}");
     devices
 }
 
@@ -1020,16 +1021,14 @@ async fn a_killed_monitor_servers_devices_move_to_the_live_ones_and_a_paused_one
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("vigil.db").display());
     let http = admin_client(&db, dir.path());
-    let fleet = Fleet::spawn();
+    let fleet = TestFleet::calm(9);
     let (_coordinator, api) = coordinator_process(&db, dir.path()).await;
     fast_membership(&http, &api).await;
     let mut servers = Vec::new();
     for _ in 0..3 {
         servers.push(monitor_server_process(&db, dir.path()).await);
     }
-    let names: Vec<String> = (0..9).map(|i| format!("d{i}")).collect();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let devices = start_company_of(&http, &api, &fleet, &names).await;
+    let devices = start_company_of(&http, &api, &fleet, 9).await;
     let addresses: Vec<String> = servers.iter().map(|(_, a)| a.clone()).collect();
     let before = running_on(&http, &addresses).await.unwrap();
     assert!(before.iter().all(|ids| ids.len() == 3), "{before:?}");
@@ -1092,7 +1091,7 @@ async fn a_monitor_server_given_sigterm_hands_its_devices_over_before_it_exits()
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("vigil.db").display());
     let http = admin_client(&db, dir.path());
-    let fleet = Fleet::spawn();
+    let fleet = TestFleet::calm(4);
     let (_coordinator, api) = coordinator_process(&db, dir.path()).await;
     // Slow membership: a dead server would be noticed only after minutes, so whatever
     // moves within the test was handed over by the server itself.
@@ -1103,8 +1102,7 @@ async fn a_monitor_server_given_sigterm_hands_its_devices_over_before_it_exits()
     for _ in 0..2 {
         servers.push(monitor_server_process(&db, dir.path()).await);
     }
-    let names = ["a", "b", "c", "d"];
-    let devices = start_company_of(&http, &api, &fleet, &names).await;
+    let devices = start_company_of(&http, &api, &fleet, 4).await;
     let addresses: Vec<String> = servers.iter().map(|(_, a)| a.clone()).collect();
     let before = running_on(&http, &addresses).await.unwrap();
     assert!(before.iter().all(|ids| ids.len() == 2), "{before:?}");
