@@ -10,10 +10,11 @@ use actix_web::http::{Method, StatusCode};
 use serde_json::{json, Value};
 use vigil::auth::{Grant, Role};
 use vigil::db::{self, DbConn};
+use vigil::domain::DeviceKind;
 
 use crate::helpers::{
     assert_error, call, client_with, eventually, issue_token, postgres_url, Answer, Backend,
-    TestCluster,
+    TestCluster, TestFleet,
 };
 
 crate::on_both_backends!(
@@ -43,11 +44,19 @@ fn item(cluster: &TestCluster, company: i64, name: &str) -> Value {
     })
 }
 
-/// `count` devices of `company` named `{prefix}-{n}`.
-fn items(cluster: &TestCluster, company: i64, prefix: &str, count: usize) -> Vec<Value> {
-    (0..count)
-        .map(|n| item(cluster, company, &format!("{prefix}-{n}")))
-        .collect()
+/// `count` agent devices of `company` named `fleet-00000` on: the device list of a
+/// simulated fleet of that many, as `vigil fleet` serves it for the bulk API.
+async fn fleet_items(company: i64, count: usize) -> Vec<Value> {
+    TestFleet::calm(count)
+        .device_list(company, DeviceKind::Agent, 0..count)
+        .await
+}
+
+/// `device` moved to `company`.
+fn in_company(device: &Value, company: i64) -> Value {
+    let mut device = device.clone();
+    device["company_id"] = company.into();
+    device
 }
 
 /// How many devices are stored, read straight from the database.
@@ -199,7 +208,7 @@ async fn one_bad_device_among_many_refuses_them_all_with_its_index_and_code(back
     let acme = cluster.company("acme").await;
     let other = cluster.company("other").await;
     cluster.device(acme, "taken").await;
-    let good = items(&cluster, acme, "d", 1000);
+    let good = fleet_items(acme, 1000).await;
     // Each way a device is refused, at an index of its own.
     let bad: Vec<(usize, Value, &str)> = vec![
         (
@@ -212,13 +221,13 @@ async fn one_bad_device_among_many_refuses_them_all_with_its_index_and_code(back
             json!({"company_id": acme, "name": "y", "address": "http://example.com/", "kind": "snmp"}),
             "invalid_kind",
         ),
-        // The name of device 399.
-        (400, item(&cluster, acme, "d-399"), "duplicate_in_request"),
+        // Device 399 again.
+        (400, good[399].clone(), "duplicate_in_request"),
         // A name stored already; names are compared trimmed, as stored.
         (512, item(&cluster, acme, " taken "), "device_exists"),
         (
             777,
-            item(&cluster, UNKNOWN_COMPANY, "d-777"),
+            in_company(&good[777], UNKNOWN_COMPANY),
             "company_not_found",
         ),
     ];
@@ -247,7 +256,7 @@ async fn one_bad_device_among_many_refuses_them_all_with_its_index_and_code(back
         devices[*index] = device.clone();
     }
     // The same name in another company is no duplicate.
-    devices[900] = item(&cluster, other, "d-899");
+    devices[900] = in_company(&good[899], other);
     let answer = cluster.post(BULK, json!({ "devices": devices })).await;
     let expected: Vec<(u64, String)> = bad
         .iter()
@@ -266,7 +275,7 @@ async fn one_bad_device_among_many_refuses_them_all_with_its_index_and_code(back
 
     // Without the bad ones, the same call is taken.
     let mut devices = good;
-    devices[900] = item(&cluster, other, "d-899");
+    devices[900] = in_company(&devices[899], other);
     let answer = cluster.post(BULK, json!({ "devices": devices })).await;
     assert_eq!(answer.status, StatusCode::CREATED, "{:?}", answer.status);
     assert_eq!(answer.body["created"], 1000);
@@ -278,7 +287,7 @@ async fn one_bad_device_among_many_refuses_them_all_with_its_index_and_code(back
 async fn more_refused_devices_than_an_answer_lists_are_counted_in_its_sentence() {
     let cluster = TestCluster::spawn(Backend::Sqlite, 0).await;
     let acme = cluster.company("acme").await;
-    let mut devices = items(&cluster, acme, "d", MAX_DEVICES);
+    let mut devices = fleet_items(acme, MAX_DEVICES).await;
     for device in devices.iter_mut().skip(1) {
         device["kind"] = "snmp".into();
     }
@@ -321,7 +330,7 @@ async fn bodies_the_bulk_route_does_not_take_are_refused_in_json_and_create_noth
             "invalid_body",
         ),
         (
-            json!({ "devices": items(&cluster, acme, "d", MAX_DEVICES + 1) }).to_string(),
+            json!({ "devices": fleet_items(acme, MAX_DEVICES + 1).await }).to_string(),
             StatusCode::BAD_REQUEST,
             "invalid_body",
         ),
@@ -433,8 +442,9 @@ async fn an_operator_creates_in_bulk_in_its_own_company_only_and_a_viewer_not_at
 
     // Another company's id is refused as a missing company's is, word for word.
     let mut sentences = Vec::new();
+    let more = fleet_items(a, 3).await;
     for company in [b, UNKNOWN_COMPANY] {
-        let mut devices = items(&cluster, a, "a-more", 3);
+        let mut devices = more.clone();
         devices.push(item(&cluster, company, "planted"));
         let body = json!({ "devices": devices });
         let answer = call(&operator, Method::POST, &url, Some(body)).await;
@@ -515,7 +525,7 @@ async fn a_name_taken_by_a_concurrent_create_rolls_the_whole_call_back_with_409(
     });
     let pid = pid_rx.await.unwrap();
 
-    let mut devices = items(&cluster, acme, "d", 500);
+    let mut devices = fleet_items(acme, 500).await;
     devices[250] = item(&cluster, acme, "racer");
     let (client, url) = (cluster.http.clone(), cluster.url(BULK));
     let pending = actix_rt::spawn(async move {
