@@ -13,8 +13,8 @@ use vigil::fleet::FleetOptions;
 use vigil::probe::AddressPolicy;
 
 use crate::helpers::{
-    assert_error, call, eventually, promtool_accepts, promtool_findings, Backend, TestCluster,
-    TestFleet,
+    assert_error, call, create_in_bulk, eventually, promtool_accepts, promtool_findings, Backend,
+    TestCluster, TestFleet,
 };
 use crate::processes::{assert_refused, Process, GIVE_UP};
 
@@ -187,22 +187,14 @@ async fn vigil_follows_fleet_devices_through_forced_states() {
     let fleet = TestFleet::calm(4);
     let cluster = TestCluster::spawn(Backend::Sqlite, 1).await;
     let company = cluster.company("fleet").await;
-    let mut devices = Vec::new();
-    for (index, kind, path) in [(0, "agent", "metrics.json"), (1, "prometheus", "metrics")] {
-        let answer = cluster
-            .post(
-                "/api/v1/devices",
-                json!({
-                    "company_id": company,
-                    "name": format!("fleet-{index:05}"),
-                    "address": fleet.url(&format!("/d/{index}/{path}")),
-                    "kind": kind,
-                }),
-            )
-            .await;
-        assert_eq!(answer.status, StatusCode::CREATED, "{answer:?}");
-        devices.push(answer.body["id"].as_i64().unwrap());
-    }
+    // Device 0 polled as an agent, device 1 as a node_exporter.
+    let mut list = fleet.device_list(company, DeviceKind::Agent, 0..1).await;
+    list.extend(
+        fleet
+            .device_list(company, DeviceKind::Prometheus, 1..2)
+            .await,
+    );
+    let devices = create_in_bulk(&cluster.http, &cluster.url("/api/v1"), list).await;
     let answer = cluster.start_company(company).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     reaches(&cluster, &devices, "normal").await;
