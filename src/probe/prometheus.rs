@@ -784,3 +784,7 @@ impl Probe for PrometheusProbe {
 #[cfg(test)]
 #[path = "prometheus_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "exposition_timing.rs"]
+mod timing;
