@@ -781,7 +781,7 @@ mod tests {
             let (profile, text) = render(index, NOW);
             let parsed = parse_exposition(&text).unwrap();
             assert_eq!(parsed.skipped_lines, 0);
-            let count = |name: &str| parsed.samples.iter().filter(|s| s.name == name).count();
+            let count = |name: &str| parsed.samples.iter().filter(|s| s.name() == name).count();
             assert_eq!(count("node_cpu_seconds_total"), profile.cpus * 8);
             assert_eq!(count("node_filesystem_size_bytes"), profile.mounts);
             assert_eq!(
@@ -820,9 +820,9 @@ mod tests {
         let mut grew = 0;
         for (a, b) in before.samples.iter().zip(&after.samples) {
             assert_eq!(a.series(), b.series());
-            if a.kind == crate::probe::SampleKind::Counter {
-                assert!(b.value >= a.value, "{} went back", a.series());
-                grew += usize::from(b.value > a.value);
+            if a.kind() == crate::probe::SampleKind::Counter {
+                assert!(b.value() >= a.value(), "{} went back", a.series());
+                grew += usize::from(b.value() > a.value());
             }
         }
         assert!(grew > 50, "only {grew} counters grew");

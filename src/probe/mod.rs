@@ -1,5 +1,5 @@
 //! How a device is polled: one probe per device kind behind the [`Probe`] trait, one
-//! file per kind.
+//! file per kind (and the text exposition parser the `prometheus` probe reads with).
 //!
 //! A probe runs on its monitor's thread (awc is `!Send`), so probes are built there,
 //! by a [`ProbeFactory`] the monitor server hands to each monitor. A probe may keep
@@ -7,6 +7,7 @@
 //! rates that way).
 
 mod agent;
+mod exposition_parser;
 mod http;
 pub mod policy;
 mod poll;
@@ -23,9 +24,10 @@ use crate::domain::{DeviceKind, DeviceSpec, PollResult};
 pub use self::policy::AddressPolicy;
 pub use self::poll::{millis, Probe, ProbeFactory};
 
-pub use self::prometheus::{
-    parse_exposition, ExpositionSample, ParsedExposition, SampleKind, MAX_RAW_SERIES, NODE_SERIES,
+pub use self::exposition_parser::{
+    parse_exposition, ExpositionSample, ParsedExposition, SampleKind,
 };
+pub use self::prometheus::{MAX_RAW_SERIES, NODE_SERIES};
 
 /// The probes Vigil ships, chosen by the device's kind at every poll (a device
 /// update may change the kind), connecting only where `policy` allows.

@@ -8,15 +8,13 @@
 //! [`MAX_RAW_SERIES`] of them. An endpoint that is not a node_exporter yields only
 //! such raw series.
 //!
-//! Lines are tokenised by the `prometheus-parse` crate's [`LineInfo::parse`]; this
-//! module reads the label sets itself. `Scrape::parse`, the crate's whole-document
-//! parser, splits label sets at every `,` and `=` and does not unescape values, so a
-//! label value such as `"a,b"` would silently turn into another series; it also
-//! accepts any text at all as an empty scrape, so an HTML error page would look like
-//! an endpoint with no metrics.
+//! The text is read by [`super::exposition_parser`]; each sample's series key is moved
+//! into the poll's metrics as it is, and the mapping borrows label values from the
+//! keys, so a poll allocates about one string per series.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,14 +22,14 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures_util::future::LocalBoxFuture;
 use futures_util::FutureExt;
-use prometheus_parse::{LineInfo, SampleType};
 
+use super::exposition_parser::{parse_exposition, ExpositionSample, ParsedExposition, SampleKind};
 use super::http::DeviceClient;
 use super::policy::AddressPolicy;
 use super::poll::{document_url, Probe};
 use crate::domain::{DeviceSpec, Metrics, PollResult};
 use crate::metrics::agent_report::disk_usage;
-use crate::metrics::series::{self, series, write_labels};
+use crate::metrics::series::{self, series};
 
 /// Largest exposition read. A node_exporter answers 50–300 KiB; exporters of busy
 /// services answer a few MiB.
@@ -85,269 +83,6 @@ const NODE_LOAD15: &str = "node_load15";
 const NODE_TIME: &str = "node_time_seconds";
 const NODE_BOOT_TIME: &str = "node_boot_time_seconds";
 
-/// What a sample is, from the `# TYPE` line of its family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SampleKind {
-    Counter,
-    Gauge,
-    /// No `# TYPE` line, or a type this parser does not distinguish.
-    Untyped,
-    /// A histogram's `_bucket` sample (label `le`).
-    Bucket,
-    /// A summary's quantile sample (label `quantile`).
-    Quantile,
-    /// A histogram's or summary's `_sum`.
-    Sum,
-    /// A histogram's or summary's `_count`.
-    Count,
-}
-
-/// One sample line of an exposition.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExpositionSample {
-    pub name: String,
-    /// Sorted by label name; values unescaped.
-    pub labels: Vec<(String, String)>,
-    pub value: f64,
-    pub kind: SampleKind,
-}
-
-impl ExpositionSample {
-    /// The value of label `name`.
-    pub fn label(&self, name: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    }
-
-    /// The sample as a Vigil series name: `name{label="value",…}`, labels sorted and
-    /// escaped as the exposition format escapes them.
-    pub fn series(&self) -> String {
-        let mut out = self.name.clone();
-        if !self.labels.is_empty() {
-            out.push('{');
-            write_labels(
-                &mut out,
-                self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            );
-            out.push('}');
-        }
-        out
-    }
-}
-
-/// A parsed text exposition.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ParsedExposition {
-    /// In exposition order. Samples with a non-finite value (`NaN`, `±Inf`) are left
-    /// out; a repeated series keeps its first sample.
-    pub samples: Vec<ExpositionSample>,
-    /// Lines that are neither blank, nor comments, nor samples this parser reads (see
-    /// [`parse_exposition`]); they are skipped.
-    pub skipped_lines: usize,
-}
-
-impl ParsedExposition {
-    /// The value of `series`, written as [`ExpositionSample::series`] writes it.
-    pub fn value(&self, series: &str) -> Option<f64> {
-        self.samples
-            .iter()
-            .find(|s| s.series() == series)
-            .map(|s| s.value)
-    }
-}
-
-/// Parses a Prometheus text exposition.
-///
-/// Lines that cannot be read are skipped and counted, as long as the document holds
-/// at least one sample: one odd line of a third-party exporter must not hide the
-/// rest. Among them are lines the tokeniser does not accept though the format allows
-/// them: metric names with `:`, an empty label set `{}`, a `}` inside a label value.
-/// A document with unreadable lines and no sample is not an exposition: the error
-/// quotes its first unreadable line. A document of only blanks and comments is an
-/// empty exposition.
-pub fn parse_exposition(text: &str) -> Result<ParsedExposition, String> {
-    let mut families: HashMap<String, SampleType> = HashMap::new();
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut parsed = ParsedExposition::default();
-    let mut first_bad: Option<(usize, String)> = None;
-    for (index, line) in text.lines().enumerate() {
-        let trimmed = line.trim();
-        if trimmed.is_empty() {
-            continue;
-        }
-        let read = match LineInfo::parse(trimmed) {
-            LineInfo::Type {
-                metric_name,
-                metric_alias,
-                sample_type,
-            } => {
-                // A histogram's TYPE line comes back named `<family>_bucket`, with the
-                // family as its alias.
-                families.insert(metric_alias.unwrap_or(metric_name), sample_type);
-                Ok(None)
-            }
-            LineInfo::Sample {
-                metric_name,
-                labels,
-                value,
-                timestamp: _,
-            } => read_sample(metric_name, labels, value, &families).map(Some),
-            // Comments, including a HELP line without text.
-            _ if trimmed.starts_with('#') => Ok(None),
-            LineInfo::Doc { .. } | LineInfo::Empty => Ok(None),
-            LineInfo::Ignored => Err("not a sample, a comment or a blank line"),
-        };
-        match read {
-            Ok(Some(sample)) => {
-                if sample.value.is_finite() && seen.insert(sample.series()) {
-                    parsed.samples.push(sample);
-                }
-            }
-            Ok(None) => {}
-            Err(why) => {
-                parsed.skipped_lines += 1;
-                if first_bad.is_none() {
-                    first_bad = Some((index + 1, format!("{why}: `{}`", snippet(trimmed))));
-                }
-            }
-        }
-    }
-    match first_bad {
-        Some((line, why)) if parsed.samples.is_empty() => Err(format!("line {line} is {why}")),
-        _ => Ok(parsed),
-    }
-}
-
-/// The start of a line, for an error message.
-fn snippet(line: &str) -> String {
-    const MAX_CHARS: usize = 60;
-    match line.char_indices().nth(MAX_CHARS) {
-        Some((cut, _)) => format!("{}…", &line[..cut]),
-        None => line.to_string(),
-    }
-}
-
-fn read_sample(
-    name: &str,
-    labels: Option<&str>,
-    value: &str,
-    families: &HashMap<String, SampleType>,
-) -> Result<ExpositionSample, &'static str> {
-    if !is_metric_name(name) {
-        return Err("a sample with an invalid metric name");
-    }
-    let labels = match labels {
-        Some(raw) => parse_labels(raw)?,
-        None => Vec::new(),
-    };
-    // Rust reads `NaN`, `+Inf` and `-Inf` as the format writes them.
-    let value: f64 = value
-        .parse()
-        .map_err(|_| "a sample whose value is not a number")?;
-    let kind = kind_of(name, &labels, families);
-    Ok(ExpositionSample {
-        name: name.to_string(),
-        labels,
-        value,
-        kind,
-    })
-}
-
-fn kind_of(
-    name: &str,
-    labels: &[(String, String)],
-    families: &HashMap<String, SampleType>,
-) -> SampleKind {
-    match families.get(name) {
-        Some(SampleType::Counter) => return SampleKind::Counter,
-        Some(SampleType::Gauge) => return SampleKind::Gauge,
-        Some(SampleType::Summary) if labels.iter().any(|(k, _)| k == "quantile") => {
-            return SampleKind::Quantile
-        }
-        _ => {}
-    }
-    for (suffix, kind) in [
-        ("_bucket", SampleKind::Bucket),
-        ("_sum", SampleKind::Sum),
-        ("_count", SampleKind::Count),
-    ] {
-        let Some(family) = name.strip_suffix(suffix) else {
-            continue;
-        };
-        match families.get(family) {
-            Some(SampleType::Histogram) => return kind,
-            Some(SampleType::Summary) if kind != SampleKind::Bucket => return kind,
-            _ => {}
-        }
-    }
-    SampleKind::Untyped
-}
-
-/// `[a-zA-Z_:][a-zA-Z0-9_:]*`
-fn is_metric_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
-/// Reads the inside of a label set, `k="v",k2="v2"` (a trailing comma allowed),
-/// unescaping `\\`, `\"` and `\n`. The labels come back sorted by name.
-fn parse_labels(raw: &str) -> Result<Vec<(String, String)>, &'static str> {
-    let mut labels: Vec<(String, String)> = Vec::new();
-    let mut rest = raw.trim_start();
-    while !rest.is_empty() {
-        let name_len = rest
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(rest.len());
-        let name = &rest[..name_len];
-        if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
-            return Err("a sample with an invalid label name");
-        }
-        let after = rest[name_len..]
-            .trim_start()
-            .strip_prefix('=')
-            .ok_or("a sample with a label name not followed by `=`")?
-            .trim_start()
-            .strip_prefix('"')
-            .ok_or("a sample with a label value not in double quotes")?;
-        let mut value = String::new();
-        let mut chars = after.char_indices();
-        let end = loop {
-            match chars.next() {
-                None => return Err("a sample with an unterminated label value"),
-                Some((i, '"')) => break i + 1,
-                Some((_, '\\')) => match chars.next() {
-                    Some((_, 'n')) => value.push('\n'),
-                    Some((_, c @ ('\\' | '"'))) => value.push(c),
-                    // Not an escape the format defines: kept as written.
-                    Some((_, c)) => {
-                        value.push('\\');
-                        value.push(c);
-                    }
-                    None => return Err("a sample with an unterminated label value"),
-                },
-                Some((_, c)) => value.push(c),
-            }
-        };
-        if labels.iter().any(|(key, _)| key == name) {
-            return Err("a sample with a repeated label");
-        }
-        labels.push((name.to_string(), value));
-        rest = after[end..].trim_start();
-        if let Some(next) = rest.strip_prefix(',') {
-            rest = next.trim_start();
-        } else if !rest.is_empty() {
-            return Err("a sample with labels not separated by commas");
-        }
-    }
-    labels.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(labels)
-}
-
 /// CPU time of one core, in seconds since boot.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct CpuTimes {
@@ -373,42 +108,84 @@ struct Counters {
     transmitted_bytes: BTreeMap<String, f64>,
 }
 
-/// The readings of one exposition the mapping looks at.
+/// The label-less node_exporter gauges the mapping reads, in the order of
+/// [`NodeReadings::gauges`].
+const NODE_GAUGES: [&str; 9] = [
+    NODE_MEM_TOTAL,
+    NODE_MEM_AVAILABLE,
+    NODE_SWAP_TOTAL,
+    NODE_SWAP_FREE,
+    NODE_LOAD1,
+    NODE_LOAD5,
+    NODE_LOAD15,
+    NODE_TIME,
+    NODE_BOOT_TIME,
+];
+
+/// The readings of one exposition the mapping looks at, label values borrowed from
+/// the samples' keys where they need no unescaping.
 #[derive(Default)]
 struct NodeReadings<'a> {
-    gauges: HashMap<&'a str, f64>,
+    gauges: Gauges,
+    /// By core (the `cpu` label); kept for the next poll as it is, like the byte
+    /// counters.
     cpu: BTreeMap<String, CpuTimes>,
+    /// Bytes by interface.
+    received_bytes: BTreeMap<String, f64>,
+    transmitted_bytes: BTreeMap<String, f64>,
     /// Sizes and free space by the full label set of the file system, in exposition
     /// order (a handful of file systems: a list is enough).
     filesystems: Vec<Filesystem<'a>>,
-    received_bytes: BTreeMap<String, f64>,
-    transmitted_bytes: BTreeMap<String, f64>,
     /// Sensor name and degrees, in exposition order.
     temperatures: Vec<(String, f64)>,
 }
 
+/// The value of each of [`NODE_GAUGES`], when the exposition has it.
+#[derive(Default, Clone, Copy)]
+struct Gauges([Option<f64>; NODE_GAUGES.len()]);
+
+impl Gauges {
+    /// The value of `name`, one of [`NODE_GAUGES`].
+    fn get(&self, name: &str) -> Option<f64> {
+        let index = NODE_GAUGES.iter().position(|gauge| *gauge == name)?;
+        self.0[index]
+    }
+
+    fn set(&mut self, name: &str, value: f64) {
+        if let Some(index) = NODE_GAUGES.iter().position(|gauge| *gauge == name) {
+            self.0[index] = Some(value);
+        }
+    }
+}
+
 struct Filesystem<'a> {
-    labels: &'a [(String, String)],
-    mount: &'a str,
+    /// The label set as the series key writes it: the same file system has the same.
+    labels: &'a str,
+    mount: Cow<'a, str>,
     size: Option<f64>,
     free: Option<f64>,
     avail: Option<f64>,
 }
 
 impl<'a> NodeReadings<'a> {
-    fn read(parsed: &'a ParsedExposition) -> Self {
+    fn read(samples: &'a [ExpositionSample]) -> Self {
         let mut readings = NodeReadings::default();
-        for sample in &parsed.samples {
-            let value = sample.value;
-            match sample.name.as_str() {
+        for sample in samples {
+            let value = sample.value();
+            match sample.name() {
                 NODE_CPU_SECONDS => {
                     let (Some(core), Some(mode)) = (sample.label("cpu"), sample.label("mode"))
                     else {
                         continue;
                     };
-                    let times = readings.cpu.entry(core.to_string()).or_default();
+                    let cpu = &mut readings.cpu;
+                    // One key per core, not per mode: look up before allocating.
+                    let times = match cpu.get_mut(core.as_ref()) {
+                        Some(times) => times,
+                        None => cpu.entry(core.into_owned()).or_default(),
+                    };
                     times.total += value;
-                    if matches!(mode, "idle" | "iowait") {
+                    if matches!(mode.as_ref(), "idle" | "iowait") {
                         times.idle += value;
                     }
                 }
@@ -416,15 +193,16 @@ impl<'a> NodeReadings<'a> {
                     let Some(mount) = sample.label("mountpoint") else {
                         continue;
                     };
+                    let labels = sample.label_set();
                     let index = match readings
                         .filesystems
                         .iter()
-                        .position(|fs| fs.labels == sample.labels.as_slice())
+                        .position(|fs| fs.labels == labels)
                     {
                         Some(index) => index,
                         None => {
                             readings.filesystems.push(Filesystem {
-                                labels: &sample.labels,
+                                labels,
                                 mount,
                                 size: None,
                                 free: None,
@@ -449,7 +227,7 @@ impl<'a> NodeReadings<'a> {
                     } else {
                         &mut readings.transmitted_bytes
                     };
-                    counters.insert(device.to_string(), value);
+                    counters.insert(device.into_owned(), value);
                 }
                 NODE_HWMON_TEMP => {
                     if let (Some(chip), Some(sensor)) =
@@ -467,12 +245,7 @@ impl<'a> NodeReadings<'a> {
                             .push((format!("thermal_zone{zone}/{kind}"), value));
                     }
                 }
-                name @ (NODE_MEM_TOTAL | NODE_MEM_AVAILABLE | NODE_SWAP_TOTAL | NODE_SWAP_FREE
-                | NODE_LOAD1 | NODE_LOAD5 | NODE_LOAD15 | NODE_TIME | NODE_BOOT_TIME)
-                    if sample.labels.is_empty() =>
-                {
-                    readings.gauges.insert(name, value);
-                }
+                name if sample.label_set().is_empty() => readings.gauges.set(name, value),
                 _ => {}
             }
         }
@@ -481,25 +254,33 @@ impl<'a> NodeReadings<'a> {
 }
 
 /// The Vigil series of one exposition, and the counters to keep for the next poll:
-/// the canonical series mapped from node_exporter series first, then raw series.
+/// the canonical series mapped from node_exporter series first, then raw series, their
+/// keys moved into the metrics.
 ///
 /// `previous` holds the counters of the previous poll of the same endpoint: CPU usage
 /// and network rates need two polls, so the first poll has none. A counter that went
 /// down (the host rebooted, an interface was recreated) yields no rate this time.
 fn to_metrics(
-    parsed: &ParsedExposition,
+    parsed: ParsedExposition,
     previous: Option<&Counters>,
     received: Instant,
 ) -> (Metrics, Counters) {
-    let readings = NodeReadings::read(parsed);
-    let gauge = |name: &str| readings.gauges.get(name).copied();
+    let NodeReadings {
+        gauges,
+        cpu,
+        received_bytes,
+        transmitted_bytes,
+        filesystems,
+        temperatures,
+    } = NodeReadings::read(&parsed.samples);
+    let gauge = |name: &str| gauges.get(name);
     let mut metrics = Metrics::new();
     let counters = Counters {
         received,
         exporter_time: gauge(NODE_TIME),
-        cpu: readings.cpu.clone(),
-        received_bytes: readings.received_bytes.clone(),
-        transmitted_bytes: readings.transmitted_bytes.clone(),
+        cpu,
+        received_bytes,
+        transmitted_bytes,
     };
     if let Some(previous) = previous {
         put_rates(&mut metrics, previous, &counters);
@@ -528,18 +309,20 @@ fn to_metrics(
 
     // One entry per mount point, the first file system listed there (as the agent
     // does): one mounted over another would otherwise mix the two in one series.
-    let mut mounts = HashSet::new();
-    for fs in &readings.filesystems {
+    let mut mounts: Vec<&str> = Vec::with_capacity(filesystems.len());
+    for fs in &filesystems {
         let (Some(size), Some(avail)) = (fs.size, fs.avail) else {
             continue;
         };
-        if size <= 0.0 || !mounts.insert(fs.mount) {
+        let mount = fs.mount.as_ref();
+        if size <= 0.0 || mounts.contains(&mount) {
             continue;
         }
+        mounts.push(mount);
         // As the agent and `df` count it; without free bytes, reserved blocks count
         // as used.
         let (used, usage_percent) = disk_usage(size, fs.free.unwrap_or(avail), avail);
-        let labels = [("mount", fs.mount)];
+        let labels = [("mount", mount)];
         put(&mut metrics, series(series::DISK_USED_BYTES, &labels), used);
         put(
             &mut metrics,
@@ -553,7 +336,7 @@ fn to_metrics(
         );
     }
 
-    for (sensor, celsius) in &readings.temperatures {
+    for (sensor, celsius) in &temperatures {
         let key = series(series::TEMPERATURE_CELSIUS, &[("sensor", sensor)]);
         put(&mut metrics, key, *celsius);
     }
@@ -572,7 +355,7 @@ fn to_metrics(
         }
     }
 
-    put_raw_series(&mut metrics, parsed);
+    put_raw_series(&mut metrics, parsed.samples);
     (metrics, counters)
 }
 
@@ -641,25 +424,33 @@ fn elapsed_seconds(previous: &Counters, now: &Counters) -> Option<f64> {
 }
 
 /// Adds every counter, gauge, untyped, `_sum` and `_count` sample not mapped to a
-/// canonical series, named as in the exposition, up to [`MAX_RAW_SERIES`] in
+/// canonical series, its key moved into `metrics`, up to [`MAX_RAW_SERIES`] in
 /// exposition order. A raw series named like a canonical series already present is
 /// left out (the canonical one wins) and does not count against the cap.
-fn put_raw_series(metrics: &mut Metrics, parsed: &ParsedExposition) {
-    let mut kept = 0;
-    for sample in &parsed.samples {
-        if kept == MAX_RAW_SERIES {
+fn put_raw_series(metrics: &mut Metrics, samples: Vec<ExpositionSample>) {
+    // The few metric names of the canonical series: only a sample of one of these
+    // names can collide with one, so only those are looked up in the map.
+    let mut canonical_names: Vec<&str> = metrics.keys().map(|k| series::name(k)).collect();
+    canonical_names.dedup();
+    let mut raw: Vec<(String, f64)> = Vec::with_capacity(samples.len().min(MAX_RAW_SERIES));
+    for sample in samples {
+        if raw.len() == MAX_RAW_SERIES {
             break;
         }
-        if matches!(sample.kind, SampleKind::Bucket | SampleKind::Quantile)
-            || NODE_SERIES.contains(&sample.name.as_str())
+        if matches!(sample.kind(), SampleKind::Bucket | SampleKind::Quantile)
+            || NODE_SERIES.contains(&sample.name())
+            || canonical_names.contains(&sample.name()) && metrics.contains_key(sample.series())
         {
             continue;
         }
-        if let std::collections::btree_map::Entry::Vacant(entry) = metrics.entry(sample.series()) {
-            entry.insert(sample.value);
-            kept += 1;
-        }
+        let value = sample.value();
+        raw.push((sample.into_series(), value));
     }
+    // The map is built anew from one sorted list (exporters write most series in
+    // order already) rather than by an insertion per series: a fraction of the key
+    // comparisons. No key is in both lists, and the parser wrote no key twice.
+    raw.extend(std::mem::take(metrics));
+    *metrics = raw.into_iter().collect();
 }
 
 /// Inserts a finite value under a name not taken yet.
@@ -735,8 +526,9 @@ impl Probe for PrometheusProbe {
                         .as_ref()
                         .filter(|(from, _)| *from == mapping_url)
                         .map(|(_, counters)| counters);
-                    let (metrics, counters) = to_metrics(&parsed, last, received);
-                    Ok((metrics, (mapping_url, counters), parsed.skipped_lines))
+                    let skipped_lines = parsed.skipped_lines;
+                    let (metrics, counters) = to_metrics(parsed, last, received);
+                    Ok((metrics, (mapping_url, counters), skipped_lines))
                 }
                 Err(error) => Err((error, Box::new(before))),
             })

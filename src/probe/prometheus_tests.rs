@@ -1,7 +1,11 @@
 //! The prometheus probe on two real node_exporter scrapes (tests/fixtures), on odd
-//! and broken documents, and over HTTP.
+//! documents, at its series cap, and over HTTP (the parser's own tests are beside it,
+//! in `exposition_parser_tests.rs`).
+
+use std::collections::HashSet;
 
 use super::*;
+use crate::probe::SampleKind;
 
 /// Two scrapes of Debian 12's `prometheus-node-exporter` 1.5, three seconds apart.
 const SCRAPE_1: &str = include_str!("../../tests/fixtures/node_exporter_1.prom");
@@ -35,8 +39,61 @@ fn line_value(line: &str) -> f64 {
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
+/// CPU seconds `(idle, total)` in `text`, of core `core` or of every core.
+fn cpu_times(text: &str, core: Option<&str>) -> (f64, f64) {
+    lines_of(text, "node_cpu_seconds_total")
+        .filter(|line| core.is_none_or(|core| label_in(line, "cpu") == core))
+        .fold((0.0, 0.0), |(idle, total), line| {
+            let value = line_value(line);
+            let is_idle = matches!(label_in(line, "mode"), "idle" | "iowait");
+            (idle + if is_idle { value } else { 0.0 }, total + value)
+        })
+}
+
+/// The busy share of the CPU time between two scrapes, computed from the text.
+fn busy_percent_between(before: &str, after: &str, core: Option<&str>) -> f64 {
+    let ((idle_1, total_1), (idle_2, total_2)) = (cpu_times(before, core), cpu_times(after, core));
+    100.0 * (1.0 - (idle_2 - idle_1) / (total_2 - total_1))
+}
+
+/// The network rates between two scrapes, computed from the text: the rate series
+/// and its bytes per second, by the exporter's clock.
+fn network_rates_between(before: &str, after: &str) -> Vec<(String, f64)> {
+    let elapsed = value_in(after, "node_time_seconds") - value_in(before, "node_time_seconds");
+    let mut rates = Vec::new();
+    for (counter, rate) in [
+        (
+            "node_network_receive_bytes_total",
+            series::NETWORK_RECEIVE_BYTES_PER_SECOND,
+        ),
+        (
+            "node_network_transmit_bytes_total",
+            series::NETWORK_TRANSMIT_BYTES_PER_SECOND,
+        ),
+    ] {
+        for line in lines_of(after, counter) {
+            let device = label_in(line, "device");
+            let written = format!("{counter}{{device=\"{device}\"}}");
+            let delta = value_in(after, &written) - value_in(before, &written);
+            rates.push((series(rate, &[("interface", device)]), delta / elapsed));
+        }
+    }
+    rates
+}
+
 fn map(text: &str, previous: Option<&Counters>, received: Instant) -> (Metrics, Counters) {
-    to_metrics(&parse_exposition(text).unwrap(), previous, received)
+    to_metrics(parse_exposition(text).unwrap(), previous, received)
+}
+
+/// The sample lines of `text`: `(series as written, value)`.
+fn sample_lines(text: &str) -> Vec<(&str, f64)> {
+    text.lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            (series, value.parse().unwrap())
+        })
+        .collect()
 }
 
 #[test]
@@ -57,7 +114,7 @@ fn a_node_exporter_scrape_parses() {
             .samples
             .iter()
             .find(|s| s.series() == series)
-            .map(|s| s.kind)
+            .map(ExpositionSample::kind)
     };
     assert_eq!(
         kind(r#"node_cpu_seconds_total{cpu="0",mode="idle"}"#),
@@ -151,16 +208,7 @@ fn the_second_scrape_adds_cpu_usage_and_network_rates() {
     let (_, counters) = map(SCRAPE_1, None, start);
     let (metrics, _) = map(SCRAPE_2, Some(&counters), start + Duration::from_secs(3));
 
-    // Busy share of the CPU time between the scrapes, computed from the text.
-    let times = |text: &str| {
-        lines_of(text, "node_cpu_seconds_total").fold((0.0, 0.0), |(idle, total), line| {
-            let value = line_value(line);
-            let is_idle = matches!(label_in(line, "mode"), "idle" | "iowait");
-            (idle + if is_idle { value } else { 0.0 }, total + value)
-        })
-    };
-    let ((idle_1, total_1), (idle_2, total_2)) = (times(SCRAPE_1), times(SCRAPE_2));
-    let expected = 100.0 * (1.0 - (idle_2 - idle_1) / (total_2 - total_1));
+    let expected = busy_percent_between(SCRAPE_1, SCRAPE_2, None);
     let cpu = metrics[series::CPU_USAGE_PERCENT];
     assert!((0.0..=100.0).contains(&cpu), "{cpu}");
     assert!((cpu - expected).abs() < 1e-6, "{cpu} != {expected}");
@@ -171,29 +219,21 @@ fn the_second_scrape_adds_cpu_usage_and_network_rates() {
         assert!((0.0..=100.0).contains(usage), "{key}: {usage}");
     }
 
-    let elapsed = value_in(SCRAPE_2, "node_time_seconds") - value_in(SCRAPE_1, "node_time_seconds");
-    for (counter, rate) in [
-        (
-            "node_network_receive_bytes_total",
-            series::NETWORK_RECEIVE_BYTES_PER_SECOND,
-        ),
-        (
-            "node_network_transmit_bytes_total",
-            series::NETWORK_TRANSMIT_BYTES_PER_SECOND,
-        ),
+    let rates = network_rates_between(SCRAPE_1, SCRAPE_2);
+    for rate in [
+        series::NETWORK_RECEIVE_BYTES_PER_SECOND,
+        series::NETWORK_TRANSMIT_BYTES_PER_SECOND,
     ] {
-        let mut interfaces = 0;
-        for line in lines_of(SCRAPE_2, counter) {
-            interfaces += 1;
-            let device = label_in(line, "device");
-            let written = format!("{counter}{{device=\"{device}\"}}");
-            let expected = (value_in(SCRAPE_2, &written) - value_in(SCRAPE_1, &written)) / elapsed;
-            let key = series(rate, &[("interface", device)]);
-            let got = metrics[&key];
-            assert!(got >= 0.0, "{key}: {got}");
-            assert!((got - expected).abs() < 1e-6, "{key}: {got} != {expected}");
-        }
+        let interfaces = rates
+            .iter()
+            .filter(|(key, _)| key.starts_with(rate))
+            .count();
         assert!(interfaces > 0, "the fixture lists no interface");
+    }
+    for (key, expected) in rates {
+        let got = metrics[&key];
+        assert!(got >= 0.0, "{key}: {got}");
+        assert!((got - expected).abs() < 1e-6, "{key}: {got} != {expected}");
     }
 }
 
@@ -230,8 +270,10 @@ fn counters_that_went_down_yield_no_rates() {
     assert_eq!(metrics.get(&receive("eth0")), None);
 
     // Everything went down, as after a reboot: no rate at all.
-    let (metrics, _) = map(&scrape(1.0, 1.0, 10.0, 10.0), Some(&counters), later);
-    assert!(metrics.is_empty(), "{metrics:?}");
+    let rebooted = scrape(1.0, 1.0, 10.0, 10.0);
+    let (metrics, _) = map(&rebooted, Some(&counters), later);
+    let rates = canonical(&metrics, &rebooted);
+    assert!(rates.is_empty(), "{rates:?}");
 }
 
 #[test]
@@ -263,12 +305,9 @@ fn rates_use_our_clock_when_the_exporter_tells_no_time() {
 
 #[test]
 fn temperatures_are_named_by_chip_and_sensor_or_by_zone() {
-    let (metrics, _) = map(
-        "node_hwmon_temp_celsius{chip=\"platform_coretemp_0\",sensor=\"temp1\"} 41.5\n\
-         node_thermal_zone_temp{type=\"acpitz\",zone=\"0\"} 27.8\n",
-        None,
-        Instant::now(),
-    );
+    let text = "node_hwmon_temp_celsius{chip=\"platform_coretemp_0\",sensor=\"temp1\"} 41.5\n\
+                node_thermal_zone_temp{type=\"acpitz\",zone=\"0\"} 27.8\n";
+    let (metrics, _) = map(text, None, Instant::now());
     let sensor = |name: &str| {
         metrics
             .get(&series(series::TEMPERATURE_CELSIUS, &[("sensor", name)]))
@@ -276,7 +315,7 @@ fn temperatures_are_named_by_chip_and_sensor_or_by_zone() {
     };
     assert_eq!(sensor("platform_coretemp_0/temp1"), Some(41.5));
     assert_eq!(sensor("thermal_zone0/acpitz"), Some(27.8));
-    assert_eq!(metrics.len(), 2, "{metrics:?}");
+    assert_eq!(canonical(&metrics, text).len(), 2, "{metrics:?}");
 }
 
 #[test]
@@ -290,6 +329,110 @@ fn node_exporter_sources_are_not_repeated_as_raw_series() {
         metrics["go_goroutines"],
         value_in(SCRAPE_1, "go_goroutines")
     );
+}
+
+/// The canonical series of a scrape: those it does not write itself.
+fn canonical(metrics: &Metrics, text: &str) -> BTreeMap<String, f64> {
+    let written: HashSet<&str> = sample_lines(text).into_iter().map(|(s, _)| s).collect();
+    metrics
+        .iter()
+        .filter(|(key, _)| !written.contains(key.as_str()))
+        .map(|(key, value)| (key.clone(), *value))
+        .collect()
+}
+
+#[test]
+fn the_fixture_maps_to_the_canonical_series_its_text_gives() {
+    let start = Instant::now();
+    let (first, counters) = map(SCRAPE_1, None, start);
+    let (second, _) = map(SCRAPE_2, Some(&counters), start + Duration::from_secs(3));
+
+    // Computed from the text alone, as the agent and `df` count.
+    let mut expected: BTreeMap<String, f64> = BTreeMap::new();
+    for (total, free, [total_key, used_key, percent_key]) in [
+        (
+            "node_memory_MemTotal_bytes",
+            "node_memory_MemAvailable_bytes",
+            [
+                series::MEMORY_TOTAL_BYTES,
+                series::MEMORY_USED_BYTES,
+                series::MEMORY_USAGE_PERCENT,
+            ],
+        ),
+        (
+            "node_memory_SwapTotal_bytes",
+            "node_memory_SwapFree_bytes",
+            [
+                series::SWAP_TOTAL_BYTES,
+                series::SWAP_USED_BYTES,
+                series::SWAP_USAGE_PERCENT,
+            ],
+        ),
+    ] {
+        let (total, free) = (value_in(SCRAPE_2, total), value_in(SCRAPE_2, free));
+        let percent = if total > 0.0 {
+            (total - free) * 100.0 / total
+        } else {
+            0.0
+        };
+        expected.insert(total_key.into(), total);
+        expected.insert(used_key.into(), total - free);
+        expected.insert(percent_key.into(), percent);
+    }
+    for line in lines_of(SCRAPE_2, "node_filesystem_size_bytes") {
+        let (mount, size) = (label_in(line, "mountpoint"), line_value(line));
+        if size <= 0.0 {
+            continue;
+        }
+        let labels = &line["node_filesystem_size_bytes".len()..line.rfind(' ').unwrap()];
+        let free = value_in(SCRAPE_2, &format!("node_filesystem_free_bytes{labels}"));
+        let avail = value_in(SCRAPE_2, &format!("node_filesystem_avail_bytes{labels}"));
+        let used = size - free;
+        let mount = [("mount", mount)];
+        expected.insert(series(series::DISK_TOTAL_BYTES, &mount), size);
+        expected.insert(series(series::DISK_USED_BYTES, &mount), used);
+        expected.insert(
+            series(series::DISK_USAGE_PERCENT, &mount),
+            used * 100.0 / (used + avail),
+        );
+    }
+    for (name, load) in [
+        (series::LOAD1, "node_load1"),
+        (series::LOAD5, "node_load5"),
+        (series::LOAD15, "node_load15"),
+    ] {
+        expected.insert(name.into(), value_in(SCRAPE_2, load));
+    }
+    expected.insert(
+        series::UPTIME_SECONDS.into(),
+        value_in(SCRAPE_2, "node_time_seconds") - value_in(SCRAPE_2, "node_boot_time_seconds"),
+    );
+    expected.insert(
+        series::CPU_USAGE_PERCENT.into(),
+        busy_percent_between(SCRAPE_1, SCRAPE_2, None),
+    );
+    for line in lines_of(SCRAPE_2, "node_cpu_seconds_total") {
+        let core = label_in(line, "cpu");
+        let key = series(series::CPU_CORE_USAGE_PERCENT, &[("core", core)]);
+        expected.insert(key, busy_percent_between(SCRAPE_1, SCRAPE_2, Some(core)));
+    }
+    expected.extend(network_rates_between(SCRAPE_1, SCRAPE_2));
+
+    let got = canonical(&second, SCRAPE_2);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    for (key, value) in &expected {
+        let close = (got[key] - value).abs() <= 1e-9 * value.abs().max(1.0);
+        assert!(close, "{key}: {} != {value}", got[key]);
+    }
+    // The first scrape: the same but for the rates, which need two.
+    let first = canonical(&first, SCRAPE_1);
+    assert!(first.contains_key(series::MEMORY_USAGE_PERCENT));
+    assert!(!first
+        .keys()
+        .any(|k| k.starts_with("cpu_") || k.starts_with("network_")));
 }
 
 #[test]
@@ -326,67 +469,21 @@ fn the_raw_series_cap_keeps_the_first_series_and_every_canonical_one() {
 }
 
 #[test]
-fn what_is_not_an_exposition_is_an_error() {
-    for garbage in [
-        "up",
-        "<!DOCTYPE html>\n<html><body>Not Found</body></html>\n",
-        "{\"cpu_usage_percent\": 3}",
-        "hello world",
-        "metric{label=unquoted} 1",
-        "metric{label=\"unterminated} 1",
-        "1metric 1",
-    ] {
-        let err = parse_exposition(garbage).unwrap_err();
-        assert!(err.starts_with("line 1 is "), "{garbage:?}: {err}");
-    }
-    let err = parse_exposition("# HELP x x\n\nnot an exposition\n").unwrap_err();
-    assert!(
-        err.contains("line 3") && err.contains("`not an exposition`"),
-        "{err}"
+fn keys_move_into_the_metrics_as_the_series_writer_writes_them() {
+    let (metrics, _) = map(
+        "odd{path=\"C:\\\\DIR\",list=\"a,b=c}\", empty=\"\",} 1.5\n",
+        None,
+        Instant::now(),
     );
-    // Blanks and comments only: an exposition without samples.
-    for empty in ["", "\n\n", "# HELP nothing here\n# TYPE nothing gauge\n"] {
-        assert_eq!(parse_exposition(empty), Ok(ParsedExposition::default()));
-    }
-}
-
-#[test]
-fn one_unreadable_line_is_skipped_not_fatal() {
-    let parsed = parse_exposition("a 1\nthis is not a sample\nb 2\n").unwrap();
-    assert_eq!(parsed.samples.len(), 2);
-    assert_eq!(parsed.skipped_lines, 1);
-}
-
-#[test]
-fn odd_label_values_round_trip() {
-    let line = r#"odd{path="C:\\DIR\\FILE.TXT",error="Cannot find file:\n\"FILE.TXT\"",list="a,b=c",empty=""} 1.5"#;
-    let parsed = parse_exposition(line).unwrap();
-    let sample = &parsed.samples[0];
-    assert_eq!(sample.label("path"), Some(r"C:\DIR\FILE.TXT"));
+    let keys: Vec<&str> = metrics.keys().map(String::as_str).collect();
     assert_eq!(
-        sample.label("error"),
-        Some("Cannot find file:\n\"FILE.TXT\"")
+        keys,
+        [series(
+            "odd",
+            &[("empty", ""), ("list", "a,b=c}"), ("path", r"C:\DIR")]
+        )
+        .as_str()]
     );
-    assert_eq!(sample.label("list"), Some("a,b=c"));
-    assert_eq!(sample.label("empty"), Some(""));
-    let names: Vec<&str> = sample.labels.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(names, ["empty", "error", "list", "path"]);
-
-    let written = sample.series();
-    assert_eq!(
-        written,
-        r#"odd{empty="",error="Cannot find file:\n\"FILE.TXT\"",list="a,b=c",path="C:\\DIR\\FILE.TXT"}"#
-    );
-    let again = parse_exposition(&format!("{written} 1.5\n")).unwrap();
-    assert_eq!(again.samples, parsed.samples);
-    let (metrics, _) = to_metrics(&parsed, None, Instant::now());
-    assert_eq!(metrics.get(&written), Some(&1.5));
-
-    // The tokeniser stops a label set at the first `}`: such a line is skipped
-    // rather than read as some other series.
-    let parsed = parse_exposition("a{v=\"x}y\"} 1\nb 2\n").unwrap();
-    assert_eq!(parsed.skipped_lines, 1);
-    assert_eq!(parsed.samples.len(), 1);
 }
 
 #[test]
@@ -407,7 +504,7 @@ rpc_duration_seconds_count 2693
 "#;
     let parsed = parse_exposition(text).unwrap();
     assert_eq!(parsed.samples.len(), 8);
-    let (metrics, _) = to_metrics(&parsed, None, Instant::now());
+    let (metrics, _) = to_metrics(parsed, None, Instant::now());
     let keys: Vec<&str> = metrics.keys().map(String::as_str).collect();
     assert_eq!(
         keys,
@@ -423,14 +520,6 @@ rpc_duration_seconds_count 2693
     let (metrics, _) = map(SCRAPE_1, None, Instant::now());
     assert!(!metrics.keys().any(|k| k.contains("quantile=")));
     assert!(metrics.contains_key("go_gc_duration_seconds_sum"));
-}
-
-#[test]
-fn non_finite_values_are_left_out() {
-    let parsed = parse_exposition("a NaN\nb +Inf\nc -Inf\nd 4\n").unwrap();
-    assert_eq!(parsed.skipped_lines, 0);
-    let names: Vec<&str> = parsed.samples.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["d"]);
 }
 
 /// Serves fixture 1 then fixture 2 at `/metrics`, bytes that are not UTF-8 at
