@@ -111,13 +111,13 @@ fn measure(what: &str, mut read: impl FnMut(&str) -> usize) {
 #[ignore = "a timing to read, not a test: run it alone, in release"]
 fn timing_of_a_node_exporter_body() {
     let start = Instant::now();
-    let previous = to_metrics(parse_exposition(BODIES[0]).unwrap(), None, start).1;
+    let previous = to_metrics(parse_exposition(BODIES[0]).unwrap(), None, start).counters;
     let later = start + Duration::from_secs(3);
     measure("parse", |body| {
         parse_exposition(body).unwrap().samples.len()
     });
     measure("parse + map", |body| {
         let parsed = parse_exposition(body).unwrap();
-        to_metrics(parsed, Some(&previous), later).0.len()
+        to_metrics(parsed, Some(&previous), later).metrics.len()
     });
 }

@@ -1,12 +1,15 @@
 //! The `prometheus` probe: read any Prometheus text exposition (format 0.0.4), such as
 //! a stock node_exporter's `/metrics`, and turn it into series.
 //!
-//! The usual node_exporter series become the canonical Vigil series the agent probe
-//! reports too (`cpu_usage_percent`, `memory_usage_percent`,
-//! `disk_usage_percent{mount="/"}`, …; see [`NODE_SERIES`]); every other counter, gauge
-//! or untyped sample is kept as it is named in the exposition, up to
-//! [`MAX_RAW_SERIES`] of them. An endpoint that is not a node_exporter yields only
-//! such raw series.
+//! Every sample of the exposition is stored as a raw series, named as it is there:
+//! counters, gauges, untyped samples, histogram buckets, summary quantiles, `_sum` and
+//! `_count`, the node_exporter series the canonical ones come from included, up to
+//! [`MAX_RAW_SERIES`] per poll (a cap against runaway exporters, far above the ~500 of
+//! a node_exporter; what it cuts is logged once per poll). Beside them, the usual
+//! node_exporter series become the canonical Vigil series the agent probe reports too
+//! (`cpu_usage_percent`, `memory_usage_percent`, `disk_usage_percent{mount="/"}`, …;
+//! see [`NODE_SERIES`]); a raw series named like a canonical one yields to it. An
+//! endpoint that is not a node_exporter yields only raw series.
 //!
 //! The text is read by [`super::exposition_parser`]; each sample's series key is moved
 //! into the poll's metrics as it is, and the mapping borrows label values from the
@@ -23,7 +26,7 @@ use chrono::Utc;
 use futures_util::future::LocalBoxFuture;
 use futures_util::FutureExt;
 
-use super::exposition_parser::{parse_exposition, ExpositionSample, ParsedExposition, SampleKind};
+use super::exposition_parser::{parse_exposition, ExpositionSample, ParsedExposition};
 use super::http::DeviceClient;
 use super::policy::AddressPolicy;
 use super::poll::{document_url, Probe};
@@ -35,16 +38,17 @@ use crate::metrics::series::{self, series};
 /// services answer a few MiB.
 const MAX_DOCUMENT_BYTES: usize = 8 * 1024 * 1024;
 
-/// At most this many raw series (those not mapped to a canonical Vigil series) are
-/// kept per poll: every series becomes a stored row at every poll, and an exporter
-/// may expose tens of thousands. The first ones in exposition order are kept, so the
-/// same series survive from poll to poll while the exporter's set stays the same
-/// (exporters write whole families together, so the cut falls inside at most one
-/// family). The canonical series never count against the cap.
-pub const MAX_RAW_SERIES: usize = 500;
+/// At most this many raw series (the exposition's own, besides the canonical Vigil
+/// series) are kept per poll: every series becomes a stored row at every poll, and a
+/// runaway exporter (a label with a request id in it) may expose millions. A
+/// node_exporter serves ~500 and the exporters of busy services a few thousand, so
+/// the cap cuts only what is broken. The first ones in exposition order are kept, so
+/// the same series survive from poll to poll while the exporter's set stays the same.
+/// The canonical series never count against the cap.
+pub const MAX_RAW_SERIES: usize = 20_000;
 
-/// The node_exporter series the canonical series are computed from. They are not
-/// repeated as raw series: what they say is in the canonical series.
+/// The node_exporter series the canonical series are computed from (they are stored
+/// as raw series too).
 pub const NODE_SERIES: &[&str] = &[
     NODE_CPU_SECONDS,
     NODE_MEM_TOTAL,
@@ -253,18 +257,22 @@ impl<'a> NodeReadings<'a> {
     }
 }
 
+/// The Vigil series of one exposition, and what to keep from it for the next poll.
+struct Mapped {
+    metrics: Metrics,
+    counters: Counters,
+    /// Raw series left out by [`MAX_RAW_SERIES`].
+    cut_series: usize,
+}
+
 /// The Vigil series of one exposition, and the counters to keep for the next poll:
-/// the canonical series mapped from node_exporter series first, then raw series, their
-/// keys moved into the metrics.
+/// the canonical series mapped from node_exporter series, and every sample as a raw
+/// series, its key moved into the metrics.
 ///
 /// `previous` holds the counters of the previous poll of the same endpoint: CPU usage
 /// and network rates need two polls, so the first poll has none. A counter that went
 /// down (the host rebooted, an interface was recreated) yields no rate this time.
-fn to_metrics(
-    parsed: ParsedExposition,
-    previous: Option<&Counters>,
-    received: Instant,
-) -> (Metrics, Counters) {
+fn to_metrics(parsed: ParsedExposition, previous: Option<&Counters>, received: Instant) -> Mapped {
     let NodeReadings {
         gauges,
         cpu,
@@ -355,8 +363,12 @@ fn to_metrics(
         }
     }
 
-    put_raw_series(&mut metrics, parsed.samples);
-    (metrics, counters)
+    let cut_series = put_raw_series(&mut metrics, parsed.samples);
+    Mapped {
+        metrics,
+        counters,
+        cut_series,
+    }
 }
 
 /// CPU usage and network rates since the previous poll.
@@ -423,24 +435,23 @@ fn elapsed_seconds(previous: &Counters, now: &Counters) -> Option<f64> {
     (elapsed > 0.0).then_some(elapsed)
 }
 
-/// Adds every counter, gauge, untyped, `_sum` and `_count` sample not mapped to a
-/// canonical series, its key moved into `metrics`, up to [`MAX_RAW_SERIES`] in
-/// exposition order. A raw series named like a canonical series already present is
-/// left out (the canonical one wins) and does not count against the cap.
-fn put_raw_series(metrics: &mut Metrics, samples: Vec<ExpositionSample>) {
+/// Adds every sample as a raw series, its key moved into `metrics`, up to
+/// [`MAX_RAW_SERIES`] in exposition order; returns how many the cap left out. A raw
+/// series named like a canonical series already present is left out (the canonical
+/// one wins) and does not count against the cap.
+fn put_raw_series(metrics: &mut Metrics, samples: Vec<ExpositionSample>) -> usize {
     // The few metric names of the canonical series: only a sample of one of these
     // names can collide with one, so only those are looked up in the map.
     let mut canonical_names: Vec<&str> = metrics.keys().map(|k| series::name(k)).collect();
     canonical_names.dedup();
     let mut raw: Vec<(String, f64)> = Vec::with_capacity(samples.len().min(MAX_RAW_SERIES));
+    let mut cut = 0;
     for sample in samples {
-        if raw.len() == MAX_RAW_SERIES {
-            break;
+        if canonical_names.contains(&sample.name()) && metrics.contains_key(sample.series()) {
+            continue;
         }
-        if matches!(sample.kind(), SampleKind::Bucket | SampleKind::Quantile)
-            || NODE_SERIES.contains(&sample.name())
-            || canonical_names.contains(&sample.name()) && metrics.contains_key(sample.series())
-        {
+        if raw.len() == MAX_RAW_SERIES {
+            cut += 1;
             continue;
         }
         let value = sample.value();
@@ -451,6 +462,7 @@ fn put_raw_series(metrics: &mut Metrics, samples: Vec<ExpositionSample>) {
     // comparisons. No key is in both lists, and the parser wrote no key twice.
     raw.extend(std::mem::take(metrics));
     *metrics = raw.into_iter().collect();
+    cut
 }
 
 /// Inserts a finite value under a name not taken yet.
@@ -527,17 +539,14 @@ impl Probe for PrometheusProbe {
                         .filter(|(from, _)| *from == mapping_url)
                         .map(|(_, counters)| counters);
                     let skipped_lines = parsed.skipped_lines;
-                    let (metrics, counters) = to_metrics(parsed, last, received);
-                    Ok((metrics, (mapping_url, counters), skipped_lines))
+                    let mapped = to_metrics(parsed, last, received);
+                    Ok((mapped, mapping_url, skipped_lines))
                 }
                 Err(error) => Err((error, Box::new(before))),
             })
             .await;
-            let (metrics, skipped_lines) = match mapped {
-                Ok(Ok((metrics, counters, skipped_lines))) => {
-                    *previous.borrow_mut() = Some(counters);
-                    (metrics, skipped_lines)
-                }
+            let (mapped, mapping_url, skipped_lines) = match mapped {
+                Ok(Ok(read)) => read,
                 Ok(Err((error, before))) => {
                     *previous.borrow_mut() = *before;
                     return PollResult {
@@ -552,6 +561,21 @@ impl Probe for PrometheusProbe {
                     )
                 }
             };
+            let Mapped {
+                metrics,
+                counters,
+                cut_series,
+            } = mapped;
+            *previous.borrow_mut() = Some((mapping_url, counters));
+            if cut_series > 0 {
+                tracing::warn!(
+                    device.id = device_id,
+                    %url,
+                    cut_series,
+                    max_raw_series = MAX_RAW_SERIES,
+                    "the exposition holds more series than a poll keeps; the rest were left out"
+                );
+            }
             if skipped_lines > 0 {
                 tracing::debug!(
                     device.id = device_id,

@@ -82,7 +82,9 @@ fn network_rates_between(before: &str, after: &str) -> Vec<(String, f64)> {
 }
 
 fn map(text: &str, previous: Option<&Counters>, received: Instant) -> (Metrics, Counters) {
-    to_metrics(parse_exposition(text).unwrap(), previous, received)
+    let mapped = to_metrics(parse_exposition(text).unwrap(), previous, received);
+    assert_eq!(mapped.cut_series, 0);
+    (mapped.metrics, mapped.counters)
 }
 
 /// The sample lines of `text`: `(series as written, value)`.
@@ -319,12 +321,21 @@ fn temperatures_are_named_by_chip_and_sensor_or_by_zone() {
 }
 
 #[test]
-fn node_exporter_sources_are_not_repeated_as_raw_series() {
+fn every_sample_of_a_node_exporter_scrape_is_stored_raw() {
     let (metrics, _) = map(SCRAPE_1, None, Instant::now());
-    for key in metrics.keys() {
-        assert!(!NODE_SERIES.contains(&series::name(key)), "{key} kept raw");
+    let lines = sample_lines(SCRAPE_1);
+    for (series, value) in &lines {
+        assert_eq!(metrics.get(*series), Some(value), "{series}");
     }
-    // Other series are kept as the exporter names them.
+    // The sources of the canonical series, the summary's quantiles and sums included.
+    for name in NODE_SERIES {
+        let stored = metrics.keys().any(|k| series::name(k) == *name);
+        let written = lines.iter().any(|(s, _)| series::name(s) == *name);
+        assert_eq!(stored, written, "{name}");
+    }
+    assert!(metrics.contains_key(r#"node_cpu_seconds_total{cpu="0",mode="idle"}"#));
+    assert!(metrics.contains_key(r#"go_gc_duration_seconds{quantile="0.5"}"#));
+    assert!(metrics.contains_key("go_gc_duration_seconds_sum"));
     assert_eq!(
         metrics["go_goroutines"],
         value_in(SCRAPE_1, "go_goroutines")
@@ -441,7 +452,7 @@ fn the_raw_series_cap_keeps_the_first_series_and_every_canonical_one() {
     let mut text = String::from("# TYPE filler gauge\n");
     // Written in descending order, so exposition order is not the sorted order.
     for n in (0..MAX_RAW_SERIES + extra).rev() {
-        text.push_str(&format!("filler{{n=\"{n:04}\"}} {n}\n"));
+        text.push_str(&format!("filler{{n=\"{n:05}\"}} {n}\n"));
     }
     text.push_str(
         "node_memory_MemTotal_bytes 1000\n\
@@ -450,16 +461,20 @@ fn the_raw_series_cap_keeps_the_first_series_and_every_canonical_one() {
          node_filesystem_size_bytes{device=\"/dev/sda1\",fstype=\"ext4\",mountpoint=\"/\"} 100\n\
          node_filesystem_avail_bytes{device=\"/dev/sda1\",fstype=\"ext4\",mountpoint=\"/\"} 40\n",
     );
-    let (metrics, _) = map(&text, None, Instant::now());
-    let raw: Vec<&String> = metrics.keys().filter(|k| k.starts_with("filler")).collect();
-    assert_eq!(raw.len(), MAX_RAW_SERIES);
-    let kept = |n: usize| metrics.contains_key(&format!("filler{{n=\"{n:04}\"}}"));
+    let mapped = to_metrics(parse_exposition(&text).unwrap(), None, Instant::now());
+    let metrics = mapped.metrics;
+    assert_eq!(mapped.cut_series, extra + 5);
+    let raw = metrics.keys().filter(|k| k.starts_with("filler")).count();
+    assert_eq!(raw, MAX_RAW_SERIES);
+    let kept = |n: usize| metrics.contains_key(&format!("filler{{n=\"{n:05}\"}}"));
     assert!(
         kept(MAX_RAW_SERIES + extra - 1),
         "the first series was dropped"
     );
     assert!(kept(extra), "the {MAX_RAW_SERIES}th series was dropped");
     assert!(!kept(extra - 1), "a series past the cap was kept");
+    // The sources past the cap are cut, the canonical series computed from them are not.
+    assert!(!metrics.contains_key("node_load1"));
     assert_eq!(metrics[series::MEMORY_USAGE_PERCENT], 75.0);
     assert_eq!(metrics[series::LOAD1], 0.5);
     assert_eq!(
@@ -469,57 +484,56 @@ fn the_raw_series_cap_keeps_the_first_series_and_every_canonical_one() {
 }
 
 #[test]
+fn a_raw_series_named_like_a_canonical_one_yields_to_it() {
+    let mapped = to_metrics(
+        parse_exposition(
+            "load1 99\n\
+             node_load1 0.5\n\
+             memory_usage_percent 1\n\
+             other 2\n",
+        )
+        .unwrap(),
+        None,
+        Instant::now(),
+    );
+    assert_eq!(mapped.cut_series, 0);
+    let metrics = mapped.metrics;
+    assert_eq!(metrics[series::LOAD1], 0.5);
+    // No canonical memory series without the node_exporter's: the raw one stays.
+    assert_eq!(metrics[series::MEMORY_USAGE_PERCENT], 1.0);
+    assert_eq!(metrics["node_load1"], 0.5);
+    assert_eq!(metrics["other"], 2.0);
+    assert_eq!(metrics.len(), 4, "{metrics:?}");
+}
+
+#[test]
 fn keys_move_into_the_metrics_as_the_series_writer_writes_them() {
     let (metrics, _) = map(
-        "odd{path=\"C:\\\\DIR\",list=\"a,b=c}\", empty=\"\",} 1.5\n",
+        "odd{path=\"C:\\\\DIR\",list=\"a,b=c}\", empty=\"\",} 1.5\n\
+         # TYPE rpc summary\n\
+         rpc{quantile=\"0.5\"} 4773\n\
+         rpc_sum 1.7560473e+07\n\
+         rpc_count 2693\n\
+         # TYPE latency histogram\n\
+         latency_bucket{le=\"+Inf\"} 144320\n",
         None,
         Instant::now(),
     );
     let keys: Vec<&str> = metrics.keys().map(String::as_str).collect();
     assert_eq!(
         keys,
-        [series(
-            "odd",
-            &[("empty", ""), ("list", "a,b=c}"), ("path", r"C:\DIR")]
-        )
-        .as_str()]
-    );
-}
-
-#[test]
-fn histogram_buckets_and_summary_quantiles_are_not_kept_raw() {
-    let text = r#"
-# HELP http_requests_total The total number of HTTP requests.
-# TYPE http_requests_total counter
-http_requests_total{method="post",code="200"} 1027 1395066363000
-# TYPE http_request_duration_seconds histogram
-http_request_duration_seconds_bucket{le="0.05"} 24054
-http_request_duration_seconds_bucket{le="+Inf"} 144320
-http_request_duration_seconds_sum 53423
-http_request_duration_seconds_count 144320
-# TYPE rpc_duration_seconds summary
-rpc_duration_seconds{quantile="0.5"} 4773
-rpc_duration_seconds_sum 1.7560473e+07
-rpc_duration_seconds_count 2693
-"#;
-    let parsed = parse_exposition(text).unwrap();
-    assert_eq!(parsed.samples.len(), 8);
-    let (metrics, _) = to_metrics(parsed, None, Instant::now());
-    let keys: Vec<&str> = metrics.keys().map(String::as_str).collect();
-    assert_eq!(
-        keys,
         [
-            r#"http_request_duration_seconds_count"#,
-            r#"http_request_duration_seconds_sum"#,
-            r#"http_requests_total{code="200",method="post"}"#,
-            "rpc_duration_seconds_count",
-            "rpc_duration_seconds_sum",
+            r#"latency_bucket{le="+Inf"}"#,
+            series(
+                "odd",
+                &[("empty", ""), ("list", "a,b=c}"), ("path", r"C:\DIR")]
+            )
+            .as_str(),
+            "rpc_count",
+            "rpc_sum",
+            r#"rpc{quantile="0.5"}"#,
         ]
     );
-
-    let (metrics, _) = map(SCRAPE_1, None, Instant::now());
-    assert!(!metrics.keys().any(|k| k.contains("quantile=")));
-    assert!(metrics.contains_key("go_gc_duration_seconds_sum"));
 }
 
 /// Serves fixture 1 then fixture 2 at `/metrics`, bytes that are not UTF-8 at
@@ -585,9 +599,11 @@ async fn the_probe_reads_an_exposition_over_http() {
     assert_eq!(first.error, None);
     assert!(first.metrics.contains_key(series::MEMORY_USAGE_PERCENT));
     assert!(!first.metrics.contains_key(series::CPU_USAGE_PERCENT));
+    // Every sample is stored, besides the canonical series.
+    let samples = sample_lines(SCRAPE_1).len();
     assert!(
-        first.metrics.len() <= MAX_RAW_SERIES + 100,
-        "{}",
+        first.metrics.len() > samples,
+        "{} series of {samples} samples",
         first.metrics.len()
     );
 
