@@ -560,6 +560,180 @@ proptest! {
     ) {
         let _ = probe::parse_exposition(&lines.join("\n"));
     }
+
+    #[test]
+    fn the_prometheus_parser_reads_back_every_series_written(
+        samples in prop::collection::vec(written_sample(), 1..30),
+        comments in prop::collection::vec(exposition_comment(), 0..30),
+    ) {
+        // Comments between the samples, as exporters write HELP and TYPE lines.
+        let mut text = String::new();
+        for (i, sample) in samples.iter().enumerate() {
+            if let Some(comment) = comments.get(i) {
+                text.push_str(comment);
+                text.push('\n');
+            }
+            text.push_str(&sample.line);
+            text.push('\n');
+        }
+        let parsed = probe::parse_exposition(&text);
+        prop_assert!(parsed.is_ok(), "{:?}\n{}", parsed, text);
+        let Ok(parsed) = parsed else { return Ok(()) };
+        prop_assert_eq!(parsed.skipped_lines, 0, "{}", text);
+
+        // Each series once, with its first finite value, keyed as the series writer
+        // writes it.
+        let mut expected: Vec<(String, f64)> = Vec::new();
+        for sample in samples.iter().filter(|s| s.value.is_finite()) {
+            if !expected.iter().any(|(key, _)| *key == sample.key) {
+                expected.push((sample.key.clone(), sample.value));
+            }
+        }
+        let read: Vec<(String, f64)> = parsed
+            .samples
+            .iter()
+            .map(|s| (s.series().to_string(), s.value()))
+            .collect();
+        prop_assert_eq!(read, expected, "{}", text);
+        for (sample, read) in samples.iter().zip(&parsed.samples) {
+            if sample.key == read.series() {
+                prop_assert_eq!(read.name(), sample.name.as_str());
+                let labels: Vec<(String, String)> = read
+                    .labels()
+                    .map(|(k, v)| (k.to_string(), v.into_owned()))
+                    .collect();
+                prop_assert_eq!(labels, sample.labels.clone());
+            }
+        }
+    }
+}
+
+/// A sample line written as an exporter may write it, with what the parser should
+/// read from it.
+#[derive(Debug, Clone)]
+struct WrittenSample {
+    line: String,
+    name: String,
+    /// Sorted by name, unescaped.
+    labels: Vec<(String, String)>,
+    /// The series as [`crate::metrics::series::series`] writes it.
+    key: String,
+    value: f64,
+}
+
+/// Sample lines of any name, labels (any text as values) and value, written with the
+/// liberties the format allows: labels in any order, blanks around tokens, a trailing
+/// comma, an empty label set, a timestamp; and a few repeated series.
+fn written_sample() -> impl Strategy<Value = WrittenSample> {
+    use crate::metrics::exposition::write_value;
+    use crate::metrics::series::{escape_label_value, series};
+
+    let name = prop_oneof!["[a-zA-Z_:][a-zA-Z0-9_:]{0,16}", Just("m".to_string())];
+    let labels = prop::collection::btree_map(
+        "[a-zA-Z_][a-zA-Z0-9_]{0,6}",
+        prop_oneof![
+            any::<String>(),
+            "[a-z0-9 \\\\\"{},=\n]{0,8}",
+            Just(String::new())
+        ],
+        0..5,
+    );
+    let value = prop_oneof![
+        any::<f64>(),
+        any::<i32>().prop_map(f64::from),
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(f64::NEG_INFINITY),
+    ];
+    let blank = prop::sample::select(&["", " ", "\t", "  "][..]);
+    let gap = prop::sample::select(&[" ", "\t", "  "][..]);
+    (
+        name,
+        labels,
+        value,
+        any::<prop::sample::Index>(),
+        (blank.clone(), blank.clone(), blank, gap),
+        any::<bool>(),
+        prop::option::of(any::<i64>()),
+    )
+        .prop_map(
+            |(
+                name,
+                labels,
+                value,
+                rotate,
+                (inside, around, after, gap),
+                trailing_comma,
+                timestamp,
+            )| {
+                let labels: Vec<(String, String)> = labels.into_iter().collect();
+                let pairs: Vec<(&str, &str)> = labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let key = series(&name, &pairs);
+                // Written in another order than the sorted one.
+                let mut order: Vec<usize> = (0..labels.len()).collect();
+                if !order.is_empty() {
+                    let by = rotate.index(order.len());
+                    order.rotate_left(by);
+                }
+                let mut line = name.clone();
+                if !labels.is_empty() || trailing_comma {
+                    line.push_str(around);
+                    line.push('{');
+                    for (i, &at) in order.iter().enumerate() {
+                        if i > 0 {
+                            line.push_str(inside);
+                            line.push(',');
+                        }
+                        let (k, v) = &labels[at];
+                        line.push_str(inside);
+                        line.push_str(k);
+                        line.push_str(inside);
+                        line.push('=');
+                        line.push_str(inside);
+                        line.push('"');
+                        escape_label_value(&mut line, v);
+                        line.push('"');
+                    }
+                    if trailing_comma && !labels.is_empty() {
+                        line.push(',');
+                    }
+                    line.push_str(inside);
+                    line.push('}');
+                }
+                line.push_str(gap);
+                write_value(&mut line, value);
+                if let Some(timestamp) = timestamp {
+                    line.push_str(gap);
+                    line.push_str(&timestamp.to_string());
+                }
+                line.push_str(after);
+                WrittenSample {
+                    line,
+                    name,
+                    labels,
+                    key,
+                    value,
+                }
+            },
+        )
+}
+
+/// HELP and TYPE lines, and other comments, of any text.
+fn exposition_comment() -> impl Strategy<Value = String> {
+    let name = "[a-zA-Z_:][a-zA-Z0-9_:]{0,16}";
+    let help = any::<String>().prop_map(|h| h.replace(['\n', '\r'], " "));
+    prop_oneof![
+        (name, help.clone()).prop_map(|(n, h)| format!("# HELP {n} {h}")),
+        (
+            name,
+            prop::sample::select(&["counter", "gauge", "histogram", "summary", "untyped"][..])
+        )
+            .prop_map(|(n, t)| format!("# TYPE {n} {t}")),
+        help.prop_map(|h| format!("#{h}")),
+    ]
 }
 
 /// Lines that look like the text format: comments, TYPE and HELP lines, samples with
