@@ -36,7 +36,8 @@
 //!   runtime that imports only `metrics`, `agent` and `domain`.
 //! - [`remote`]: the coordinator's HTTP client for the monitor-server API, and in
 //!   `remote::wire` the bodies both ends speak.
-//! - [`probe`]: how a device is polled, one file per kind (agent, prometheus, http, tcp).
+//! - [`probe`]: how a device is polled, one file per kind (agent, prometheus, http, tcp),
+//!   and the reader of the Prometheus text format the prometheus probe parses with.
 //! - [`auth`]: API tokens, roles and the cluster token; [`health`]: how a device's state
 //!   follows from its polls and the thresholds.
 //! - [`db`]: diesel over SQLite or PostgreSQL, embedded migrations, query functions; it
