@@ -293,11 +293,32 @@ async fn info(
     Ok(HttpResponse::Ok().json(info))
 }
 
-/// `GET /metrics`: this server's monitors and writer, and the latest result of each of
-/// its monitors, labelled as the coordinator labels them.
-async fn metrics(state: web::Data<MonitorServerState>) -> Result<HttpResponse, ApiError> {
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsQuery {
+    /// Include each monitor's last poll (the default); `false` gives the server's own
+    /// figures alone, which stay cheap to scrape however many monitors it runs.
+    #[serde(default = "yes")]
+    devices: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `GET /metrics[?devices=false]`: this server's monitors and writer, and (unless
+/// `devices=false`) the latest result of each of its monitors, labelled as the
+/// coordinator labels them.
+async fn metrics(
+    state: web::Data<MonitorServerState>,
+    query: web::Query<MetricsQuery>,
+) -> Result<HttpResponse, ApiError> {
     let info = state.actor.send(GetInfo).await?;
-    let statuses = state.actor.send(ListMonitors { device_ids: None }).await?;
+    let statuses = if query.devices {
+        state.actor.send(ListMonitors { device_ids: None }).await?
+    } else {
+        Vec::new()
+    };
     let mut out = Exposition::new();
     super::metrics::write_runtime(
         &mut out,

@@ -436,6 +436,11 @@ async fn a_monitor_server_exposes_its_polls_writer_and_devices() {
     assert!(text.contains(&format!(
         "vigil_poll_duration_seconds_bucket{{server_id=\"{server}\",le=\"+Inf\"}}"
     )));
+
+    // Its own figures alone, cheap however many monitors it runs.
+    let own = cluster.server_text(0, "/metrics?devices=false").await;
+    assert!(own.contains("vigil_polls_total{"), "{own}");
+    assert!(!own.contains("vigil_device_"), "{own}");
 }
 
 #[actix_rt::test]
