@@ -340,10 +340,18 @@ impl Handler<UpdateConfig> for DeviceMonitor {
 
     fn handle(&mut self, UpdateConfig(config): UpdateConfig, ctx: &mut Context<Self>) -> usize {
         self.stats.record::<UpdateConfig>();
+        let before = self.spec.config.poll_interval();
         let interval_changed = config.poll_interval_ms != self.spec.config.poll_interval_ms;
         self.spec.config = config;
         if interval_changed && !self.in_flight {
-            self.schedule_poll(ctx, config.poll_interval());
+            // Keep this monitor's place in the interval: every monitor of a server gets
+            // the change at once, and restarting all their intervals now would make
+            // them poll together from then on.
+            let remaining = self.due.map_or(Duration::ZERO, |due| {
+                due.saturating_duration_since(Instant::now())
+            });
+            let share = (remaining.as_secs_f64() / before.as_secs_f64()).clamp(0.0, 1.0);
+            self.schedule_poll(ctx, config.poll_interval().mul_f64(share));
         }
         1
     }

@@ -551,3 +551,33 @@ async fn a_blocked_poll_thread_leaves_pings_unanswered() {
         thread.stop();
     }
 }
+
+#[actix_rt::test]
+async fn a_new_poll_interval_keeps_each_monitors_place_in_it() {
+    let script = Arc::new(Script::default());
+    let slow = config(10, 10_000);
+    let (actor, _) = server(&script, slow);
+    // Its first poll is due halfway through a 10 s interval.
+    let started = actor
+        .send(StartMonitors {
+            config: slow,
+            monitors: vec![(device(1), 1, Duration::from_secs(5))],
+        })
+        .await
+        .unwrap();
+    assert_eq!(started, vec![Ok(())]);
+    actix_rt::time::sleep(Duration::from_millis(50)).await;
+    // Down to 2 s: halfway through the new interval is 1 s from now, not 2 s.
+    let began = Instant::now();
+    actor.send(UpdateConfig(config(10, 2_000))).await.unwrap();
+    eventually(
+        "the first poll, in the same place of the new interval",
+        || async { !script.polls_of(1).is_empty() },
+    )
+    .await;
+    let waited = began.elapsed();
+    assert!(
+        waited >= Duration::from_millis(600) && waited < Duration::from_millis(1_700),
+        "first poll after {waited:?}"
+    );
+}
