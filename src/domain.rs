@@ -10,6 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod rfc3339;
+
 /// How a device is polled. One probe in `probe/` per kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -142,6 +144,7 @@ pub type Metrics = BTreeMap<String, f64>;
 /// The outcome of one poll.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PollResult {
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub at: DateTime<Utc>,
     /// The device answered as a healthy device of its kind answers.
     pub up: bool,

@@ -72,23 +72,33 @@ pub fn taken_names(
     Ok(taken)
 }
 
-/// Devices ordered by id, optionally of one company, one page at a time.
-pub fn list(
+/// A device's assignment: its server (`None` once released) and epoch.
+pub type Owner = (Option<i64>, i64);
+
+/// Devices ordered by id, optionally of one company, one page at a time; each with its
+/// assignment's server and epoch (`None` when it never had one), read in the same
+/// statement.
+pub fn list_with_owners(
     conn: &mut DbConn,
     company_id: Option<i64>,
     limit: i64,
     offset: i64,
-) -> QueryResult<Vec<Device>> {
-    let mut query = devices::table
-        .select(Device::as_select())
+) -> QueryResult<Vec<(Device, Option<Owner>)>> {
+    use super::schema::assignments;
+    // Two queries rather than one boxed: diesel caches the prepared statement of each.
+    let page = devices::table
+        .left_join(assignments::table)
+        .select((
+            Device::as_select(),
+            (assignments::server_id, assignments::epoch).nullable(),
+        ))
         .order(devices::id)
         .limit(limit)
-        .offset(offset)
-        .into_boxed();
-    if let Some(company_id) = company_id {
-        query = query.filter(devices::company_id.eq(company_id));
+        .offset(offset);
+    match company_id {
+        Some(company_id) => page.filter(devices::company_id.eq(company_id)).load(conn),
+        None => page.load(conn),
     }
-    query.load(conn)
 }
 
 /// The ids of a company's enabled devices: what a company-wide start asks for.

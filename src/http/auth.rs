@@ -8,12 +8,14 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, AUTHORIZATION};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
 use super::coordinator::state::AppState;
 use super::error::ApiError;
 use super::rate::RateLimiter;
+use super::token_cache::{Checked, TokenCache};
 use crate::auth::{self, ClusterToken, Grant, Role};
 use crate::db::{self, Db};
 
@@ -115,14 +117,23 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     Ok(Some(credential.trim()))
 }
 
-/// The caller a presented API token stands for.
-pub async fn identify(db: &Db, presented: &str) -> Result<Caller, ApiError> {
+/// The caller a presented API token stands for: from `cache` when it was read a moment
+/// ago, from the database otherwise.
+pub async fn identify(db: &Db, cache: &TokenCache, presented: &str) -> Result<Caller, ApiError> {
     if !auth::looks_like_token(presented) {
         return Err(invalid_token());
     }
     let hash = auth::hash(presented);
+    if let Some(checked) = cache.get(&hash, Instant::now()) {
+        return Ok(Caller {
+            token_id: checked.token_id,
+            grant: checked.grant,
+        });
+    }
+    let read = cache.read_start(Instant::now());
+    let key = hash.clone();
     let token = db
-        .run(move |conn| db::tokens::find_by_hash(conn, &hash))
+        .run(move |conn| db::tokens::find_by_hash(conn, &key))
         .await?
         .ok_or_else(invalid_token)?;
     let grant = token
@@ -134,6 +145,11 @@ pub async fn identify(db: &Db, presented: &str) -> Result<Caller, ApiError> {
             tracing::error!(token.id = token.id, role = %token.role, "stored token has a bad role");
             invalid_token()
         })?;
+    let checked = Checked {
+        token_id: token.id,
+        grant,
+    };
+    cache.put(hash, checked, read);
     Ok(Caller {
         token_id: token.id,
         grant,
@@ -151,7 +167,7 @@ pub async fn require_token(
         .cloned()
         .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("no database for authentication")))?;
     let presented = bearer(req.headers())?.ok_or_else(missing_token)?;
-    let caller = identify(&state.db, presented).await?;
+    let caller = identify(&state.db, &state.tokens, presented).await?;
     if let Some(limiter) = req.app_data::<web::Data<RateLimiter>>() {
         limiter
             .take(caller.token_id, Instant::now())
@@ -161,7 +177,13 @@ pub async fn require_token(
             })?;
     }
     req.extensions_mut().insert(caller);
-    next.call(req).await
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD);
+    let response = next.call(req).await;
+    if writes {
+        // A start, a stop or a new limit may have changed what the servers run.
+        state.live.forget_loads();
+    }
+    response
 }
 
 /// Middleware for a monitor server: every call but `/healthz` carries the cluster token

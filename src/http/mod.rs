@@ -9,6 +9,7 @@ pub mod extract;
 pub mod metrics;
 pub mod monitor_server;
 pub mod rate;
+pub mod token_cache;
 
 use actix_web::HttpResponse;
 use serde_json::json;

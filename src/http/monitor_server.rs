@@ -278,10 +278,15 @@ struct InfoQuery {
     /// List every monitor with its epoch too.
     #[serde(default)]
     epochs: bool,
+    /// List the device ids (the default); `false` leaves `device_ids` empty, for a
+    /// caller that wants the counts alone.
+    #[serde(default = "yes")]
+    devices: bool,
 }
 
-/// `GET /info[?epochs=true]`: running count, limit, device ids, and with `epochs` each
-/// monitor's epoch (left out otherwise, so an older coordinator reads the same body).
+/// `GET /info[?epochs=true][&devices=false]`: running count, limit, device ids (empty
+/// with `devices=false`), and with `epochs` each monitor's epoch (left out otherwise,
+/// so an older coordinator reads the same body).
 async fn info(
     state: web::Data<MonitorServerState>,
     query: web::Query<InfoQuery>,
@@ -289,6 +294,9 @@ async fn info(
     let mut info = state.actor.send(GetInfo).await?;
     if !query.epochs {
         info.monitors = None;
+    }
+    if !query.devices {
+        info.device_ids = Vec::new();
     }
     Ok(HttpResponse::Ok().json(info))
 }

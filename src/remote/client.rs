@@ -81,6 +81,16 @@ impl MonitorServerClient {
         expect_json(response, 200).await
     }
 
+    /// `/info` without the device ids: how many monitors the server runs, and its limit.
+    pub async fn load(&self, server: &MonitorServer) -> Result<ServerInfo, RemoteError> {
+        let response = self
+            .http
+            .get(Self::url(server, "/info?devices=false"))
+            .send()
+            .await;
+        expect_json(response, 200).await
+    }
+
     /// `/info` with the epoch of every monitor (`monitors` stays `None` from a server
     /// too old to list them), answered within `within`.
     pub async fn info_with_epochs(

@@ -79,6 +79,8 @@ impl Coordinator {
             membership: membership.clone(),
             policy: options.address_policy,
             reconciled,
+            tokens: Default::default(),
+            live: Default::default(),
         });
         let limiter = web::Data::new(RateLimiter::new(options.rate_limit));
         let registry_data = web::Data::new(registry.clone());

@@ -98,6 +98,7 @@ pub async fn delete(
         .await?
     {
         Deletion::Deleted => {
+            state.tokens.forget_company(id);
             tracing::info!(company.id = id, "company deleted");
             Ok(HttpResponse::Ok().json(Deleted { id, deleted: true }))
         }

@@ -10,8 +10,9 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::input;
+use super::live::{monitoring_of, Owners};
 use super::state::AppState;
-use super::views::{monitoring_of, Deleted, DeviceView};
+use super::views::{Deleted, DeviceView};
 use crate::actors::scheduler::{
     DeleteDevice, DeleteOutcome, RouteDeviceUpdate, RouteOutcome, StartDevices, StartReason,
     StartReport, StopDevices, StopResult, StopStatus,
@@ -208,11 +209,13 @@ fn company_of_new(caller: &Caller, named: Option<i64>) -> Result<i64, ApiError> 
 
 /// The device with its live monitoring.
 async fn view(
-    db: &Db,
+    state: &AppState,
     client: &MonitorServerClient,
     device: Device,
 ) -> Result<DeviceView, ApiError> {
-    let mut monitoring = monitoring_of(db, client, vec![device.id]).await?;
+    let id = device.id;
+    let owners = state.db.run(move |conn| Owners::read(conn, &[id])).await?;
+    let mut monitoring = monitoring_of(client, &state.live, owners).await;
     let current = monitoring.remove(&device.id);
     Ok(DeviceView::new(device, current))
 }
@@ -418,12 +421,20 @@ pub async fn list(
     let Some(company_id) = caller.list_filter(query.company_id) else {
         return Ok(HttpResponse::Ok().json(Vec::<DeviceView>::new()));
     };
-    let devices = state
+    let (devices, owners) = state
         .db
-        .run(move |conn| db::devices::list(conn, company_id, limit, offset))
+        .run(move |conn| {
+            let page = db::devices::list_with_owners(conn, company_id, limit, offset)?;
+            let owners = page.iter().map(|(device, owner)| {
+                let (server_id, epoch) = owner.unwrap_or((None, 0));
+                (device.id, server_id, epoch)
+            });
+            let owners = Owners::of(conn, owners)?;
+            let devices: Vec<Device> = page.into_iter().map(|(device, _)| device).collect();
+            Ok((devices, owners))
+        })
         .await?;
-    let mut monitoring =
-        monitoring_of(&state.db, &client, devices.iter().map(|d| d.id).collect()).await?;
+    let mut monitoring = monitoring_of(&client, &state.live, owners).await;
     let views: Vec<DeviceView> = devices
         .into_iter()
         .map(|d| {
@@ -442,7 +453,7 @@ pub async fn get(
     id: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     let device = existing(&state.db, &caller, id.into_inner().0).await?;
-    Ok(HttpResponse::Ok().json(view(&state.db, &client, device).await?))
+    Ok(HttpResponse::Ok().json(view(&state, &client, device).await?))
 }
 
 /// `PUT /devices/{id}`: the device as saved, and how the change reached its monitor.
@@ -557,7 +568,7 @@ pub async fn update(
             .send(RouteDeviceUpdate { device_id: id })
             .await??,
     );
-    let device = view(&state.db, &client, device).await?;
+    let device = view(&state, &client, device).await?;
     Ok(HttpResponse::Ok().json(DeviceUpdated { device, routing }))
 }
 

@@ -8,6 +8,7 @@ mod events;
 mod exposition;
 mod history;
 mod input;
+pub mod live;
 mod meta;
 mod monitor_servers;
 mod openapi;

@@ -7,8 +7,9 @@ use actix_web::{web, HttpResponse};
 
 use serde::Serialize;
 
+use super::live::server_views;
 use super::state::AppState;
-use super::views::{server_views, MonitorServerView};
+use super::views::MonitorServerView;
 use crate::actors::scheduler::{ForgetOutcome, ForgetServer};
 use crate::db;
 use crate::http::auth::Caller;
@@ -32,7 +33,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     caller.admin("see the monitor servers")?;
     let servers = state.db.run(db::monitor_servers::list).await?;
-    Ok(HttpResponse::Ok().json(server_views(&client, servers).await))
+    Ok(HttpResponse::Ok().json(server_views(&client, &state.live, servers).await))
 }
 
 #[utoipa::path(get, operation_id = "get_monitor_server", path = "/api/v1/monitor-servers/{id}", tag = "cluster", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "The server with its live status", body = MonitorServerView)))]
@@ -49,7 +50,7 @@ pub async fn get(
         .run(move |conn| db::monitor_servers::get(conn, id))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("monitor server {id} does not exist")))?;
-    let mut views = server_views(&client, vec![server]).await;
+    let mut views = server_views(&client, &state.live, vec![server]).await;
     let view = views
         .pop()
         .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("no view for monitor server {id}")))?;

@@ -5,8 +5,9 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use super::live::server_views;
 use super::state::AppState;
-use super::views::{server_views, ConfigView, MonitorServerView};
+use super::views::{ConfigView, MonitorServerView};
 use crate::actors::scheduler::{ApplyConfig, ServerApplied, ServerUnreached};
 use crate::db;
 use crate::db::models::ConfigChanges;
@@ -81,7 +82,7 @@ pub async fn get(
         Some(_) => None,
         None => {
             let servers = state.db.run(db::monitor_servers::list).await?;
-            Some(server_views(&client, servers).await)
+            Some(server_views(&client, &state.live, servers).await)
         }
     };
     Ok(HttpResponse::Ok().json(ConfigWithServers {

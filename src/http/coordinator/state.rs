@@ -15,4 +15,8 @@ pub struct AppState {
     pub policy: crate::probe::AddressPolicy,
     /// What this node's reconciler did while it was master.
     pub reconciled: std::sync::Arc<crate::actors::reconciler::ReconcileStats>,
+    /// API tokens checked a moment ago.
+    pub tokens: crate::http::token_cache::TokenCache,
+    /// What the monitor servers reported of their devices a moment ago.
+    pub live: super::live::LiveView,
 }

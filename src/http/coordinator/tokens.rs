@@ -141,7 +141,7 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(TokenView::from(token)))
 }
 
-#[utoipa::path(delete, operation_id = "revoke_token", path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Revoked: it stops working at once", body = Revoked)))]
+#[utoipa::path(delete, operation_id = "revoke_token", path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "Revoked: refused at once by this coordinator, within a second by the others", body = Revoked)))]
 pub async fn revoke(
     state: web::Data<AppState>,
     caller: Caller,
@@ -156,6 +156,7 @@ pub async fn revoke(
     {
         return Err(not_found(id));
     }
+    state.tokens.forget_token(id);
     tracing::info!(token.id = id, by = caller.token_id, "token revoked");
     Ok(HttpResponse::Ok().json(Revoked { id, revoked: true }))
 }

@@ -2,20 +2,13 @@
 //! monitoring, monitor servers with their live status. Built from db rows and from what
 //! the monitor servers report; never the db rows themselves.
 
-use std::collections::HashMap;
-
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use futures_util::future::join_all;
 use serde::Serialize;
 
 use crate::db::models::{Company, ConfigRow, Device, MonitorServer};
-use crate::db::{self, Db};
-use crate::domain::{HealthState, PollResult, Settings};
-use crate::http::error::ApiError;
-use crate::remote::wire::ServerInfo;
-use crate::remote::{MonitorServerClient, Snapshot};
+use crate::domain::{rfc3339, HealthState, PollResult, Settings};
 
 /// Stored times are UTC without zone; on the wire they are RFC 3339 with `Z`.
 pub fn utc(at: NaiveDateTime) -> DateTime<Utc> {
@@ -33,6 +26,7 @@ pub struct Deleted {
 pub struct CompanyView {
     pub id: i64,
     pub name: String,
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -56,6 +50,7 @@ pub struct Monitoring {
     pub polls: u64,
     pub failures: u64,
     pub restarts: u32,
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub started_at: DateTime<Utc>,
 }
 
@@ -71,7 +66,9 @@ pub struct DeviceView {
     pub enabled: bool,
     /// A start asked for it and no stop since: if its server dies, it moves.
     pub monitoring_wanted: bool,
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub updated_at: DateTime<Utc>,
     /// `null` when no monitor server runs a monitor for it.
     pub monitoring: Option<Monitoring>,
@@ -95,68 +92,18 @@ impl DeviceView {
     }
 }
 
-/// Asks each owning server, once, about the devices it owns; a device whose owner does
-/// not run it (or cannot be reached) has no entry.
-pub async fn monitoring_of(
-    db: &Db,
-    client: &MonitorServerClient,
-    device_ids: Vec<i64>,
-) -> Result<HashMap<i64, Monitoring>, ApiError> {
-    let (assignments, servers) = db
-        .run(move |conn| {
-            Ok((
-                db::assignments::of_devices(conn, &device_ids)?,
-                db::monitor_servers::list(conn)?,
-            ))
-        })
-        .await?;
-    let mut by_owner: HashMap<i64, Vec<i64>> = HashMap::new();
-    for assignment in assignments {
-        if let Some(server_id) = assignment.server_id {
-            by_owner
-                .entry(server_id)
-                .or_default()
-                .push(assignment.device_id);
-        }
-    }
-    let queries = servers
-        .iter()
-        .filter_map(|server| by_owner.get(&server.id).map(|ids| (server, ids)))
-        .map(|(server, ids)| async move { (server.id, client.statuses(server, ids).await) });
-    let mut monitoring = HashMap::new();
-    for (server_id, answer) in join_all(queries).await {
-        let statuses = match answer {
-            Ok(statuses) => statuses,
-            Err(error) => {
-                // Its devices show `monitoring: null`: nothing can be said of them now.
-                tracing::warn!(server.id = server_id, %error, "cannot read monitor statuses");
-                continue;
-            }
-        };
-        for status in statuses {
-            monitoring.insert(
-                status.device.id,
-                Monitoring {
-                    server_id,
-                    epoch: status.epoch,
-                    state: status.state,
-                    last_result: status.last_result,
-                    polls: status.polls,
-                    failures: status.failures,
-                    restarts: status.restarts,
-                    started_at: status.started_at,
-                },
-            );
-        }
-    }
-    Ok(monitoring)
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ServerStatus {
     Up,
     Down,
+}
+
+/// What a monitor server said of its load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLoad {
+    pub running_monitors: usize,
+    pub max_monitors: u32,
 }
 
 /// Seed 000's `MonitorServerResponse`: the row, plus what only the live server knows.
@@ -169,38 +116,26 @@ pub struct MonitorServerView {
     /// `null` when the server is down.
     pub running_monitors: Option<usize>,
     pub max_monitors: Option<u32>,
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub registered_at: DateTime<Utc>,
 }
 
 impl MonitorServerView {
-    fn new(server: &MonitorServer, info: Option<&ServerInfo>) -> Self {
+    pub(super) fn new(server: &MonitorServer, load: Option<ServerLoad>) -> Self {
         MonitorServerView {
             id: server.id,
             host: server.host.clone(),
             port: server.port,
-            status: if info.is_some() {
+            status: if load.is_some() {
                 ServerStatus::Up
             } else {
                 ServerStatus::Down
             },
-            running_monitors: info.map(|i| i.running_monitors),
-            max_monitors: info.map(|i| i.max_monitors),
+            running_monitors: load.map(|l| l.running_monitors),
+            max_monitors: load.map(|l| l.max_monitors),
             registered_at: utc(server.registered_at),
         }
     }
-}
-
-/// Every given server with its live status, asked concurrently.
-pub async fn server_views(
-    client: &MonitorServerClient,
-    servers: Vec<MonitorServer>,
-) -> Vec<MonitorServerView> {
-    let snapshot = Snapshot::take(client, servers).await;
-    snapshot
-        .servers
-        .iter()
-        .map(|s| MonitorServerView::new(s, snapshot.info(s.id).and_then(|r| r.as_ref().ok())))
-        .collect()
 }
 
 /// The config row as the API shows it.
@@ -209,6 +144,7 @@ pub struct ConfigView {
     pub monitor_server_current: i64,
     #[serde(flatten)]
     pub settings: Settings,
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 
