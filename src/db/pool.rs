@@ -140,3 +140,39 @@ impl r2d2::ManageConnection for Manager {
         std::thread::panicking() || pooled.suspect || pooled.conn.is_broken()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use diesel::sql_types::Text;
+    use diesel::{QueryableByName, RunQueryDsl};
+
+    use super::*;
+
+    #[derive(QueryableByName)]
+    struct CompileOption {
+        #[diesel(sql_type = Text)]
+        compile_options: String,
+    }
+
+    /// `.cargo/config.toml` builds the bundled SQLite with the query planner stability
+    /// guarantee; without it every statement with a bound LIMIT is compiled again at
+    /// each execution.
+    #[test]
+    fn sqlite_is_built_with_the_query_planner_stability_guarantee() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DbUrl::Sqlite(dir.path().join("t.db"));
+        let DbConn::Sqlite(mut conn) = connect(&url).unwrap() else {
+            panic!("not a SQLite connection");
+        };
+        let options: Vec<String> = diesel::sql_query("PRAGMA compile_options")
+            .load::<CompileOption>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.compile_options)
+            .collect();
+        assert!(
+            options.iter().any(|o| o == "ENABLE_QPSG"),
+            "SQLite built without SQLITE_ENABLE_QPSG: {options:?}"
+        );
+    }
+}
