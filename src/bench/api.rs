@@ -18,7 +18,7 @@ use super::settings::BenchSettings;
 
 const SERVERS: usize = 2;
 /// The endpoints measured, from `/api/v1/` on.
-const ENDPOINTS: [&str; 2] = ["devices", "monitor-servers"];
+const ENDPOINTS: [&str; 3] = ["devices", "devices?limit=10", "monitor-servers"];
 const WRK_THREADS: usize = 2;
 const WRK_CONNECTIONS: usize = 32;
 /// An untimed run of wrk before each timed one (connections, caches, pools).
@@ -114,13 +114,18 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
          `Authorization: Bearer`, on loopback, after an untimed {} s run; {} devices created \
          one by one with POST /api/v1/devices and started with a company start on {SERVERS} \
          monitor servers (polls every {} s, so polling costs nothing here). The device \
-         list answers the default page (at most 100 devices), each with its monitoring, \
-         which the coordinator asks the owning monitor servers for; the monitor-server \
-         list asks every server for its live status.",
+         list answers the default page (at most 100 devices) and, with `?limit=10`, a page \
+         of 10, each device with its monitoring, which the coordinator asks the owning \
+         monitor servers for; the monitor-server list asks every server for its live \
+         status. A coordinator reuses what a server answered for {} ms and a checked \
+         token for {} s, so under this load most requests ask neither the servers nor \
+         the token table.",
         sizes.window.as_secs(),
         WARMUP.as_secs(),
         sizes.devices,
-        QUIET_INTERVAL_MS / 1000
+        QUIET_INTERVAL_MS / 1000,
+        crate::http::coordinator::live::FRESH_FOR.as_millis(),
+        crate::http::token_cache::TTL.as_secs(),
     ));
     report.note(
         "wrk shares the machine's cores with the processes it measures. CPU per request = \

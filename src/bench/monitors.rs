@@ -89,19 +89,29 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// Polls per second of the monitor server, read every second over `window`.
+/// Polls per second of the monitor server, read every second over `window`: each
+/// count divided by the time between its two readings (a reading that comes late makes
+/// one second longer and the next shorter, not one busier).
 async fn polls_each_second(cluster: &VigilCluster, window: Duration) -> anyhow::Result<Vec<f64>> {
-    let mut counts = Vec::new();
+    let mut rates = Vec::new();
     let began = Instant::now();
-    let mut previous = exposition_value(&cluster.server_metrics(0).await?, "vigil_polls_total");
+    let mut previous = (
+        exposition_value(&cluster.server_metrics(0).await?, "vigil_polls_total"),
+        Instant::now(),
+    );
     for second in 1..=window.as_secs() {
         let due = began + Duration::from_secs(second);
         actix_rt::time::sleep(due.saturating_duration_since(Instant::now())).await;
-        let now = exposition_value(&cluster.server_metrics(0).await?, "vigil_polls_total");
-        counts.push(now - previous);
+        let now = (
+            exposition_value(&cluster.server_metrics(0).await?, "vigil_polls_total"),
+            Instant::now(),
+        );
+        let seconds = now.1.duration_since(previous.1).as_secs_f64();
+        rates.push((now.0 - previous.0) / seconds.max(1e-3));
         previous = now;
     }
-    Ok(counts)
+    tracing::info!(rates = ?rates.iter().map(|r| r.round() as u64).collect::<Vec<_>>(), "polls each second");
+    Ok(rates)
 }
 
 async fn measure(
@@ -154,8 +164,9 @@ async fn measure(
         let text_after = cluster.server_metrics(0).await?;
         let usage_after = cluster.server_usage(0)?;
         let seconds = sizes.interval.as_secs_f64();
-        let polls: f64 = first.iter().sum();
-        let mean = polls / first.len().max(1) as f64;
+        let polls = exposition_value(&text_after, "vigil_polls_total")
+            - exposition_value(&text, "vigil_polls_total");
+        let mean = first.iter().sum::<f64>() / first.len().max(1) as f64;
         let peak = first.iter().copied().fold(0.0, f64::max);
         let buckets = (
             histogram_buckets(&text, LATENESS),
@@ -256,7 +267,8 @@ async fn peak(
             &histogram_buckets(&text_after, LATENESS),
         )
         .unwrap_or(f64::INFINITY);
-        let dropped = exposition_value(&text_after, "vigil_writer_dropped_samples_total");
+        let dropped = exposition_value(&text_after, "vigil_writer_dropped_samples_total")
+            - exposition_value(&text, "vigil_writer_dropped_samples_total");
         let sustained =
             rate >= ideal * SUSTAINED_SHARE && p99 <= SUSTAINED_LATENESS_P99 && dropped == 0.0;
         tracing::info!(
@@ -270,10 +282,15 @@ async fn peak(
         );
         report.row(Row::new(
             format!(
-                "{devices} monitors at {} ms: polls/s (ideal {:.0}), lateness p99 {:.0} ms{}",
+                "{devices} monitors at {} ms: polls/s (ideal {:.0}), lateness p99 {:.0} ms{}{}",
                 interval_ms,
                 ideal,
                 p99 * 1000.0,
+                if dropped > 0.0 {
+                    format!(", {dropped} samples dropped by the writer")
+                } else {
+                    String::new()
+                },
                 if sustained { "" } else { ", not sustained" }
             ),
             "polls/s",
