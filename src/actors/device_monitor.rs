@@ -80,8 +80,10 @@ pub struct MonitorSpec {
     pub started_at: DateTime<Utc>,
     /// Tells this incarnation apart from earlier ones of the same device.
     pub generation: u64,
-    /// The first poll of the first incarnation waits this long; a restart polls at once.
-    pub first_poll_after: Duration,
+    /// When the first poll of the first incarnation is due (`None`: at once, as for a
+    /// restart). An instant rather than a delay, so that the monitors of one batch keep
+    /// the spread they were given however long the batch takes to create.
+    pub first_poll_at: Option<Instant>,
 }
 
 impl MonitorSpec {
@@ -248,7 +250,10 @@ impl Actor for DeviceMonitor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.probe = Some((self.probes)());
-        self.schedule_poll(ctx, self.spec.first_poll_after);
+        let delay = self.spec.first_poll_at.map_or(Duration::ZERO, |at| {
+            at.saturating_duration_since(Instant::now())
+        });
+        self.schedule_poll(ctx, delay);
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
@@ -259,6 +264,20 @@ impl Actor for DeviceMonitor {
             });
         }
     }
+}
+
+/// When the poll after the one due at `slot` is due: one interval on, keeping the
+/// monitor's place in the interval even when that poll ran late (late polls of many
+/// monitors, held up together, would otherwise poll together from then on), and
+/// skipping the slots already past rather than polling at once to catch up.
+fn next_slot(slot: Instant, interval: Duration, now: Instant) -> Instant {
+    let next = slot + interval;
+    if next > now || interval.is_zero() {
+        return next;
+    }
+    let behind = now.duration_since(next).as_nanos() / interval.as_nanos();
+    let skipped = u32::try_from(behind + 1).unwrap_or(u32::MAX);
+    next + interval.saturating_mul(skipped)
 }
 
 /// Time to poll the device (sent by the monitor to itself).
@@ -272,7 +291,8 @@ impl Handler<Poll> for DeviceMonitor {
     fn handle(&mut self, _: Poll, ctx: &mut Context<Self>) {
         self.stats.record_timer::<Poll>();
         self.next_poll = None;
-        if let Some(due) = self.due.take() {
+        let due = self.due.take();
+        if let Some(due) = due {
             let late = Instant::now().saturating_duration_since(due);
             self.reporting.polls.lateness.observe(late.as_secs_f64());
         }
@@ -304,12 +324,9 @@ impl Handler<Poll> for DeviceMonitor {
             };
             if version == act.device_version {
                 act.record(result);
-                let delay = act
-                    .spec
-                    .config
-                    .poll_interval()
-                    .saturating_sub(started.elapsed());
-                act.schedule_poll(ctx, delay);
+                let slot = due.unwrap_or(started);
+                let next = next_slot(slot, act.spec.config.poll_interval(), Instant::now());
+                act.schedule_poll(ctx, next.saturating_duration_since(Instant::now()));
             } else {
                 // The device changed while this poll was out: poll the new one now.
                 act.schedule_poll(ctx, Duration::ZERO);
@@ -382,5 +399,31 @@ impl Handler<StopPolling> for DeviceMonitor {
     fn handle(&mut self, _: StopPolling, ctx: &mut Context<Self>) {
         self.stats.record::<StopPolling>();
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_poll_keeps_its_place_in_the_interval() {
+        let slot = Instant::now();
+        let second = Duration::from_secs(1);
+        // On time or late within the interval: one interval after the slot.
+        assert_eq!(next_slot(slot, second, slot), slot + second);
+        assert_eq!(
+            next_slot(slot, second, slot + Duration::from_millis(700)),
+            slot + second
+        );
+        // Later than a whole interval: the next slot still ahead, none caught up.
+        assert_eq!(
+            next_slot(slot, second, slot + Duration::from_millis(2_300)),
+            slot + 3 * second
+        );
+        assert_eq!(
+            next_slot(slot, second, slot + 2 * second),
+            slot + 3 * second
+        );
     }
 }

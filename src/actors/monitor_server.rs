@@ -152,7 +152,7 @@ impl MonitorServerActor {
         let spec = child.spec.clone();
         let stats = Arc::clone(&child.stats);
         // Only the first incarnation waits; a restarted monitor polls at once.
-        child.spec.first_poll_after = Duration::ZERO;
+        child.spec.first_poll_at = None;
         child.incarnation_started = Instant::now();
         let probes = Arc::clone(&self.probes);
         let supervisor = self.myself.clone();
@@ -224,13 +224,13 @@ impl MonitorServerActor {
         }
     }
 
-    /// Starts a monitor of `device` under `epoch`, first polling after `delay`, unless
-    /// it runs here already or the server is at its limit.
+    /// Starts a monitor of `device` under `epoch`, first polling at `first_poll_at`
+    /// (`None`: at once), unless it runs here already or the server is at its limit.
     fn start_one(
         &mut self,
         device: DeviceSpec,
         epoch: i64,
-        delay: Duration,
+        first_poll_at: Option<Instant>,
     ) -> Result<(), StartRefused> {
         let device_id = device.id;
         if self.monitors.contains_key(&device_id) {
@@ -253,7 +253,7 @@ impl MonitorServerActor {
                     restarts: 0,
                     started_at: Utc::now(),
                     generation: 0,
-                    first_poll_after: delay,
+                    first_poll_at,
                 },
                 monitor: None,
                 incarnation_started: Instant::now(),
@@ -266,7 +266,9 @@ impl MonitorServerActor {
             device.id = device_id,
             server.id = self.server_id,
             epoch,
-            first_poll_after_ms = delay.as_millis() as u64,
+            first_poll_after_ms = first_poll_at.map_or(0, |at| at
+                .saturating_duration_since(Instant::now())
+                .as_millis() as u64),
             "monitor started"
         );
         Ok(())
@@ -364,7 +366,7 @@ impl Handler<StartMonitor> for MonitorServerActor {
     fn handle(&mut self, msg: StartMonitor, _ctx: &mut Context<Self>) -> Self::Result {
         self.stats.record::<StartMonitor>();
         self.take_config(msg.config);
-        self.start_one(msg.device, msg.epoch, Duration::ZERO)
+        self.start_one(msg.device, msg.epoch, None)
     }
 }
 
@@ -383,10 +385,15 @@ impl Handler<StartMonitors> for MonitorServerActor {
     fn handle(&mut self, msg: StartMonitors, _ctx: &mut Context<Self>) -> Self::Result {
         self.stats.record::<StartMonitors>();
         self.take_config(msg.config);
+        // Each delay counts from now, however long creating the batch takes.
+        let received = Instant::now();
         let results: Vec<_> = msg
             .monitors
             .into_iter()
-            .map(|(device, epoch, delay)| self.start_one(device, epoch, delay))
+            .map(|(device, epoch, delay)| {
+                let first_poll_at = (!delay.is_zero()).then(|| received + delay);
+                self.start_one(device, epoch, first_poll_at)
+            })
             .collect();
         let started = results.iter().filter(|r| r.is_ok()).count();
         tracing::info!(

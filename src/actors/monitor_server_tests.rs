@@ -19,6 +19,8 @@ use crate::probe::{Probe, ProbeFactory};
 struct Script {
     /// (device id, address) of every poll, in order.
     polls: Mutex<Vec<(i64, String)>>,
+    /// (device id, when) of every poll.
+    times: Mutex<Vec<(i64, Instant)>>,
     /// The threads polls ran on.
     threads: Mutex<HashSet<ThreadId>>,
     /// Polls that panic before the future is made, then this many inside the future.
@@ -57,6 +59,11 @@ impl Probe for ScriptedProbe {
             .lock()
             .unwrap()
             .push((device.id, device.address.clone()));
+        script
+            .times
+            .lock()
+            .unwrap()
+            .push((device.id, Instant::now()));
         script
             .threads
             .lock()
@@ -580,4 +587,80 @@ async fn a_new_poll_interval_keeps_each_monitors_place_in_it() {
         waited >= Duration::from_millis(600) && waited < Duration::from_millis(1_700),
         "first poll after {waited:?}"
     );
+}
+
+#[actix_rt::test]
+async fn a_late_poll_does_not_move_the_monitors_next_one() {
+    let script = Arc::new(Script::default());
+    let thread = Arbiter::new();
+    let registry = ActorRegistry::new();
+    let every = config(10, 1_000);
+    let actor = MonitorServerActor::new(7, every, scripted(&script), registry)
+        .with_poll_threads(vec![thread.handle()])
+        .launch();
+    let started = actor
+        .send(StartMonitors {
+            config: every,
+            monitors: vec![(device(1), 1, Duration::ZERO)],
+        })
+        .await
+        .unwrap();
+    assert_eq!(started, vec![Ok(())]);
+    eventually("the first poll", || async {
+        !script.polls_of(1).is_empty()
+    })
+    .await;
+    let first = script.times.lock().unwrap()[0].1;
+    // The poll thread is held from before the second poll is due until 600 ms after.
+    actix_rt::time::sleep_until((first + Duration::from_millis(700)).into()).await;
+    let until = first + Duration::from_millis(1_600);
+    thread.spawn_fn(move || std::thread::sleep(until.saturating_duration_since(Instant::now())));
+    eventually("the third poll", || async { script.polls_of(1).len() >= 3 }).await;
+    let times: Vec<Duration> = script.times.lock().unwrap()[..3]
+        .iter()
+        .map(|(_, at)| at.duration_since(first))
+        .collect();
+    assert!(times[1] >= Duration::from_millis(1_550), "{times:?}");
+    // Due two intervals after the first, not one interval after the late second.
+    assert!(
+        times[2] >= Duration::from_millis(1_950) && times[2] < Duration::from_millis(2_400),
+        "{times:?}"
+    );
+    thread.stop();
+}
+
+#[actix_rt::test]
+async fn a_batchs_first_polls_count_from_its_arrival_not_from_each_monitors_creation() {
+    let script = Arc::new(Script::default());
+    let thread = Arbiter::new();
+    let registry = ActorRegistry::new();
+    let every = config(10, 10_000);
+    let actor = MonitorServerActor::new(7, every, scripted(&script), registry)
+        .with_poll_threads(vec![thread.handle()])
+        .launch();
+    // The poll thread is busy for 600 ms when the batch arrives, as it is while it
+    // creates the monitors of a large one.
+    let busy_until = Instant::now() + Duration::from_millis(600);
+    thread
+        .spawn_fn(move || std::thread::sleep(busy_until.saturating_duration_since(Instant::now())));
+    let sent = Instant::now();
+    let started = actor
+        .send(StartMonitors {
+            config: every,
+            monitors: vec![(device(1), 1, Duration::from_millis(1_000))],
+        })
+        .await
+        .unwrap();
+    assert_eq!(started, vec![Ok(())]);
+    eventually("the first poll", || async {
+        !script.polls_of(1).is_empty()
+    })
+    .await;
+    let first = script.times.lock().unwrap()[0].1.duration_since(sent);
+    // Due 1 s after the batch came, not 1 s after the busy thread created the monitor.
+    assert!(
+        first >= Duration::from_millis(950) && first < Duration::from_millis(1_450),
+        "first poll after {first:?}"
+    );
+    thread.stop();
 }
