@@ -73,7 +73,7 @@ pub fn taken_names(
 }
 
 /// A device's assignment: its server (`None` once released) and epoch.
-pub type Owner = (Option<i64>, i64);
+pub type Assigned = (Option<i64>, i64);
 
 /// Devices ordered by id, optionally of one company, one page at a time; each with its
 /// assignment's server and epoch (`None` when it never had one), read in the same
@@ -83,7 +83,7 @@ pub fn list_with_owners(
     company_id: Option<i64>,
     limit: i64,
     offset: i64,
-) -> QueryResult<Vec<(Device, Option<Owner>)>> {
+) -> QueryResult<Vec<(Device, Option<Assigned>)>> {
     use super::schema::assignments;
     // Two queries rather than one boxed: diesel caches the prepared statement of each.
     let page = devices::table

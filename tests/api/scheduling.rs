@@ -21,6 +21,7 @@ crate::on_both_backends!(
     a_company_with_monitored_devices_cannot_be_deleted,
     deleting_a_device_stops_its_monitor_first,
     devices_list_shows_live_monitoring,
+    starts_and_stops_show_at_once_in_the_live_monitoring,
     stop_takes_down_every_copy_of_a_device,
     start_keeps_one_copy_of_a_device_found_running_twice,
     copies_no_record_names_are_replaced_by_one_recorded_start,
@@ -455,6 +456,37 @@ async fn devices_list_shows_live_monitoring(backend: Backend) {
         page.body.as_array().unwrap()[0]["id"].as_i64(),
         Some(devices[1])
     );
+}
+
+/// A coordinator reuses what a server said of a device for a moment, but a start or a
+/// stop (each moves the device's assignment on) shows in the very next read, and so
+/// does a server's monitor count after a change made through the API.
+async fn starts_and_stops_show_at_once_in_the_live_monitoring(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 1).await;
+    let company = cluster.company("acme").await;
+    let device = cluster.fleet_devices(company, 1, DeviceKind::Agent).await[0];
+    let path = format!("/api/v1/devices/{device}");
+    let running_monitors = || async {
+        let listed = cluster.get("/api/v1/monitor-servers").await;
+        listed.body[0]["running_monitors"].clone()
+    };
+    for round in 1..=3 {
+        // Each read is within the reuse window of the one before it.
+        assert_eq!(cluster.get(&path).await.body["monitoring"], Value::Null);
+        assert_eq!(running_monitors().await, 0, "round {round}");
+        let started = cluster.start_device(device).await;
+        assert_eq!(started.status, StatusCode::OK, "{started:?}");
+        let seen = cluster.get(&path).await;
+        let epoch = seen.body["monitoring"]["epoch"].as_i64();
+        assert!(epoch.is_some(), "round {round}: {seen:?}");
+        let listed = cluster.get("/api/v1/devices").await;
+        assert_eq!(listed.body[0]["monitoring"]["epoch"].as_i64(), epoch);
+        assert_eq!(running_monitors().await, 1, "round {round}");
+        let stopped = cluster.stop_device(device).await;
+        assert_eq!(stopped.status, StatusCode::OK, "{stopped:?}");
+        let listed = cluster.get("/api/v1/devices").await;
+        assert_eq!(listed.body[0]["monitoring"], Value::Null, "round {round}");
+    }
 }
 
 async fn stop_takes_down_every_copy_of_a_device(backend: Backend) {
