@@ -8,7 +8,6 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, AUTHORIZATION};
-use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
@@ -73,6 +72,15 @@ impl Caller {
     }
 }
 
+impl From<Checked> for Caller {
+    fn from(checked: Checked) -> Self {
+        Caller {
+            token_id: checked.token_id,
+            grant: checked.grant,
+        }
+    }
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
@@ -125,10 +133,7 @@ pub async fn identify(db: &Db, cache: &TokenCache, presented: &str) -> Result<Ca
     }
     let hash = auth::hash(presented);
     if let Some(checked) = cache.get(&hash, Instant::now()) {
-        return Ok(Caller {
-            token_id: checked.token_id,
-            grant: checked.grant,
-        });
+        return Ok(checked.into());
     }
     let read = cache.read_start(Instant::now());
     let key = hash.clone();
@@ -150,10 +155,7 @@ pub async fn identify(db: &Db, cache: &TokenCache, presented: &str) -> Result<Ca
         grant,
     };
     cache.put(hash, checked, read);
-    Ok(Caller {
-        token_id: token.id,
-        grant,
-    })
+    Ok(checked.into())
 }
 
 /// Middleware: the request carries a valid API token (401 otherwise) within its rate
@@ -177,13 +179,7 @@ pub async fn require_token(
             })?;
     }
     req.extensions_mut().insert(caller);
-    let writes = !matches!(*req.method(), Method::GET | Method::HEAD);
-    let response = next.call(req).await;
-    if writes {
-        // A start, a stop or a new limit may have changed what the servers run.
-        state.live.forget_loads();
-    }
-    response
+    next.call(req).await
 }
 
 /// Middleware for a monitor server: every call but `/healthz` carries the cluster token

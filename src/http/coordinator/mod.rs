@@ -19,8 +19,10 @@ pub mod state;
 mod tokens;
 pub mod views;
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{from_fn, Next};
 use actix_web::web;
 
 use crate::http::auth::require_token;
@@ -141,6 +143,22 @@ fn resources(endpoints: Vec<Endpoint>, prefix: &str) -> Vec<actix_web::Resource>
         .collect()
 }
 
+/// Middleware on the API: after a write (any method but GET and HEAD) that passed
+/// authentication, every server's load is forgotten, since a start, a stop or a new
+/// limit may have changed what the servers run.
+pub async fn forget_loads_after_writes(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD);
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let response = next.call(req).await;
+    if let (true, Some(state)) = (writes, state) {
+        state.live.forget_loads();
+    }
+    response
+}
+
 /// The coordinator's route table. The public endpoints are open; every other one needs
 /// an API token (`require_token`), and each handler checks what its caller may do.
 /// Unknown paths under `/api/v1` need a token too, so they reveal nothing.
@@ -154,8 +172,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     for guarded in resources(other, "") {
         cfg.service(guarded.wrap(from_fn(require_token)));
     }
-    cfg.service(resources(api, "/api/v1").into_iter().fold(
-        web::scope("/api/v1").wrap(from_fn(require_token)),
-        |scope, r| scope.service(r),
-    ));
+    cfg.service(
+        resources(api, "/api/v1").into_iter().fold(
+            web::scope("/api/v1")
+                .wrap(from_fn(forget_loads_after_writes))
+                .wrap(from_fn(require_token)),
+            |scope, r| scope.service(r),
+        ),
+    );
 }
