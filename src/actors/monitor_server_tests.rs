@@ -17,10 +17,8 @@ use crate::probe::{Probe, ProbeFactory};
 /// What the scripted probe does, shared by every monitor of a test.
 #[derive(Default)]
 struct Script {
-    /// (device id, address) of every poll, in order.
-    polls: Mutex<Vec<(i64, String)>>,
-    /// (device id, when) of every poll.
-    times: Mutex<Vec<(i64, Instant)>>,
+    /// (device id, address, when) of every poll, in order.
+    polls: Mutex<Vec<(i64, String, Instant)>>,
     /// The threads polls ran on.
     threads: Mutex<HashSet<ThreadId>>,
     /// Polls that panic before the future is made, then this many inside the future.
@@ -36,8 +34,18 @@ impl Script {
         let polls = self.polls.lock().unwrap();
         polls
             .iter()
-            .filter(|(id, _)| *id == device_id)
-            .map(|(_, a)| a.clone())
+            .filter(|(id, _, _)| *id == device_id)
+            .map(|(_, a, _)| a.clone())
+            .collect()
+    }
+
+    /// When each poll of `device_id` began, in order.
+    fn poll_times(&self, device_id: i64) -> Vec<Instant> {
+        let polls = self.polls.lock().unwrap();
+        polls
+            .iter()
+            .filter(|(id, _, _)| *id == device_id)
+            .map(|(_, _, at)| *at)
             .collect()
     }
 }
@@ -58,12 +66,7 @@ impl Probe for ScriptedProbe {
             .polls
             .lock()
             .unwrap()
-            .push((device.id, device.address.clone()));
-        script
-            .times
-            .lock()
-            .unwrap()
-            .push((device.id, Instant::now()));
+            .push((device.id, device.address.clone(), Instant::now()));
         script
             .threads
             .lock()
@@ -589,36 +592,52 @@ async fn a_new_poll_interval_keeps_each_monitors_place_in_it() {
     );
 }
 
-#[actix_rt::test]
-async fn a_late_poll_does_not_move_the_monitors_next_one() {
-    let script = Arc::new(Script::default());
-    let thread = Arbiter::new();
-    let registry = ActorRegistry::new();
-    let every = config(10, 1_000);
-    let actor = MonitorServerActor::new(7, every, scripted(&script), registry)
+/// A server polling on one thread of its own (to hold up), with device 1 started in a
+/// batch whose first poll is due after `first_poll_after`.
+async fn one_thread_server_polling_device_1(
+    script: &Arc<Script>,
+    every: MonitorConfig,
+    thread: &Arbiter,
+    first_poll_after: Duration,
+) -> Tracked<MonitorServerActor> {
+    let actor = MonitorServerActor::new(7, every, scripted(script), ActorRegistry::new())
         .with_poll_threads(vec![thread.handle()])
         .launch();
     let started = actor
         .send(StartMonitors {
             config: every,
-            monitors: vec![(device(1), 1, Duration::ZERO)],
+            monitors: vec![(device(1), 1, first_poll_after)],
         })
         .await
         .unwrap();
     assert_eq!(started, vec![Ok(())]);
+    actor
+}
+
+/// Holds `thread` busy until `until`.
+fn hold(thread: &Arbiter, until: Instant) {
+    thread.spawn_fn(move || std::thread::sleep(until.saturating_duration_since(Instant::now())));
+}
+
+#[actix_rt::test]
+async fn a_late_poll_does_not_move_the_monitors_next_one() {
+    let script = Arc::new(Script::default());
+    let thread = Arbiter::new();
+    let _actor =
+        one_thread_server_polling_device_1(&script, config(10, 1_000), &thread, Duration::ZERO)
+            .await;
     eventually("the first poll", || async {
         !script.polls_of(1).is_empty()
     })
     .await;
-    let first = script.times.lock().unwrap()[0].1;
+    let first = script.poll_times(1)[0];
     // The poll thread is held from before the second poll is due until 600 ms after.
     actix_rt::time::sleep_until((first + Duration::from_millis(700)).into()).await;
-    let until = first + Duration::from_millis(1_600);
-    thread.spawn_fn(move || std::thread::sleep(until.saturating_duration_since(Instant::now())));
+    hold(&thread, first + Duration::from_millis(1_600));
     eventually("the third poll", || async { script.polls_of(1).len() >= 3 }).await;
-    let times: Vec<Duration> = script.times.lock().unwrap()[..3]
+    let times: Vec<Duration> = script.poll_times(1)[..3]
         .iter()
-        .map(|(_, at)| at.duration_since(first))
+        .map(|at| at.duration_since(first))
         .collect();
     assert!(times[1] >= Duration::from_millis(1_550), "{times:?}");
     // Due two intervals after the first, not one interval after the late second.
@@ -633,30 +652,22 @@ async fn a_late_poll_does_not_move_the_monitors_next_one() {
 async fn a_batchs_first_polls_count_from_its_arrival_not_from_each_monitors_creation() {
     let script = Arc::new(Script::default());
     let thread = Arbiter::new();
-    let registry = ActorRegistry::new();
-    let every = config(10, 10_000);
-    let actor = MonitorServerActor::new(7, every, scripted(&script), registry)
-        .with_poll_threads(vec![thread.handle()])
-        .launch();
     // The poll thread is busy for 600 ms when the batch arrives, as it is while it
     // creates the monitors of a large one.
-    let busy_until = Instant::now() + Duration::from_millis(600);
-    thread
-        .spawn_fn(move || std::thread::sleep(busy_until.saturating_duration_since(Instant::now())));
+    hold(&thread, Instant::now() + Duration::from_millis(600));
     let sent = Instant::now();
-    let started = actor
-        .send(StartMonitors {
-            config: every,
-            monitors: vec![(device(1), 1, Duration::from_millis(1_000))],
-        })
-        .await
-        .unwrap();
-    assert_eq!(started, vec![Ok(())]);
+    let _actor = one_thread_server_polling_device_1(
+        &script,
+        config(10, 10_000),
+        &thread,
+        Duration::from_millis(1_000),
+    )
+    .await;
     eventually("the first poll", || async {
         !script.polls_of(1).is_empty()
     })
     .await;
-    let first = script.times.lock().unwrap()[0].1.duration_since(sent);
+    let first = script.poll_times(1)[0].duration_since(sent);
     // Due 1 s after the batch came, not 1 s after the busy thread created the monitor.
     assert!(
         first >= Duration::from_millis(950) && first < Duration::from_millis(1_450),
