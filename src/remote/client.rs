@@ -60,9 +60,17 @@ pub fn base_url(server: &MonitorServer) -> String {
     }
 }
 
+/// How long a pooled connection may sit idle before it is given up rather than reused.
+/// Under the monitor servers' HTTP keep-alive (actix's default, 5 s): with awc's own
+/// default (15 s) a call made about 5 s after the last one could go out on a connection
+/// the server was closing at that moment and fail as `Disconnected`.
+pub const POOLED_CONNECTION_IDLE: Duration = Duration::from_secs(4);
+
 impl MonitorServerClient {
     pub fn new(cluster: &ClusterToken) -> Self {
-        let connector = awc::Connector::new().timeout(CONNECT_TIMEOUT);
+        let connector = awc::Connector::new()
+            .timeout(CONNECT_TIMEOUT)
+            .conn_keep_alive(POOLED_CONNECTION_IDLE);
         let http = awc::Client::builder()
             .connector(connector)
             .timeout(REQUEST_TIMEOUT)

@@ -6,5 +6,5 @@ mod client;
 mod snapshot;
 pub mod wire;
 
-pub use self::client::{base_url, MonitorServerClient, RemoteError};
+pub use self::client::{base_url, MonitorServerClient, RemoteError, POOLED_CONNECTION_IDLE};
 pub use self::snapshot::Snapshot;

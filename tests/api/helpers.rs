@@ -63,7 +63,11 @@ pub async fn issue_token(db: &Db, name: &str, grant: Grant) -> String {
 
 /// A client that sends `token` as its bearer on every call.
 pub fn client_with(token: &str) -> awc::Client {
+    // Idle connections are given up before the server's keep-alive closes them, so a
+    // call after a pause does not go out on a connection being closed.
+    let connector = awc::Connector::new().conn_keep_alive(vigil::remote::POOLED_CONNECTION_IDLE);
     awc::Client::builder()
+        .connector(connector)
         .timeout(Duration::from_secs(60))
         .bearer_auth(token)
         .finish()
