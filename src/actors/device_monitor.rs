@@ -125,7 +125,11 @@ pub struct DeviceMonitor {
     device_version: u64,
     in_flight: bool,
     next_poll: Option<SpawnHandle>,
-    /// When the scheduled poll is due, to measure how late it comes.
+    /// The scheduled poll's place on the monitor's grid: later polls are due whole
+    /// intervals after it.
+    slot: Option<Instant>,
+    /// When the scheduled poll is due, to measure how late it comes: its slot, or when
+    /// it was scheduled if the slot was already past.
     due: Option<Instant>,
 }
 
@@ -151,6 +155,7 @@ impl DeviceMonitor {
             device_version: 0,
             in_flight: false,
             next_poll: None,
+            slot: None,
             due: None,
         }
     }
@@ -164,12 +169,18 @@ impl DeviceMonitor {
         )
     }
 
-    fn schedule_poll(&mut self, ctx: &mut Context<Self>, delay: Duration) {
+    /// Polls at `slot`, or now if it is past: a monitor created on a busy poll thread
+    /// after its first poll was due polls at once, is not counted late for the time it
+    /// did not exist, and keeps the slot's place in the interval (a large batch's first
+    /// polls held up by its creation would otherwise poll together at every interval).
+    fn schedule_poll(&mut self, ctx: &mut Context<Self>, slot: Instant) {
         if let Some(handle) = self.next_poll.take() {
             ctx.cancel_future(handle);
         }
-        self.next_poll = Some(ctx.notify_later(Poll, delay));
-        self.due = Some(Instant::now() + delay);
+        let now = Instant::now();
+        self.next_poll = Some(ctx.notify_later(Poll, slot.saturating_duration_since(now)));
+        self.slot = Some(slot);
+        self.due = Some(slot.max(now));
     }
 
     /// Takes one poll's result: counts it, judges the device's health with the config
@@ -250,10 +261,8 @@ impl Actor for DeviceMonitor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.probe = Some((self.probes)());
-        let delay = self.spec.first_poll_at.map_or(Duration::ZERO, |at| {
-            at.saturating_duration_since(Instant::now())
-        });
-        self.schedule_poll(ctx, delay);
+        let first = self.spec.first_poll_at.unwrap_or_else(Instant::now);
+        self.schedule_poll(ctx, first);
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
@@ -291,6 +300,7 @@ impl Handler<Poll> for DeviceMonitor {
     fn handle(&mut self, _: Poll, ctx: &mut Context<Self>) {
         self.stats.record_timer::<Poll>();
         self.next_poll = None;
+        let slot = self.slot.take();
         let due = self.due.take();
         if let Some(due) = due {
             let late = Instant::now().saturating_duration_since(due);
@@ -324,12 +334,12 @@ impl Handler<Poll> for DeviceMonitor {
             };
             if version == act.device_version {
                 act.record(result);
-                let slot = due.unwrap_or(started);
+                let slot = slot.unwrap_or(started);
                 let next = next_slot(slot, act.spec.config.poll_interval(), Instant::now());
-                act.schedule_poll(ctx, next.saturating_duration_since(Instant::now()));
+                act.schedule_poll(ctx, next);
             } else {
                 // The device changed while this poll was out: poll the new one now.
-                act.schedule_poll(ctx, Duration::ZERO);
+                act.schedule_poll(ctx, Instant::now());
             }
         }));
     }
@@ -346,7 +356,7 @@ impl Handler<UpdateDevice> for DeviceMonitor {
         self.spec.device = device;
         self.device_version += 1;
         if !self.in_flight {
-            self.schedule_poll(ctx, Duration::ZERO);
+            self.schedule_poll(ctx, Instant::now());
         }
         true
     }
@@ -368,7 +378,7 @@ impl Handler<UpdateConfig> for DeviceMonitor {
                 due.saturating_duration_since(Instant::now())
             });
             let share = (remaining.as_secs_f64() / before.as_secs_f64()).clamp(0.0, 1.0);
-            self.schedule_poll(ctx, config.poll_interval().mul_f64(share));
+            self.schedule_poll(ctx, Instant::now() + config.poll_interval().mul_f64(share));
         }
         1
     }

@@ -675,3 +675,35 @@ async fn a_batchs_first_polls_count_from_its_arrival_not_from_each_monitors_crea
     );
     thread.stop();
 }
+
+#[actix_rt::test]
+async fn a_first_poll_held_up_by_its_creation_keeps_its_place_in_the_interval() {
+    let script = Arc::new(Script::default());
+    let thread = Arbiter::new();
+    // The first poll is due 200 ms after the batch comes, but the poll thread is busy
+    // creating monitors until 600 ms.
+    hold(&thread, Instant::now() + Duration::from_millis(600));
+    let sent = Instant::now();
+    let _actor = one_thread_server_polling_device_1(
+        &script,
+        config(10, 1_000),
+        &thread,
+        Duration::from_millis(200),
+    )
+    .await;
+    eventually("the second poll", || async {
+        script.polls_of(1).len() >= 2
+    })
+    .await;
+    let times: Vec<Duration> = script.poll_times(1)[..2]
+        .iter()
+        .map(|at| at.duration_since(sent))
+        .collect();
+    assert!(times[0] >= Duration::from_millis(550), "{times:?}");
+    // One interval after the slot it was given (200 ms), not after it could poll (600 ms).
+    assert!(
+        times[1] >= Duration::from_millis(1_150) && times[1] < Duration::from_millis(1_450),
+        "{times:?}"
+    );
+    thread.stop();
+}

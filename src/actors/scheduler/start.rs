@@ -16,7 +16,7 @@
 //! records a `moved` event for each device it starts.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{NaiveDateTime, Utc};
 use diesel::RunQueryDsl;
@@ -251,6 +251,7 @@ pub(super) async fn start_devices(
         problems: HashMap::new(),
         moves: Vec::new(),
         reason,
+        spread_from: Instant::now(),
     };
     tracing::info!(
         devices = device_ids.len(),
@@ -297,6 +298,7 @@ pub(super) async fn start_devices(
         // that spread. A device started alone polls at once.
         let interval = pass.config.poll_interval_ms;
         let count = placing.len() as u64;
+        pass.spread_from = Instant::now();
         for (n, p) in placing.iter_mut().enumerate() {
             p.first_poll_after = Duration::from_millis(interval * n as u64 / count);
         }
@@ -328,6 +330,8 @@ struct StartPass<'a> {
     /// Devices started by a re-homing or restarting pass, for their events.
     moves: Vec<NewEvent>,
     reason: StartReason,
+    /// When the first polls were spread: every batch's delays count from here.
+    spread_from: Instant,
 }
 
 impl StartPass<'_> {
@@ -575,9 +579,15 @@ impl StartPass<'_> {
         }
         let config = self.config;
         let client = self.client;
+        let spread_from = self.spread_from;
         let answers = join_all(by_server.iter().map(|(server, devices)| async move {
             let mut outcomes = Vec::with_capacity(devices.len());
-            for batch in batches(devices, config) {
+            for mut batch in batches(devices, config) {
+                let elapsed = u64::try_from(spread_from.elapsed().as_millis()).unwrap_or(u64::MAX);
+                for entry in &mut batch.monitors {
+                    entry.first_poll_after_ms =
+                        delay_from_now(entry.first_poll_after_ms, elapsed, config.poll_interval_ms);
+                }
                 match client.start_batch(server, &batch).await {
                     Ok(answer) => outcomes.extend(answer.into_iter().map(Ok)),
                     Err(error) => {
@@ -737,6 +747,23 @@ impl StartPass<'_> {
     }
 }
 
+/// A first poll due `offset` ms after the pass spread its devices, as a delay from a
+/// moment `elapsed` ms after that: the rest of the wait while it is ahead; once past
+/// (a large pass sends its later batches seconds after its first), the same place in
+/// the next interval. Every batch of a pass keeps the one spread this way, where
+/// counting each batch's delays from its own arrival would shift the later batches and
+/// pile their ends onto the first's beginning. A zero offset (a device started alone)
+/// stays "at once".
+fn delay_from_now(offset: u64, elapsed: u64, interval: u64) -> u64 {
+    if offset == 0 || offset >= elapsed {
+        return offset.saturating_sub(elapsed);
+    }
+    if interval == 0 {
+        return 0;
+    }
+    interval - (elapsed - offset) % interval
+}
+
 /// The batch requests that start `devices` on one server, each under the body limit.
 fn batches(devices: &[Placing], config: MonitorConfig) -> Vec<StartBatchRequest> {
     let mut batches = Vec::new();
@@ -795,5 +822,23 @@ fn failed(device_id: i64, reason: String) -> StartResult {
         status: StartStatus::Failed,
         server_id: None,
         reason: Some(reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::delay_from_now;
+
+    #[test]
+    fn a_batch_sent_late_keeps_the_passs_spread() {
+        // Ahead: the rest of the wait.
+        assert_eq!(delay_from_now(30_000, 2_000, 60_000), 28_000);
+        assert_eq!(delay_from_now(2_000, 2_000, 60_000), 0);
+        // Past: the same place in the next interval, not at once.
+        assert_eq!(delay_from_now(1_000, 2_500, 60_000), 58_500);
+        assert_eq!(delay_from_now(1_000, 121_500, 60_000), 59_500);
+        // Alone: at once.
+        assert_eq!(delay_from_now(0, 2_500, 60_000), 0);
+        assert_eq!(delay_from_now(1_000, 2_500, 0), 0);
     }
 }
