@@ -415,7 +415,7 @@ fn fail(error: &StartupError) -> ExitCode {
 }
 
 async fn run_coordinator(settings: CoordinatorSettings) -> Result<(), StartupError> {
-    let db = db::Db::open(settings.node.db, settings.node.db_pool_size).await?;
+    let db = startup::open_database(settings.node.db, settings.node.db_pool_size).await?;
     let coordinator = startup::Coordinator::build(
         db,
         settings.node.listen,
@@ -430,7 +430,7 @@ async fn run_coordinator(settings: CoordinatorSettings) -> Result<(), StartupErr
 }
 
 async fn run_monitor_server(settings: MonitorServerSettings) -> Result<(), StartupError> {
-    let db = db::Db::open(settings.node.db, settings.node.db_pool_size).await?;
+    let db = startup::open_database(settings.node.db, settings.node.db_pool_size).await?;
     let node = startup::MonitorServerNode::build_with(
         db,
         settings.node.listen,

@@ -1,4 +1,4 @@
-//! `Retention`: deletes samples and events older than `config.retention_hours`, at start
+//! `Retention`: deletes polls and events older than `config.retention_hours`, at start
 //! and then every few minutes, a bounded chunk per statement so no delete holds locks
 //! for long. A master-only task: with a membership, only the master prunes.
 
@@ -15,9 +15,9 @@ use crate::db::{self, Db};
 /// The kind under which the retention task appears in the actor registry.
 pub const KIND: &str = "Retention";
 
-/// How often old samples are deleted.
+/// How often old polls and events are deleted.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(300);
-/// Samples deleted per statement.
+/// Polls (and events) deleted per statement.
 const CHUNK: i64 = 10_000;
 
 pub struct Retention {
@@ -62,7 +62,7 @@ pub struct Prune;
 /// What one prune deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pruned {
-    pub samples: usize,
+    pub polls: usize,
     pub events: usize,
 }
 
@@ -82,17 +82,17 @@ fn in_chunks(
     }
 }
 
-/// Deletes samples and events older than the configured retention.
+/// Deletes polls and events older than the configured retention.
 fn prune(conn: &mut db::DbConn) -> diesel::QueryResult<(Pruned, i32)> {
     let hours = db::config::get(conn)?.retention_hours.max(1);
     let cutoff = Utc::now() - chrono::Duration::hours(i64::from(hours));
-    let samples = in_chunks("samples", || {
-        db::samples::delete_older_than(conn, cutoff.timestamp_millis(), CHUNK)
+    let polls = in_chunks("polls", || {
+        db::store::delete_older_than(conn, cutoff.timestamp_millis(), CHUNK)
     })?;
     let events = in_chunks("events", || {
         db::events::delete_older_than(conn, cutoff.naive_utc(), CHUNK)
     })?;
-    Ok((Pruned { samples, events }, hours))
+    Ok((Pruned { polls, events }, hours))
 }
 
 impl Actor for Retention {
@@ -134,16 +134,16 @@ impl Handler<Prune> for Retention {
                     Ok((pruned, hours)) => {
                         if pruned != Pruned::default() {
                             tracing::info!(
-                                samples = pruned.samples,
+                                polls = pruned.polls,
                                 events = pruned.events,
                                 retention_hours = hours,
-                                "retention: old samples and events deleted"
+                                "retention: old polls and events deleted"
                             );
                         }
                         Ok(pruned)
                     }
                     Err(error) => {
-                        tracing::warn!(%error, "retention: could not delete old samples");
+                        tracing::warn!(%error, "retention: could not delete old polls and events");
                         Err(error.to_string())
                     }
                 }

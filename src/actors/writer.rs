@@ -18,9 +18,10 @@
 //! characters (which PostgreSQL refuses in text) are replaced, so no reading can make
 //! a batch fail for good and hold up every write behind it.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -30,7 +31,8 @@ use tokio::sync::oneshot;
 use super::messages::{Sample, StaleMonitors, StateChanged};
 use super::registry::{ActorRegistry, ActorStats, Tracked, TrackedRecipient};
 use crate::actors::backoff::Backoff;
-use crate::db::models::{NewEvent, NewSample, EVENT_STATE};
+use crate::db::models::{NewEvent, EVENT_STATE};
+use crate::db::store::{Catalogue, NewPoll};
 use crate::db::{self, Db};
 use crate::metrics::exposition::Histogram;
 
@@ -137,6 +139,8 @@ pub struct Flush;
 pub struct MetricsWriter {
     db: Db,
     settings: WriterSettings,
+    /// What this writer knows of the series catalogue; used by one batch at a time.
+    catalogue: Arc<Mutex<Catalogue>>,
     samples: VecDeque<Sample>,
     /// Series readings in `samples`.
     rows: usize,
@@ -162,6 +166,7 @@ impl MetricsWriter {
         MetricsWriter {
             db,
             settings,
+            catalogue: Arc::new(Mutex::new(Catalogue::default())),
             samples: VecDeque::new(),
             rows: 0,
             events: VecDeque::new(),
@@ -271,24 +276,26 @@ impl MetricsWriter {
         let (to_write, events_to_write) = (Arc::clone(&batch), Arc::clone(&events));
         self.in_flight = true;
         let db = self.db.clone();
+        let catalogue = Arc::clone(&self.catalogue);
         let write = async move {
             db.run(move |conn| {
-                let rows: Vec<NewSample> = to_write.iter().flat_map(rows_of).collect();
+                let polls: Vec<NewPoll> = to_write.iter().map(poll_of).collect();
+                let offered = polls.iter().map(|p| p.readings.len()).sum();
+                let mut catalogue = catalogue.lock().unwrap_or_else(|p| p.into_inner());
                 db::write_transaction(conn, |conn| {
-                    let rows_stored = db::samples::insert_current(conn, &rows)?;
+                    let stored = db::store::write(conn, &mut catalogue, &polls)?;
                     let events_stored = db::events::insert_current(conn, &events_to_write)?;
                     let mut written = Written {
-                        rows: rows.len(),
-                        rows_stored,
+                        rows: offered,
+                        rows_stored: stored.samples,
                         events_stored,
-                        stale: Vec::new(),
+                        stale: stored.stale,
                     };
-                    if rows_stored < rows.len() || events_stored < events_to_write.len() {
-                        let reported = to_write
-                            .iter()
-                            .map(|s| (s.device_id, s.epoch))
-                            .chain(events_to_write.iter().map(|e| (e.device_id, e.epoch)));
-                        written.stale = stale_among(conn, reported)?;
+                    if events_stored < events_to_write.len() {
+                        let reported = events_to_write.iter().map(|e| (e.device_id, e.epoch));
+                        written.stale.extend(stale_among(conn, reported)?);
+                        written.stale.sort_unstable();
+                        written.stale.dedup();
                     }
                     Ok(written)
                 })
@@ -416,30 +423,31 @@ fn stale_among(
         .collect())
 }
 
-/// The rows of one sample: one per series with a finite value.
-fn rows_of(sample: &Sample) -> impl Iterator<Item = NewSample> + '_ {
-    let at_ms = sample.at.timestamp_millis();
-    sample
-        .metrics
-        .iter()
-        .filter(|(_, value)| value.is_finite())
-        .map(move |(metric, value)| NewSample {
-            device_id: sample.device_id,
-            epoch: sample.epoch,
-            at_ms,
-            metric: printable(metric),
-            value: *value,
-        })
+/// The poll one sample is stored as: its series with a finite value.
+fn poll_of(sample: &Sample) -> NewPoll<'_> {
+    NewPoll {
+        device_id: sample.device_id,
+        epoch: sample.epoch,
+        at_ms: sample.at.timestamp_millis(),
+        readings: sample
+            .metrics
+            .iter()
+            .filter(|(_, value)| value.is_finite())
+            .map(|(metric, value)| (printable(metric), *value))
+            .collect(),
+    }
 }
 
 /// `text` with every control character replaced by `?`.
-fn printable(text: &str) -> String {
+fn printable(text: &str) -> Cow<'_, str> {
     if text.chars().any(char::is_control) {
-        text.chars()
-            .map(|c| if c.is_control() { '?' } else { c })
-            .collect()
+        Cow::Owned(
+            text.chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect(),
+        )
     } else {
-        text.to_string()
+        Cow::Borrowed(text)
     }
 }
 
@@ -478,7 +486,7 @@ impl Handler<StateChanged> for MetricsWriter {
             from_state: change.from.as_str().to_string(),
             to_state: change.to.as_str().to_string(),
             at: change.at.naive_utc(),
-            reason: printable(&change.reason),
+            reason: printable(&change.reason).into_owned(),
             kind: EVENT_STATE,
         });
         self.enforce_bounds();
@@ -531,12 +539,11 @@ mod tests {
             .into_iter()
             .collect(),
         };
-        let rows: Vec<NewSample> = rows_of(&sample).collect();
-        let names: Vec<&str> = rows.iter().map(|r| r.metric.as_str()).collect();
+        let poll = poll_of(&sample);
+        let mut names: Vec<&str> = poll.readings.iter().map(|(n, _)| n.as_ref()).collect();
+        names.sort_unstable();
         assert_eq!(names, vec!["rx{interface=\"eth??\"}", "up"]);
-        assert!(rows
-            .iter()
-            .all(|r| r.at_ms == 1_800_000_000_123 && r.epoch == 2));
+        assert!(poll.at_ms == 1_800_000_000_123 && poll.epoch == 2 && poll.device_id == 1);
         assert_eq!(printable("fine"), "fine");
     }
 }

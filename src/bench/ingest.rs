@@ -9,6 +9,7 @@
 //! would drop the oldest, as it does while the database is away): every sample sent
 //! must be written, and the report says how many were dropped.
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,7 @@ use crate::actors::messages::Sample;
 use crate::actors::writer::{Flush, MetricsWriter, WriterSettings};
 use crate::db::models::NewSample;
 use crate::db::schema::samples;
+use crate::db::store::{Catalogue, NewPoll};
 use crate::db::{self, Db, DbConn};
 use crate::domain::Metrics;
 use crate::metrics::series;
@@ -40,6 +42,9 @@ const MAX_BACKLOG_ROWS: u64 = 250_000;
 const BACKLOG_CHECK: Duration = Duration::from_millis(1);
 /// The peer stops after this long even if some of its polls are left.
 const PEER_WITHIN: Duration = Duration::from_secs(20);
+/// The old layout's writer: polls per transaction and rows per `INSERT`.
+const OLD_POLLS_PER_TRANSACTION: usize = 500;
+const OLD_ROWS_PER_INSERT: usize = 1000;
 /// Connections of the benchmark's pool (the writer uses one at a time).
 const POOL_SIZE: u32 = 8;
 /// Polls inserted per transaction while building the history.
@@ -123,6 +128,8 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
         let history_device = *history_device.first().context("no history device")?;
         tracing::info!(backend, "ingest: the writer");
         let writer = through_writer(&db, ids, &names, sizes.samples).await?;
+        tracing::info!(backend, "ingest: the old layout");
+        let old = old_layout(&db, ids, &names, sizes.samples).await?;
         tracing::info!(backend, "ingest: single-row inserts");
         let peer = single_rows(&db, ids, &names, sizes.peer_polls).await?;
         let (writer_samples, peer_samples) = (writer.written.samples_per_s(), peer.samples_per_s());
@@ -144,6 +151,15 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
             )
             .peer("single-row inserts", peer.rows_per_s())
             .at_least(target),
+        );
+        report.row(
+            Row::new(
+                format!("{backend}: readings (rows) written per second, beside the old layout"),
+                "rows/s",
+                Better::Higher,
+                writer.written.rows_per_s(),
+            )
+            .peer("old layout, batched", old.rows_per_s()),
         );
         report.row(
             Row::new(
@@ -183,8 +199,9 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
     report.note(format!(
         "The writer: one `MetricsWriter` with `WriterSettings::default()` in this process, \
          fed {} polls of {} devices ({} series each) as fast as it takes them with at most \
-         {} rows unwritten; wall time from the first send to the `Flush` answer. Its \
-         inserts are fenced (joined with `assignments` on device and epoch).",
+         {} rows unwritten; wall time from the first send to the `Flush` answer. It stores \
+         each poll as one row of the series store (`db::store`), fenced (joined with \
+         `assignments` on device and epoch), and each device's newest poll in `latest_polls`.",
         number(sizes.samples as f64),
         number(sizes.devices as f64),
         names.len(),
@@ -193,18 +210,24 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
     report.note(format!(
         "The peer: the same polls written one after the other, each in its own transaction \
          (`BEGIN IMMEDIATE` on SQLite) holding one plain `INSERT INTO samples … VALUES (…)` \
-         per reading (diesel, no fence), {} polls or {} s, whichever ends first.",
+         per reading into the old layout's table (diesel, no fence), {} polls or {} s, \
+         whichever ends first.",
         number(sizes.peer_polls as f64),
         PEER_WITHIN.as_secs()
     ));
+    report.note(
+        "The old layout: the same polls into `samples`, one row per reading with its name \
+         as text, as the writer stored them before the series store: 500 polls per \
+         transaction, 1,000 rows per multi-row `INSERT` (diesel; without the epoch fence).",
+    );
     report.note(
         "The issue's targets (1,000,000 samples/s into SQLite, 500,000 into PostgreSQL) count \
          readings (series values), that is rows: they are held against the rows/s row.",
     );
     report.note(format!(
         "History: one more device gets one {} of polls every {} s, inserted with \
-         `db::samples::insert_current` {FILL_POLLS_PER_TRANSACTION} polls per transaction \
-         (then `ANALYZE samples` on PostgreSQL); `db::samples::history` at {POINTS} points \
+         `db::store::write` {FILL_POLLS_PER_TRANSACTION} polls per transaction \
+         (then `ANALYZE polls` on PostgreSQL); `db::store::history` at {POINTS} points \
          over ranges ending at its newest poll, one untimed run, then the median of {}.",
         sizes.history_name,
         POLL_INTERVAL.as_secs(),
@@ -287,6 +310,62 @@ async fn through_writer(
     Ok(run)
 }
 
+/// Writes `count` polls into the old layout (`samples`, one row per reading), as its
+/// writer did: `OLD_POLLS_PER_TRANSACTION` polls per transaction, multi-row `INSERT`s of
+/// `OLD_ROWS_PER_INSERT` rows (without the fence's join, which only cost it more).
+async fn old_layout(
+    db: &Db,
+    devices: &[i64],
+    names: &[String],
+    count: usize,
+) -> anyhow::Result<Written> {
+    // Two days on, so they never share a timestamp with the others.
+    let start = Utc::now() + chrono::Duration::days(2);
+    let samples: Vec<Sample> = (0..count)
+        .map(|n| sample(devices, names, n, start))
+        .collect::<anyhow::Result<_>>()?;
+    let began = Instant::now();
+    let mut rows = 0;
+    for chunk in samples.chunks(OLD_POLLS_PER_TRANSACTION) {
+        let chunk = chunk.to_vec();
+        rows += db
+            .run(move |conn| {
+                let rows: Vec<NewSample> = chunk
+                    .iter()
+                    .flat_map(|sample| {
+                        sample.metrics.iter().map(|(metric, value)| NewSample {
+                            device_id: sample.device_id,
+                            epoch: sample.epoch,
+                            at_ms: sample.at.timestamp_millis(),
+                            metric: metric.clone(),
+                            value: *value,
+                        })
+                    })
+                    .collect();
+                db::write_transaction(conn, |conn| {
+                    let mut stored = 0;
+                    for statement in rows.chunks(OLD_ROWS_PER_INSERT) {
+                        stored += match conn {
+                            DbConn::Pg(c) => diesel::insert_into(samples::table)
+                                .values(statement)
+                                .execute(c)?,
+                            DbConn::Sqlite(c) => diesel::insert_into(samples::table)
+                                .values(statement)
+                                .execute(c)?,
+                        };
+                    }
+                    Ok(stored)
+                })
+            })
+            .await?;
+    }
+    Ok(Written {
+        elapsed: began.elapsed(),
+        samples: count as u64,
+        rows: rows as u64,
+    })
+}
+
 /// Writes up to `count` polls one by one, one transaction per poll and one `INSERT`
 /// per reading, for at most `PEER_WITHIN`.
 async fn single_rows(
@@ -351,27 +430,28 @@ async fn history(
         let names = names.to_vec();
         filled += db
             .run(move |conn| {
-                let rows: Vec<NewSample> = (first..last)
-                    .flat_map(|p| {
-                        readings(&names, device as usize, p).into_iter().map(
-                            move |(metric, value)| NewSample {
-                                device_id: device,
-                                epoch: 1,
-                                at_ms: start_ms + p as i64 * step_ms,
-                                metric,
-                                value,
-                            },
-                        )
+                let polls: Vec<NewPoll> = (first..last)
+                    .map(|p| NewPoll {
+                        device_id: device,
+                        epoch: 1,
+                        at_ms: start_ms + p as i64 * step_ms,
+                        readings: readings(&names, device as usize, p)
+                            .into_iter()
+                            .map(|(metric, value)| (Cow::Owned(metric), value))
+                            .collect(),
                     })
                     .collect();
-                db::write_transaction(conn, |conn| db::samples::insert_current(conn, &rows))
+                let mut catalogue = Catalogue::default();
+                db::write_transaction(conn, |conn| {
+                    db::store::write(conn, &mut catalogue, &polls).map(|s| s.samples)
+                })
             })
             .await?;
     }
     let fill = began.elapsed();
     // What autovacuum would have done by then in a running deployment.
     db.run(|conn| match conn {
-        DbConn::Pg(c) => c.batch_execute("ANALYZE samples"),
+        DbConn::Pg(c) => c.batch_execute("ANALYZE polls"),
         DbConn::Sqlite(_) => Ok(()),
     })
     .await?;
@@ -406,7 +486,7 @@ async fn history(
                 let began = Instant::now();
                 let answer = db
                     .run(move |conn| {
-                        db::samples::history(
+                        db::store::history(
                             conn,
                             device,
                             (from_ms, end_ms, width_ms),

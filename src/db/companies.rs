@@ -78,7 +78,7 @@ pub fn delete_unless_monitored(conn: &mut DbConn, id: i64) -> QueryResult<Deleti
         }
         let device_ids = super::devices::ids_of_company(conn, id)?;
         for device_id in device_ids {
-            super::samples::delete_of_device(conn, device_id)?;
+            super::store::delete_of_device(conn, device_id)?;
         }
         super::events::delete_of_company(conn, id)?;
         diesel::delete(companies::table.find(id)).execute(conn)?;

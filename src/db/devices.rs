@@ -174,7 +174,7 @@ pub fn update(conn: &mut DbConn, id: i64, changes: &DeviceChanges) -> QueryResul
 /// false when there was none.
 pub fn delete(conn: &mut DbConn, id: i64) -> QueryResult<bool> {
     super::write_transaction(conn, |conn| {
-        super::samples::delete_of_device(conn, id)?;
+        super::store::delete_of_device(conn, id)?;
         super::events::delete_of_device(conn, id)?;
         Ok(diesel::delete(devices::table.find(id)).execute(conn)? > 0)
     })
@@ -195,6 +195,14 @@ pub fn names_of(conn: &mut DbConn, ids: &[i64]) -> QueryResult<Vec<(i64, String,
 /// How many devices exist.
 pub fn count(conn: &mut DbConn) -> QueryResult<i64> {
     devices::table.count().get_result(conn)
+}
+
+/// How many devices `company_id` has.
+pub fn count_of_company(conn: &mut DbConn, company_id: i64) -> QueryResult<i64> {
+    devices::table
+        .filter(devices::company_id.eq(company_id))
+        .count()
+        .get_result(conn)
 }
 
 /// The devices among `ids` that are meant to be monitored, their rows locked until the

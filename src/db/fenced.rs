@@ -18,7 +18,7 @@ use diesel::backend::Backend;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
-use diesel::sql_types::{BigInt, Double, HasSqlType, Text, Timestamp};
+use diesel::sql_types::{BigInt, Binary, HasSqlType, Text, Timestamp};
 
 use super::DbConn;
 
@@ -26,8 +26,8 @@ use super::DbConn;
 pub(super) enum Value<'a> {
     Int(&'a i64),
     Text(&'a str),
-    Float(&'a f64),
     Time(&'a NaiveDateTime),
+    Bytes(&'a [u8]),
 }
 
 /// A row reported under an epoch: a sample reading or a state change.
@@ -36,23 +36,28 @@ pub(super) trait FencedRow {
     /// Its columns; the first two are `device_id` and `epoch`.
     const COLUMNS: &'static [&'static str];
 
+    /// What follows the insert's `SELECT` (an upsert's `ON CONFLICT` clause); SQLite
+    /// needs a `WHERE` before it to tell it from the join's `ON`.
+    const AFTER: &'static str = "";
+
     /// Its values, in the order of `COLUMNS`.
     fn values(&self) -> Vec<Value<'_>>;
 }
 
-/// One fenced `INSERT` of `rows` (callers keep it within the backend's bind limit).
-struct FencedInsert<'a, R>(&'a [R]);
+/// One `INSERT` of `rows` (callers keep it within the backend's bind limit), fenced
+/// unless the flag is false.
+struct FencedInsert<'a, R>(&'a [R], bool);
 
 impl<R: FencedRow, DB> QueryFragment<DB> for FencedInsert<'_, R>
 where
     DB: Backend
         + HasSqlType<BigInt>
         + HasSqlType<Text>
-        + HasSqlType<Double>
-        + HasSqlType<Timestamp>,
+        + HasSqlType<Timestamp>
+        + HasSqlType<Binary>,
     i64: ToSql<BigInt, DB>,
+    [u8]: ToSql<Binary, DB>,
     str: ToSql<Text, DB>,
-    f64: ToSql<Double, DB>,
     NaiveDateTime: ToSql<Timestamp, DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
@@ -68,17 +73,22 @@ where
                 match value {
                     Value::Int(v) => out.push_bind_param::<BigInt, _>(v)?,
                     Value::Text(v) => out.push_bind_param::<Text, _>(v)?,
-                    Value::Float(v) => out.push_bind_param::<Double, _>(v)?,
                     Value::Time(v) => out.push_bind_param::<Timestamp, _>(v)?,
+                    Value::Bytes(v) => out.push_bind_param::<Binary, _>(v)?,
                 }
             }
             out.push_sql(")");
         }
+        let fence = if self.1 {
+            " JOIN assignments a ON a.device_id = v.device_id AND a.epoch = v.epoch"
+        } else {
+            ""
+        };
         out.push_sql(&format!(
-            ") INSERT INTO {table} ({columns}) SELECT {selected} FROM v \
-             JOIN assignments a ON a.device_id = v.device_id AND a.epoch = v.epoch",
+            ") INSERT INTO {table} ({columns}) SELECT {selected} FROM v{fence}{after}",
             table = R::TABLE,
             selected = selected.join(", "),
+            after = R::AFTER,
         ));
         Ok(())
     }
@@ -98,9 +108,28 @@ pub(super) fn insert<R: FencedRow>(
     rows: &[R],
     rows_per_statement: usize,
 ) -> QueryResult<usize> {
+    insert_checked(conn, rows, rows_per_statement, true)
+}
+
+/// Stores the rows whatever their epoch: rows accepted once already (the old layout's
+/// samples moving to the series store).
+pub(super) fn insert_unfenced<R: FencedRow>(
+    conn: &mut DbConn,
+    rows: &[R],
+    rows_per_statement: usize,
+) -> QueryResult<usize> {
+    insert_checked(conn, rows, rows_per_statement, false)
+}
+
+fn insert_checked<R: FencedRow>(
+    conn: &mut DbConn,
+    rows: &[R],
+    rows_per_statement: usize,
+    fenced: bool,
+) -> QueryResult<usize> {
     let mut stored = 0;
     for chunk in rows.chunks(rows_per_statement.max(1)) {
-        let statement = FencedInsert(chunk);
+        let statement = FencedInsert(chunk, fenced);
         stored += match conn {
             DbConn::Pg(c) => statement.execute(c)?,
             DbConn::Sqlite(c) => statement.execute(c)?,

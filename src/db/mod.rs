@@ -19,9 +19,9 @@ pub mod models;
 pub mod monitor_servers;
 pub mod nodes;
 mod pool;
-pub mod samples;
 pub mod schema;
 pub mod scratch;
+pub mod store;
 pub mod tokens;
 pub mod url;
 

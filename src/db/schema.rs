@@ -103,6 +103,26 @@ diesel::table! {
 }
 
 diesel::table! {
+    latest_polls (device_id) {
+        device_id -> Int8,
+        epoch -> Int8,
+        at_ms -> Int8,
+        data -> Binary,
+    }
+}
+
+diesel::table! {
+    polls (id) {
+        id -> Int8,
+        device_id -> Int8,
+        epoch -> Int8,
+        at_ms -> Int8,
+        samples -> Int8,
+        data -> Binary,
+    }
+}
+
+diesel::table! {
     samples (id) {
         id -> Int8,
         device_id -> Int8,
@@ -110,6 +130,21 @@ diesel::table! {
         at_ms -> Int8,
         metric -> Text,
         value -> Float8,
+    }
+}
+
+diesel::table! {
+    series (id) {
+        id -> Int8,
+        device_id -> Int8,
+        name_id -> Int8,
+    }
+}
+
+diesel::table! {
+    series_names (id) {
+        id -> Int8,
+        name -> Text,
     }
 }
 
@@ -127,6 +162,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     devices,
     events,
     monitor_servers,
+    latest_polls,
     nodes,
+    polls,
     samples,
+    series,
+    series_names,
 );

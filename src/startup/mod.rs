@@ -4,11 +4,13 @@
 //! and drive the nodes over real HTTP.
 
 mod coordinator;
+mod database;
 mod monitor_server;
 mod process;
 mod serve;
 
 pub use self::coordinator::{Coordinator, CoordinatorOptions};
+pub use self::database::open_database;
 pub use self::monitor_server::{MonitorServerNode, MonitorServerOptions};
 pub use self::serve::{admin_token, beside_database, ensure_local_device, serve, LOCAL_COMPANY};
 

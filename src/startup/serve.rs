@@ -43,7 +43,7 @@ pub const LOCAL_COMPANY: &str = "local";
 
 pub async fn serve(settings: ServeSettings) -> Result<(), StartupError> {
     let listen = settings.node.listen;
-    let db = Db::open(settings.node.db.clone(), settings.node.db_pool_size).await?;
+    let db = super::open_database(settings.node.db.clone(), settings.node.db_pool_size).await?;
     tracing::info!(db = %db.url(), "database ready");
     let token_file = beside_database(db.url(), "admin-token");
     let admin_token = admin_token(&db, &token_file).await?;

@@ -7,7 +7,8 @@ use chrono::{Duration, TimeZone, Utc};
 use serde_json::{json, Value};
 use vigil::actors::membership::GetCluster;
 use vigil::actors::retention::{Prune, Pruned};
-use vigil::db::models::{NewEvent, NewSample};
+use vigil::db::models::NewEvent;
+use vigil::db::store::{Catalogue, NewPoll};
 use vigil::db::{self, Db};
 use vigil::startup::Coordinator;
 
@@ -22,21 +23,23 @@ crate::on_both_backends!(
 /// Stores one reading per second of `metric` for `seconds` seconds from `start_ms`,
 /// valued 0, 1, 2, …
 async fn store_ramp(db: &Db, device_id: i64, metric: &str, start_ms: i64, seconds: i64) {
-    let rows: Vec<NewSample> = (0..seconds)
-        .map(|i| NewSample {
-            device_id,
-            epoch: 1,
-            at_ms: start_ms + i * 1000,
-            metric: metric.to_string(),
-            value: i as f64,
-        })
-        .collect();
+    let metric = metric.to_string();
     place(db, device_id, 1).await;
     let stored = db
-        .run(move |conn| db::samples::insert_current(conn, &rows))
+        .run(move |conn| {
+            let polls: Vec<NewPoll> = (0..seconds)
+                .map(|i| NewPoll {
+                    device_id,
+                    epoch: 1,
+                    at_ms: start_ms + i * 1000,
+                    readings: vec![(metric.as_str().into(), i as f64)],
+                })
+                .collect();
+            db::store::write(conn, &mut Catalogue::default(), &polls)
+        })
         .await
         .unwrap();
-    assert_eq!(stored, seconds as usize);
+    assert_eq!(stored.samples, seconds as usize);
 }
 
 fn series<'a>(body: &'a Value, key: &str) -> &'a Value {
@@ -211,7 +214,7 @@ async fn retention_deletes_only_samples_past_retention_hours(backend: Backend) {
     assert_eq!(
         pruned,
         Pruned {
-            samples: 30,
+            polls: 30,
             events: 1
         }
     );

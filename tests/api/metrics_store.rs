@@ -13,7 +13,7 @@ use diesel::prelude::*;
 use serde_json::json;
 use vigil::actors::messages::{Sample, StateChanged};
 use vigil::actors::writer::{Flush, MetricsWriter, WriterSettings};
-use vigil::db::schema::samples;
+use vigil::db::schema::polls;
 use vigil::db::{self, Db};
 use vigil::domain::{HealthState, Metrics};
 
@@ -45,15 +45,15 @@ fn sample(device_id: i64, second: i64) -> Sample {
 }
 
 async fn rows(db: &Db) -> i64 {
-    db.run(db::samples::count).await.unwrap()
+    db.run(db::store::count).await.unwrap()
 }
 
 /// The distinct poll times stored, in seconds after the first test sample.
 async fn stored_seconds(db: &Db) -> Vec<i64> {
     let mut at: Vec<i64> = db
         .run(|conn| {
-            samples::table
-                .select(samples::at_ms)
+            polls::table
+                .select(polls::at_ms)
                 .distinct()
                 .load::<i64>(conn)
         })
@@ -165,7 +165,7 @@ async fn samples_wait_while_the_database_is_away_and_the_oldest_go_when_the_buff
     let writer = writer.start();
     let (_, device) = placed_device(&db, "acme", 1).await;
     // The table is away: every write fails, as with a database that is down.
-    rename(&db, "samples", "samples_away").await;
+    rename(&db, "polls", "polls_away").await;
     for second in 0..25 {
         writer.do_send(sample(device, second));
     }
@@ -182,7 +182,7 @@ async fn samples_wait_while_the_database_is_away_and_the_oldest_go_when_the_buff
     assert_eq!(stats.dropped_samples.load(Ordering::Relaxed), 15);
     assert_eq!(stats.buffered_samples.load(Ordering::Relaxed), 10);
     assert_eq!(stats.buffered_rows.load(Ordering::Relaxed), 30);
-    rename(&db, "samples_away", "samples").await;
+    rename(&db, "polls_away", "polls").await;
     eventually(
         "the held samples are written once the table is back",
         || {
@@ -261,18 +261,19 @@ async fn readings_of_a_stale_epoch_are_refused_by_the_insert_and_counted(backend
     let reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
     assert_eq!(reasons, vec!["judged under epoch 2"]);
     // The statement itself refuses them, whoever calls it.
-    let stale = vec![vigil::db::models::NewSample {
+    let stale = vec![vigil::db::store::NewPoll {
         device_id: device,
         epoch: 1,
         at_ms: 1,
-        metric: "up".into(),
-        value: 1.0,
+        readings: vec![("up".into(), 1.0)],
     }];
     let stored = db
-        .run(move |conn| db::samples::insert_current(conn, &stale))
+        .run(move |conn| {
+            db::store::write(conn, &mut vigil::db::store::Catalogue::default(), &stale)
+        })
         .await
         .unwrap();
-    assert_eq!(stored, 0);
+    assert_eq!((stored.polls, stored.stale), (0, vec![(device, 1)]));
 }
 
 async fn a_monitor_whose_device_moved_on_is_stopped_by_its_refused_readings(backend: Backend) {
@@ -289,7 +290,7 @@ async fn a_monitor_whose_device_moved_on_is_stopped_by_its_refused_readings(back
         .await;
     cluster.start_device(device).await;
     eventually("readings stored", || async {
-        let stored = cluster.db.run(db::samples::count).await.unwrap();
+        let stored = cluster.db.run(db::store::count).await.unwrap();
         (stored > 0).then_some(())
     })
     .await;
@@ -338,11 +339,11 @@ async fn a_stopped_monitor_server_writes_what_its_writer_held(backend: Backend) 
         (answer.body["monitoring"]["polls"].as_u64()? >= 3).then_some(())
     })
     .await;
-    assert_eq!(cluster.db.run(db::samples::count).await.unwrap(), 0);
+    assert_eq!(cluster.db.run(db::store::count).await.unwrap(), 0);
     // The server's run ends by flushing its writer.
     cluster.stop_server(0).await;
     eventually("samples stored after the stop", || async {
-        let stored = cluster.db.run(db::samples::count).await.unwrap();
+        let stored = cluster.db.run(db::store::count).await.unwrap();
         (stored >= 3 * 2).then_some(())
     })
     .await;

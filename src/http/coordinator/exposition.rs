@@ -34,15 +34,10 @@ fn collect(conn: &mut DbConn, company: Option<i64>) -> diesel::QueryResult<Scrap
     let interval_ms = i64::try_from(config.poll_interval_ms).unwrap_or(i64::MAX);
     let fresh_ms = interval_ms.saturating_mul(FRESH_POLLS).max(MIN_FRESH_MS);
     let since_ms = Utc::now().timestamp_millis().saturating_sub(fresh_ms);
-    let readings = db::samples::latest_of_all(conn, since_ms)?;
-    let own: Option<std::collections::HashSet<i64>> = company
-        .map(|id| db::devices::ids_of_company(conn, id).map(|ids| ids.into_iter().collect()))
-        .transpose()?;
+    // A company's token: its devices only, chosen in the query.
+    let readings = db::store::latest_of_all(conn, since_ms, company)?;
     let mut by_device: BTreeMap<i64, BTreeMap<String, f64>> = BTreeMap::new();
     for r in readings {
-        if own.as_ref().is_some_and(|own| !own.contains(&r.device_id)) {
-            continue;
-        }
         by_device
             .entry(r.device_id)
             .or_default()
@@ -68,14 +63,14 @@ fn collect(conn: &mut DbConn, company: Option<i64>) -> diesel::QueryResult<Scrap
             })
         })
         .collect();
-    Ok(match (company, own) {
-        (Some(id), Some(own)) => Scrape {
-            devices: own.len() as i64,
+    Ok(match company {
+        Some(id) => Scrape {
+            devices: db::devices::count_of_company(conn, id)?,
             monitored: db::assignments::monitored_in_company(conn, id)?,
             servers: None,
             readings,
         },
-        _ => Scrape {
+        None => Scrape {
             devices: db::devices::count(conn)?,
             monitored: db::assignments::count_monitored(conn)?,
             servers: Some(db::monitor_servers::list(conn)?.len()),

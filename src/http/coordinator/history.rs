@@ -182,7 +182,7 @@ pub async fn history(
     let buckets = state
         .db
         .run(move |conn| {
-            db::samples::history(
+            db::store::history(
                 conn,
                 device_id,
                 (from_ms, to_ms, width_ms),
@@ -253,7 +253,7 @@ pub async fn latest(
         .db
         .run(move |conn| {
             Ok((
-                db::samples::latest(conn, device_id)?,
+                db::store::latest(conn, device_id)?,
                 db::events::latest_of_device(conn, device_id)?,
             ))
         })

@@ -1,0 +1,4 @@
+DROP TABLE latest_polls;
+DROP TABLE polls;
+DROP TABLE series;
+DROP TABLE series_names;

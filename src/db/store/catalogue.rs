@@ -1,0 +1,169 @@
+//! The series catalogue: every series name (metric name and labels) once for the whole
+//! fleet in `series_names`, every series of a device once in `series`, each with a
+//! numeric id. [`Catalogue`] is what one writer remembers of it, so a batch asks the
+//! database only about names and series it has not met; it is a cache, and forgetting
+//! it (when it grows past its bounds) costs a few lookups, never a wrong id.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+
+use super::super::schema::{series, series_names};
+use super::super::DbConn;
+
+/// Names remembered at most; a fleet whose label values never repeat would otherwise
+/// grow the writer without end.
+const MAX_NAMES: usize = 200_000;
+/// Series (device, name) remembered at most.
+const MAX_SERIES: usize = 5_000_000;
+/// Rows per `INSERT` of names or series.
+const ROWS_PER_INSERT: usize = 1000;
+
+#[derive(Debug, Default)]
+pub struct Catalogue {
+    names: HashMap<Box<str>, i64>,
+    /// Per device, the name ids known to have their `series` row, sorted.
+    series: HashMap<i64, Vec<i64>>,
+    series_count: usize,
+}
+
+impl Catalogue {
+    /// The id of `name`, if this catalogue has met it.
+    pub fn id(&self, name: &str) -> Option<i64> {
+        self.names.get(name).copied()
+    }
+
+    /// Makes sure every one of `names` has an id, in the database and here.
+    pub fn learn_names(&mut self, conn: &mut DbConn, names: &[&str]) -> QueryResult<()> {
+        let mut missing: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !self.names.contains_key(*n))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if self.names.len() + missing.len() > MAX_NAMES {
+            // Start over with what this batch needs.
+            self.names.clear();
+            missing = names.to_vec();
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        for chunk in missing.chunks(ROWS_PER_INSERT) {
+            insert_names(conn, chunk)?;
+            let found: Vec<(i64, String)> = series_names::table
+                .filter(series_names::name.eq_any(chunk))
+                .select((series_names::id, series_names::name))
+                .load(conn)?;
+            for (id, name) in found {
+                self.names.insert(name.into_boxed_str(), id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure each `(device, name id)` has its `series` row.
+    pub fn learn_series(&mut self, conn: &mut DbConn, wanted: &[(i64, i64)]) -> QueryResult<()> {
+        let missing: Vec<(i64, i64)> = wanted
+            .iter()
+            .copied()
+            .filter(|(device, name)| {
+                self.series
+                    .get(device)
+                    .is_none_or(|known| known.binary_search(name).is_err())
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        for chunk in missing.chunks(ROWS_PER_INSERT) {
+            insert_series(conn, chunk)?;
+        }
+        if self.series_count + missing.len() > MAX_SERIES {
+            self.series.clear();
+            self.series_count = 0;
+        }
+        for (device, name) in missing {
+            let known = self.series.entry(device).or_default();
+            if let Err(at) = known.binary_search(&name) {
+                known.insert(at, name);
+                self.series_count += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Inserts the names not stored yet.
+fn insert_names(conn: &mut DbConn, names: &[&str]) -> QueryResult<usize> {
+    let sql = |mark: char| {
+        let values: Vec<String> = (1..=names.len()).map(|i| format!("({mark}{i})")).collect();
+        format!(
+            "INSERT INTO series_names (name) VALUES {} ON CONFLICT (name) DO NOTHING",
+            values.join(", ")
+        )
+    };
+    macro_rules! run {
+        ($conn:expr, $backend:ty, $mark:expr) => {{
+            let mut query = diesel::sql_query(sql($mark)).into_boxed::<$backend>();
+            for name in names {
+                query = query.bind::<Text, _>(*name);
+            }
+            query.execute($conn)
+        }};
+    }
+    match conn {
+        DbConn::Pg(c) => run!(c, diesel::pg::Pg, '$'),
+        DbConn::Sqlite(c) => run!(c, diesel::sqlite::Sqlite, '?'),
+    }
+}
+
+/// Inserts the `(device, name id)` series not stored yet.
+fn insert_series(conn: &mut DbConn, wanted: &[(i64, i64)]) -> QueryResult<usize> {
+    let sql = |mark: char| {
+        let values: Vec<String> = (0..wanted.len())
+            .map(|i| format!("({mark}{}, {mark}{})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        format!(
+            "INSERT INTO series (device_id, name_id) VALUES {} \
+             ON CONFLICT (device_id, name_id) DO NOTHING",
+            values.join(", ")
+        )
+    };
+    macro_rules! run {
+        ($conn:expr, $backend:ty, $mark:expr) => {{
+            let mut query = diesel::sql_query(sql($mark)).into_boxed::<$backend>();
+            for (device, name) in wanted {
+                query = query.bind::<BigInt, _>(*device).bind::<BigInt, _>(*name);
+            }
+            query.execute($conn)
+        }};
+    }
+    match conn {
+        DbConn::Pg(c) => run!(c, diesel::pg::Pg, '$'),
+        DbConn::Sqlite(c) => run!(c, diesel::sqlite::Sqlite, '?'),
+    }
+}
+
+/// The names of `ids`, for reading polls back.
+pub fn names_of(conn: &mut DbConn, ids: &[i64]) -> QueryResult<HashMap<i64, String>> {
+    let rows = super::super::in_chunks(ids, |chunk| {
+        series_names::table
+            .filter(series_names::id.eq_any(chunk))
+            .select((series_names::id, series_names::name))
+            .load::<(i64, String)>(conn)
+    })?;
+    Ok(rows.into_iter().collect())
+}
+
+/// How many series the catalogue holds.
+pub fn count(conn: &mut DbConn) -> QueryResult<i64> {
+    series::table.count().get_result(conn)
+}
+
+/// Deletes `device`'s series.
+pub fn delete_of_device(conn: &mut DbConn, device_id: i64) -> QueryResult<usize> {
+    diesel::delete(series::table.filter(series::device_id.eq(device_id))).execute(conn)
+}

@@ -1,0 +1,68 @@
+//! The series store: what polls read, kept as a series catalogue (every series name
+//! once for the fleet, every series of a device once, each with a numeric id) and one
+//! row per poll holding its readings encoded together (`codec`), beside the newest
+//! poll of every device (`latest_polls`), which the fleet-wide readers take without a
+//! scan. A poll row costs about 2–10 bytes per reading plus the row's own, where the
+//! old layout (`samples`, one row per reading with its name as text) cost 50–60;
+//! `upgrade` moves a database of that layout over.
+
+pub mod catalogue;
+pub mod codec;
+mod read;
+pub mod upgrade;
+mod write;
+
+use diesel::prelude::*;
+
+use super::schema::{latest_polls, polls, series};
+use super::DbConn;
+
+pub use self::catalogue::Catalogue;
+pub use self::read::{history, latest, latest_of_all, Bucket, Reading};
+pub use self::write::{write, NewPoll, Stored};
+
+/// Deletes up to `limit` polls older than `before_ms` (and, with the last chunk, the
+/// latest poll of devices last polled before then); answers how many polls went.
+/// Callers repeat until it answers less than `limit`, so no one statement holds locks
+/// for long.
+pub fn delete_older_than(conn: &mut DbConn, before_ms: i64, limit: i64) -> QueryResult<usize> {
+    let ids: Vec<i64> = polls::table
+        .filter(polls::at_ms.lt(before_ms))
+        .select(polls::id)
+        .order(polls::id)
+        .limit(limit)
+        .load(conn)?;
+    let deleted = if ids.is_empty() {
+        0
+    } else {
+        diesel::delete(polls::table.filter(polls::id.eq_any(&ids))).execute(conn)?
+    };
+    if (deleted as i64) < limit {
+        diesel::delete(latest_polls::table.filter(latest_polls::at_ms.lt(before_ms)))
+            .execute(conn)?;
+    }
+    Ok(deleted)
+}
+
+/// Deletes everything stored of a device: its polls, its latest poll and its series.
+pub fn delete_of_device(conn: &mut DbConn, device_id: i64) -> QueryResult<usize> {
+    let polls =
+        diesel::delete(polls::table.filter(polls::device_id.eq(device_id))).execute(conn)?;
+    diesel::delete(latest_polls::table.filter(latest_polls::device_id.eq(device_id)))
+        .execute(conn)?;
+    diesel::delete(series::table.filter(series::device_id.eq(device_id))).execute(conn)?;
+    Ok(polls)
+}
+
+/// How many readings are stored.
+pub fn count(conn: &mut DbConn) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Total {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let total: Total =
+        diesel::sql_query("SELECT CAST(COALESCE(SUM(samples), 0) AS BIGINT) AS n FROM polls")
+            .get_result(conn)?;
+    Ok(total.n)
+}

@@ -1,0 +1,208 @@
+//! Reading polls back: a device's history downsampled into buckets, its latest poll,
+//! and the latest poll of every device.
+
+use std::collections::{BTreeMap, HashMap};
+
+use diesel::prelude::*;
+
+use super::super::schema::{devices, latest_polls, polls};
+use super::super::DbConn;
+use super::catalogue::names_of;
+use super::codec;
+
+/// One bucket of one series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bucket {
+    pub metric: String,
+    /// Index of the bucket from the start of the range.
+    pub bucket: i64,
+    pub min: f64,
+    pub avg: f64,
+    pub max: f64,
+    pub count: i64,
+}
+
+/// One stored reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub device_id: i64,
+    pub at_ms: i64,
+    pub metric: String,
+    pub value: f64,
+}
+
+fn corrupt(error: codec::DecodeError) -> diesel::result::Error {
+    diesel::result::Error::DeserializationError(Box::new(error))
+}
+
+/// Whether `metric` is one `names` asks for: the exact series, or any series of a bare
+/// metric name. No names: every series.
+fn wanted(names: &[String], metric: &str) -> bool {
+    names.is_empty()
+        || names.iter().any(|n| {
+            metric == n
+                || metric
+                    .strip_prefix(n.as_str())
+                    .is_some_and(|rest| rest.starts_with('{'))
+        })
+}
+
+#[derive(Clone, Copy)]
+struct Sum {
+    min: f64,
+    max: f64,
+    total: f64,
+    count: i64,
+}
+
+/// The device's readings in `[from_ms, to_ms)`, grouped per series into buckets of
+/// `width_ms` counted from `from_ms`, ordered by series and bucket, at most `limit`
+/// buckets. With `names`, only series of those names (exact series, or every series
+/// of a bare metric name).
+pub fn history(
+    conn: &mut DbConn,
+    device_id: i64,
+    range: (i64, i64, i64),
+    names: &[String],
+    limit: i64,
+) -> QueryResult<Vec<Bucket>> {
+    let (from_ms, to_ms, width_ms) = range;
+    let width_ms = width_ms.max(1);
+    let rows: Vec<(i64, Vec<u8>)> = polls::table
+        .filter(polls::device_id.eq(device_id))
+        .filter(polls::at_ms.ge(from_ms))
+        .filter(polls::at_ms.lt(to_ms))
+        .order(polls::at_ms)
+        .select((polls::at_ms, polls::data))
+        .load(conn)?;
+    // Per name id, per bucket.
+    let mut sums: HashMap<i64, BTreeMap<i64, Sum>> = HashMap::new();
+    for (at_ms, data) in rows {
+        let bucket = (at_ms - from_ms) / width_ms;
+        for (id, value) in codec::decode(&data).map_err(corrupt)? {
+            let by_bucket = sums.entry(id).or_default();
+            let sum = by_bucket.entry(bucket).or_insert(Sum {
+                min: value,
+                max: value,
+                total: 0.0,
+                count: 0,
+            });
+            sum.min = sum.min.min(value);
+            sum.max = sum.max.max(value);
+            sum.total += value;
+            sum.count += 1;
+        }
+    }
+    let ids: Vec<i64> = sums.keys().copied().collect();
+    let mut named: Vec<(String, BTreeMap<i64, Sum>)> = names_of(conn, &ids)?
+        .into_iter()
+        .filter(|(_, metric)| wanted(names, metric))
+        .filter_map(|(id, metric)| Some((metric, sums.remove(&id)?)))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let limit = usize::try_from(limit).unwrap_or(0);
+    let mut buckets = Vec::new();
+    for (metric, by_bucket) in named {
+        for (bucket, sum) in by_bucket {
+            if buckets.len() >= limit {
+                return Ok(buckets);
+            }
+            buckets.push(Bucket {
+                metric: metric.clone(),
+                bucket,
+                min: sum.min,
+                avg: sum.total / sum.count as f64,
+                max: sum.max,
+                count: sum.count,
+            });
+        }
+    }
+    Ok(buckets)
+}
+
+/// The readings of stored polls `(device, at_ms, data)`, named, ordered by device and
+/// series.
+fn readings_of(conn: &mut DbConn, polls: Vec<(i64, i64, Vec<u8>)>) -> QueryResult<Vec<Reading>> {
+    let mut decoded = Vec::with_capacity(polls.len());
+    let mut ids = Vec::new();
+    for (device_id, at_ms, data) in polls {
+        let readings = codec::decode(&data).map_err(corrupt)?;
+        ids.extend(readings.iter().map(|(id, _)| *id));
+        decoded.push((device_id, at_ms, readings));
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let names = names_of(conn, &ids)?;
+    let mut out = Vec::new();
+    for (device_id, at_ms, readings) in decoded {
+        let first = out.len();
+        out.extend(readings.into_iter().filter_map(|(id, value)| {
+            Some(Reading {
+                device_id,
+                at_ms,
+                metric: names.get(&id)?.clone(),
+                value,
+            })
+        }));
+        out[first..].sort_by(|a, b| a.metric.cmp(&b.metric));
+    }
+    Ok(out)
+}
+
+/// The device's most recent poll, ordered by series.
+pub fn latest(conn: &mut DbConn, device_id: i64) -> QueryResult<Vec<Reading>> {
+    let newest: Vec<(i64, i64, Vec<u8>)> = latest_polls::table
+        .filter(latest_polls::device_id.eq(device_id))
+        .select((
+            latest_polls::device_id,
+            latest_polls::at_ms,
+            latest_polls::data,
+        ))
+        .load(conn)?;
+    readings_of(conn, newest)
+}
+
+/// The latest poll of every device (of `company` only, when given) polled since
+/// `since_ms`, ordered by device and series.
+pub fn latest_of_all(
+    conn: &mut DbConn,
+    since_ms: i64,
+    company: Option<i64>,
+) -> QueryResult<Vec<Reading>> {
+    let mut query = latest_polls::table
+        .filter(latest_polls::at_ms.ge(since_ms))
+        .order(latest_polls::device_id)
+        .select((
+            latest_polls::device_id,
+            latest_polls::at_ms,
+            latest_polls::data,
+        ))
+        .into_boxed();
+    if let Some(company) = company {
+        query = query.filter(
+            latest_polls::device_id.eq_any(
+                devices::table
+                    .filter(devices::company_id.eq(company))
+                    .select(devices::id),
+            ),
+        );
+    }
+    let newest = query.load(conn)?;
+    readings_of(conn, newest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wanted;
+
+    #[test]
+    fn a_name_asks_for_its_exact_series_or_every_series_of_a_bare_name() {
+        let names = vec!["cpu".to_string(), "disk{mount=\"/\"}".to_string()];
+        assert!(wanted(&names, "cpu"));
+        assert!(wanted(&names, "cpu{core=\"0\"}"));
+        assert!(!wanted(&names, "cpu_seconds"));
+        assert!(wanted(&names, "disk{mount=\"/\"}"));
+        assert!(!wanted(&names, "disk{mount=\"/boot\"}"));
+        assert!(wanted(&[], "anything"));
+    }
+}
