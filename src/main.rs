@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use vigil::cli::{telemetry, tokens as token_commands};
+use vigil::cli::{store as store_commands, telemetry, tokens as token_commands};
 use vigil::config::{
     self, AgentSettings, CoordinatorSettings, FileSettings, Flags, MonitorServerSettings,
     ServeSettings,
@@ -108,6 +108,15 @@ enum TokenAction {
 }
 
 #[derive(Subcommand)]
+enum StoreAction {
+    /// Series, polls, samples and bytes on disk per tier, bytes per sample, oldest and newest poll
+    Stats {
+        #[command(flatten)]
+        db: DbOnly,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Everything on this machine: coordinator, monitor servers, this host monitored
     Serve {
@@ -159,6 +168,11 @@ enum Command {
     Token {
         #[command(subcommand)]
         action: TokenAction,
+    },
+    /// The series store: what it holds and what it costs on disk
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
     },
     /// Benchmarks of whole processes beside their peers, as a table and JSON under
     /// target/bench/ (not part of cargo test); run a release build
@@ -277,6 +291,15 @@ fn main() -> ExitCode {
                 },
             )
         }
+        Command::Store {
+            action: StoreAction::Stats { ref db },
+        } => (
+            db.config.as_deref(),
+            Flags {
+                db: db.db.clone(),
+                ..Flags::default()
+            },
+        ),
         Command::Bench { .. } => (None, Flags::default()),
         Command::Agent {
             ref listen,
@@ -328,6 +351,10 @@ fn main() -> ExitCode {
         },
         Command::Token { action } => match config::database_url(&flags, &file) {
             Ok(url) => runtime.block_on(run_token(url, action)),
+            Err(error) => Err(error),
+        },
+        Command::Store { .. } => match config::database_url(&flags, &file) {
+            Ok(url) => runtime.block_on(run_store_stats(url)),
             Err(error) => Err(error),
         },
         Command::Bench {
@@ -503,6 +530,13 @@ async fn run_fleet(options: fleet::FleetOptions) -> Result<(), StartupError> {
     })?;
     let handle = fleet.handle();
     until_stopped(handle, fleet.run_until_stopped()).await
+}
+
+/// `vigil store stats`: prints the store's figures.
+async fn run_store_stats(url: db::DbUrl) -> Result<(), StartupError> {
+    let db = db::Db::open(url, 1).await?;
+    println!("{}", store_commands::stats(&db).await?);
+    Ok(())
 }
 
 /// `vigil token …`: prints what the command made or found on stdout.

@@ -218,7 +218,8 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
     report.note(
         "The old layout: the same polls into `samples`, one row per reading with its name \
          as text, as the writer stored them before the series store: 500 polls per \
-         transaction, 1,000 rows per multi-row `INSERT` (diesel; without the epoch fence).",
+         transaction, 1,000 rows per multi-row `INSERT` (one bound `VALUES` list, as the old \
+         writer's statement; without its join on `assignments` for the epoch fence).",
     );
     report.note(
         "The issue's targets (1,000,000 samples/s into SQLite, 500,000 into PostgreSQL) count \
@@ -345,14 +346,7 @@ async fn old_layout(
                 db::write_transaction(conn, |conn| {
                     let mut stored = 0;
                     for statement in rows.chunks(OLD_ROWS_PER_INSERT) {
-                        stored += match conn {
-                            DbConn::Pg(c) => diesel::insert_into(samples::table)
-                                .values(statement)
-                                .execute(c)?,
-                            DbConn::Sqlite(c) => diesel::insert_into(samples::table)
-                                .values(statement)
-                                .execute(c)?,
-                        };
+                        stored += insert_old_rows(conn, statement)?;
                     }
                     Ok(stored)
                 })
@@ -364,6 +358,42 @@ async fn old_layout(
         samples: count as u64,
         rows: rows as u64,
     })
+}
+
+/// One multi-row `INSERT` of `rows` into `samples`, as the old writer's statement was
+/// (bound values in one `VALUES` list), without its join on `assignments`.
+fn insert_old_rows(conn: &mut DbConn, rows: &[NewSample]) -> diesel::QueryResult<usize> {
+    use diesel::sql_types::{BigInt, Double, Text};
+    let sql = |mark: char| {
+        let values: Vec<String> = (0..rows.len())
+            .map(|i| {
+                let p = |k: usize| format!("{mark}{}", 5 * i + k);
+                format!("({}, {}, {}, {}, {})", p(1), p(2), p(3), p(4), p(5))
+            })
+            .collect();
+        format!(
+            "INSERT INTO samples (device_id, epoch, at_ms, metric, value) VALUES {}",
+            values.join(", ")
+        )
+    };
+    macro_rules! run {
+        ($conn:expr, $backend:ty, $mark:expr) => {{
+            let mut query = diesel::sql_query(sql($mark)).into_boxed::<$backend>();
+            for row in rows {
+                query = query
+                    .bind::<BigInt, _>(row.device_id)
+                    .bind::<BigInt, _>(row.epoch)
+                    .bind::<BigInt, _>(row.at_ms)
+                    .bind::<Text, _>(row.metric.as_str())
+                    .bind::<Double, _>(row.value);
+            }
+            query.execute($conn)
+        }};
+    }
+    match conn {
+        DbConn::Pg(c) => run!(c, diesel::pg::Pg, '$'),
+        DbConn::Sqlite(c) => run!(c, diesel::sqlite::Sqlite, '?'),
+    }
 }
 
 /// Writes up to `count` polls one by one, one transaction per poll and one `INSERT`

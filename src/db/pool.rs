@@ -155,10 +155,10 @@ mod tests {
     }
 
     /// `.cargo/config.toml` builds the bundled SQLite with the query planner stability
-    /// guarantee; without it every statement with a bound LIMIT is compiled again at
-    /// each execution.
+    /// guarantee (without it every statement with a bound LIMIT is compiled again at
+    /// each execution) and the dbstat table (the store's bytes on disk).
     #[test]
-    fn sqlite_is_built_with_the_query_planner_stability_guarantee() {
+    fn sqlite_is_built_with_the_planner_guarantee_and_dbstat() {
         let dir = tempfile::tempdir().unwrap();
         let url = DbUrl::Sqlite(dir.path().join("t.db"));
         let DbConn::Sqlite(mut conn) = connect(&url).unwrap() else {
@@ -170,9 +170,11 @@ mod tests {
             .into_iter()
             .map(|o| o.compile_options)
             .collect();
-        assert!(
-            options.iter().any(|o| o == "ENABLE_QPSG"),
-            "SQLite built without SQLITE_ENABLE_QPSG: {options:?}"
-        );
+        for wanted in ["ENABLE_QPSG", "ENABLE_DBSTAT_VTAB"] {
+            assert!(
+                options.iter().any(|o| o == wanted),
+                "SQLite built without SQLITE_{wanted}: {options:?}"
+            );
+        }
     }
 }

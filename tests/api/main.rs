@@ -31,5 +31,5 @@ mod races;
 mod reconcile;
 mod scheduling;
 mod schema;
-mod store_upgrade;
+mod store;
 mod tenants;

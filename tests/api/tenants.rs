@@ -516,6 +516,7 @@ async fn scoped_tokens_see_and_change_only_their_company(backend: Backend) {
                 Some(json!({"poll_interval_ms": 100})),
             ),
             (Method::GET, "/api/v1/cluster", None),
+            (Method::GET, "/api/v1/store", None),
             (Method::GET, "/api/v1/monitor-servers", None),
             (Method::GET, "/api/v1/monitor-servers/1", None),
             (Method::DELETE, "/api/v1/monitor-servers/1", None),

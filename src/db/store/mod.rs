@@ -9,6 +9,7 @@
 pub mod catalogue;
 pub mod codec;
 mod read;
+pub mod stats;
 pub mod upgrade;
 mod write;
 

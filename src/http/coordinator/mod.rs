@@ -16,6 +16,7 @@ mod openapi;
 mod property_tests;
 mod settings;
 pub mod state;
+mod store;
 mod tokens;
 pub mod views;
 
@@ -98,6 +99,7 @@ fn token_endpoints() -> Vec<Endpoint> {
         endpoint!(GET "/api/v1/devices/{id}/metrics" => history::history),
         endpoint!(GET "/api/v1/devices/{id}/metrics/latest" => history::latest),
         endpoint!(GET "/api/v1/events" => events::list),
+        endpoint!(GET "/api/v1/store" => store::stats),
         endpoint!(GET "/api/v1/cluster" => cluster::cluster),
         endpoint!(GET "/api/v1/config" => settings::get),
         endpoint!(PUT "/api/v1/config" => settings::update),

@@ -49,6 +49,7 @@ use crate::http::error::ErrorBody;
         history::history,
         history::latest,
         events::list,
+        super::store::stats,
         settings::get,
         settings::update,
         monitor_servers::list,

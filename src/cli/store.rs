@@ -1,0 +1,64 @@
+//! `vigil store stats`: what the series store holds, as a few lines of text.
+
+use std::fmt::Write;
+
+use chrono::{TimeZone, Utc};
+
+use crate::db::store::stats::{self, TierStats};
+use crate::db::Db;
+use crate::error::StartupError;
+
+fn when(ms: Option<i64>) -> String {
+    ms.and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+        .map_or_else(
+            || "-".into(),
+            |at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        )
+}
+
+fn mib(bytes: i64) -> String {
+    format!("{:.1} MiB", bytes as f64 / 1024.0 / 1024.0)
+}
+
+fn tier_line(out: &mut String, name: &str, tier: &TierStats) {
+    let per_sample = tier
+        .bytes_per_sample()
+        .map_or_else(|| "-".into(), |b| format!("{b:.2}"));
+    let _ = writeln!(
+        out,
+        "{name:<6}  {:>12}  {:>14}  {:>12}  {per_sample:>16}  {:<23}  {}",
+        tier.polls,
+        tier.samples,
+        mib(tier.bytes),
+        when(tier.oldest_ms),
+        when(tier.newest_ms),
+    );
+}
+
+/// The store's figures: series, then one line per tier.
+pub async fn stats(db: &Db) -> Result<String, StartupError> {
+    let s = db.run(stats::stats).await?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "series: {} ({} distinct names, catalogue {})",
+        s.series,
+        s.names,
+        mib(s.catalogue_bytes)
+    );
+    let _ = writeln!(
+        out,
+        "{:<6}  {:>12}  {:>14}  {:>12}  {:>16}  {:<23}  NEWEST",
+        "TIER", "POLLS", "SAMPLES", "ON DISK", "BYTES PER SAMPLE", "OLDEST"
+    );
+    tier_line(&mut out, "raw", &s.raw);
+    let _ = write!(out, "latest polls: {}", mib(s.latest_bytes));
+    if s.old_layout_samples > 0 {
+        let _ = write!(
+            out,
+            "\nold layout: {} samples not moved yet (moved at a node's next start)",
+            s.old_layout_samples
+        );
+    }
+    Ok(out)
+}

@@ -1,0 +1,101 @@
+//! What the series store holds: series, polls and readings, the bytes they take on
+//! disk (tables with their indexes, as the database counts its pages), bytes per
+//! reading, and the oldest and newest poll.
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable};
+
+use super::super::schema::{polls, samples, series, series_names};
+use super::super::DbConn;
+
+/// The tables of the raw tier and of the latest polls, with their indexes.
+const RAW_TABLES: [&str; 3] = ["polls", "polls_device_at", "polls_at"];
+const LATEST_TABLES: [&str; 2] = ["latest_polls", "sqlite_autoindex_latest_polls_1"];
+const CATALOGUE_TABLES: [&str; 5] = [
+    "series",
+    "sqlite_autoindex_series_1",
+    "series_names",
+    "sqlite_autoindex_series_names_1",
+    "sqlite_sequence",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreStats {
+    pub series: i64,
+    /// Distinct series names (metric and labels) across the fleet.
+    pub names: i64,
+    pub catalogue_bytes: i64,
+    pub raw: TierStats,
+    /// Bytes of the newest poll of every device.
+    pub latest_bytes: i64,
+    /// Rows of the old layout not moved yet (moved at a node's next start).
+    pub old_layout_samples: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TierStats {
+    pub polls: i64,
+    pub samples: i64,
+    pub bytes: i64,
+    pub oldest_ms: Option<i64>,
+    pub newest_ms: Option<i64>,
+}
+
+impl TierStats {
+    pub fn bytes_per_sample(&self) -> Option<f64> {
+        (self.samples > 0).then(|| self.bytes as f64 / self.samples as f64)
+    }
+}
+
+#[derive(QueryableByName)]
+struct Number {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    n: Option<i64>,
+}
+
+/// Bytes on disk of `tables` (and, on PostgreSQL, their indexes and TOAST).
+fn bytes_of(conn: &mut DbConn, tables: &[&str]) -> QueryResult<i64> {
+    let list = tables
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = match conn {
+        // Only the tables: pg_total_relation_size counts their indexes.
+        DbConn::Pg(_) => format!(
+            "SELECT CAST(SUM(pg_total_relation_size(c.oid)) AS BIGINT) AS n FROM pg_class c \
+             WHERE c.relname IN ({list}) AND c.relkind = 'r' \
+             AND c.relnamespace = CAST(current_schema() AS regnamespace)"
+        ),
+        DbConn::Sqlite(_) => {
+            format!("SELECT CAST(SUM(pgsize) AS BIGINT) AS n FROM dbstat WHERE name IN ({list})")
+        }
+    };
+    let number: Number = diesel::sql_query(sql).get_result(conn)?;
+    Ok(number.n.unwrap_or(0))
+}
+
+pub fn stats(conn: &mut DbConn) -> QueryResult<StoreStats> {
+    let (polls_count, oldest_ms, newest_ms): (i64, Option<i64>, Option<i64>) = polls::table
+        .select((
+            diesel::dsl::count_star(),
+            diesel::dsl::min(polls::at_ms),
+            diesel::dsl::max(polls::at_ms),
+        ))
+        .first(conn)?;
+    let raw = TierStats {
+        polls: polls_count,
+        samples: super::count(conn)?,
+        bytes: bytes_of(conn, &RAW_TABLES)?,
+        oldest_ms,
+        newest_ms,
+    };
+    Ok(StoreStats {
+        series: series::table.count().get_result(conn)?,
+        names: series_names::table.count().get_result(conn)?,
+        catalogue_bytes: bytes_of(conn, &CATALOGUE_TABLES)?,
+        raw,
+        latest_bytes: bytes_of(conn, &LATEST_TABLES)?,
+        old_layout_samples: samples::table.count().get_result(conn)?,
+    })
+}
