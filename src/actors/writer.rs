@@ -440,6 +440,10 @@ fn poll_of(sample: &Sample) -> NewPoll<'_> {
 
 /// `text` with every control character replaced by `?`.
 fn printable(text: &str) -> Cow<'_, str> {
+    // Printable ASCII, as nearly every name is, is seen byte by byte.
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Cow::Borrowed(text);
+    }
     if text.chars().any(char::is_control) {
         Cow::Owned(
             text.chars()
@@ -545,5 +549,7 @@ mod tests {
         assert_eq!(names, vec!["rx{interface=\"eth??\"}", "up"]);
         assert!(poll.at_ms == 1_800_000_000_123 && poll.epoch == 2 && poll.device_id == 1);
         assert_eq!(printable("fine"), "fine");
+        assert!(matches!(printable("température{sonde=\"é\"}"), Cow::Borrowed(_)));
+        assert_eq!(printable("a\u{85}b"), "a?b");
     }
 }

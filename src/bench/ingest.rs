@@ -133,6 +133,21 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
         tracing::info!(backend, "ingest: single-row inserts");
         let peer = single_rows(&db, ids, &names, sizes.peer_polls).await?;
         let (writer_samples, peer_samples) = (writer.written.samples_per_s(), peer.samples_per_s());
+        let stored = db.run(db::store::stats::stats).await?;
+        let per_sample = |bytes: i64, samples: i64| bytes as f64 / samples.max(1) as f64;
+        report.row(
+            Row::new(
+                format!("{backend}: bytes on disk per reading (tables and indexes)"),
+                "bytes",
+                Better::Lower,
+                per_sample(stored.raw.bytes, stored.raw.samples),
+            )
+            .peer(
+                "old layout",
+                per_sample(stored.old_layout_bytes, stored.old_layout_samples),
+            )
+            .at_most(16.0),
+        );
         report.row(
             Row::new(
                 format!("{backend}: samples (polls) written per second"),

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
+use foldhash::fast::RandomState;
 
 use super::super::schema::{series, series_names};
 use super::super::DbConn;
@@ -20,11 +21,13 @@ const MAX_SERIES: usize = 5_000_000;
 /// Rows per `INSERT` of names or series.
 const ROWS_PER_INSERT: usize = 1000;
 
+/// Looked up for every reading a writer stores: a fast hash (names come from devices,
+/// but a collision costs time, not correctness, and the cache is bounded).
 #[derive(Debug, Default)]
 pub struct Catalogue {
-    names: HashMap<Box<str>, i64>,
+    names: HashMap<Box<str>, i64, RandomState>,
     /// Per device, the name ids known to have their `series` row, sorted.
-    series: HashMap<i64, Vec<i64>>,
+    series: HashMap<i64, Vec<i64>, RandomState>,
     series_count: usize,
 }
 

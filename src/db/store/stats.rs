@@ -11,6 +11,7 @@ use super::super::DbConn;
 /// The tables of the raw tier and of the latest polls, with their indexes.
 const RAW_TABLES: [&str; 3] = ["polls", "polls_device_at", "polls_at"];
 const LATEST_TABLES: [&str; 2] = ["latest_polls", "sqlite_autoindex_latest_polls_1"];
+const OLD_LAYOUT_TABLES: [&str; 3] = ["samples", "samples_device_at", "samples_at"];
 const CATALOGUE_TABLES: [&str; 5] = [
     "series",
     "sqlite_autoindex_series_1",
@@ -30,6 +31,7 @@ pub struct StoreStats {
     pub latest_bytes: i64,
     /// Rows of the old layout not moved yet (moved at a node's next start).
     pub old_layout_samples: i64,
+    pub old_layout_bytes: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -97,5 +99,6 @@ pub fn stats(conn: &mut DbConn) -> QueryResult<StoreStats> {
         raw,
         latest_bytes: bytes_of(conn, &LATEST_TABLES)?,
         old_layout_samples: samples::table.count().get_result(conn)?,
+        old_layout_bytes: bytes_of(conn, &OLD_LAYOUT_TABLES)?,
     })
 }

@@ -127,20 +127,34 @@ fn store(
     kept: &[&NewPoll],
     fenced: bool,
 ) -> QueryResult<Stored> {
-    let names: Vec<&str> = kept
-        .iter()
-        .flat_map(|p| p.readings.iter().map(|(name, _)| name.as_ref()))
-        .collect();
-    catalogue.learn_names(conn, &names)?;
+    // Each name is looked up once; the ones this catalogue has not met are learnt
+    // together and then added.
+    let mut found: Vec<Vec<(i64, f64)>> = Vec::with_capacity(kept.len());
+    let mut unknown: Vec<(usize, &str, f64)> = Vec::new();
+    for (n, poll) in kept.iter().enumerate() {
+        let mut readings = Vec::with_capacity(poll.readings.len());
+        for (name, value) in &poll.readings {
+            match catalogue.id(name) {
+                Some(id) => readings.push((id, *value)),
+                None => unknown.push((n, name.as_ref(), *value)),
+            }
+        }
+        found.push(readings);
+    }
+    if !unknown.is_empty() {
+        let names: Vec<&str> = unknown.iter().map(|(_, name, _)| *name).collect();
+        catalogue.learn_names(conn, &names)?;
+        for (n, name, value) in unknown {
+            if let (Some(id), Some(readings)) = (catalogue.id(name), found.get_mut(n)) {
+                readings.push((id, value));
+            }
+        }
+    }
     let mut series = Vec::new();
     let rows: Vec<PollRow> = kept
         .iter()
-        .map(|poll| {
-            let mut readings: Vec<(i64, f64)> = poll
-                .readings
-                .iter()
-                .filter_map(|(name, value)| Some((catalogue.id(name)?, *value)))
-                .collect();
+        .zip(found)
+        .map(|(poll, mut readings)| {
             readings.sort_by_key(|(id, _)| *id);
             readings.dedup_by_key(|(id, _)| *id);
             series.extend(readings.iter().map(|(id, _)| (poll.device_id, *id)));
