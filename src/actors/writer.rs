@@ -282,7 +282,7 @@ impl MetricsWriter {
                 let polls: Vec<NewPoll> = to_write.iter().map(poll_of).collect();
                 let offered = polls.iter().map(|p| p.readings.len()).sum();
                 let mut catalogue = catalogue.lock().unwrap_or_else(|p| p.into_inner());
-                db::write_transaction(conn, |conn| {
+                let outcome = db::write_transaction(conn, |conn| {
                     let stored = db::store::write(conn, &mut catalogue, &polls)?;
                     let events_stored = db::events::insert_current(conn, &events_to_write)?;
                     let mut written = Written {
@@ -298,7 +298,12 @@ impl MetricsWriter {
                         written.stale.dedup();
                     }
                     Ok(written)
-                })
+                });
+                if outcome.is_err() {
+                    // Names and series learnt in the rolled-back transaction are gone.
+                    catalogue.forget();
+                }
+                outcome
             })
             .await
         };
@@ -549,7 +554,10 @@ mod tests {
         assert_eq!(names, vec!["rx{interface=\"eth??\"}", "up"]);
         assert!(poll.at_ms == 1_800_000_000_123 && poll.epoch == 2 && poll.device_id == 1);
         assert_eq!(printable("fine"), "fine");
-        assert!(matches!(printable("température{sonde=\"é\"}"), Cow::Borrowed(_)));
+        assert!(matches!(
+            printable("température{sonde=\"é\"}"),
+            Cow::Borrowed(_)
+        ));
         assert_eq!(printable("a\u{85}b"), "a?b");
     }
 }

@@ -198,6 +198,17 @@ async fn samples_wait_while_the_database_is_away_and_the_oldest_go_when_the_buff
     );
     assert_eq!(stats.dropped_samples.load(Ordering::Relaxed), 15);
     assert_eq!(stats.buffered_samples.load(Ordering::Relaxed), 0);
+    // Every series keeps its name: what the failed writes put in the catalogue was
+    // rolled back with them, and the writer forgot it.
+    let latest = db
+        .run(move |conn| db::store::latest(conn, device))
+        .await
+        .unwrap();
+    let mut names: Vec<String> = latest.into_iter().map(|r| r.metric).collect();
+    names.sort();
+    let mut expected: Vec<String> = sample(device, 0).metrics.into_keys().collect();
+    expected.sort();
+    assert_eq!(names, expected);
 }
 
 async fn state_changes_are_written_as_events(backend: Backend) {

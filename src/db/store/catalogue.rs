@@ -2,7 +2,9 @@
 //! fleet in `series_names`, every series of a device once in `series`, each with a
 //! numeric id. [`Catalogue`] is what one writer remembers of it, so a batch asks the
 //! database only about names and series it has not met; it is a cache, and forgetting
-//! it (when it grows past its bounds) costs a few lookups, never a wrong id.
+//! it (when it grows past its bounds) costs a few lookups, never a wrong id. What it
+//! learns inside a transaction is only true once that commits: a caller whose
+//! transaction fails calls [`Catalogue::forget`].
 
 use std::collections::HashMap;
 
@@ -67,9 +69,16 @@ impl Catalogue {
         Ok(())
     }
 
+    /// Forgets everything: after a transaction that learnt names or series was rolled
+    /// back, the ids it learnt are gone from the database (and may be given again to
+    /// other names), so none of it may be used.
+    pub fn forget(&mut self) {
+        *self = Catalogue::default();
+    }
+
     /// Makes sure each `(device, name id)` has its `series` row.
     pub fn learn_series(&mut self, conn: &mut DbConn, wanted: &[(i64, i64)]) -> QueryResult<()> {
-        let missing: Vec<(i64, i64)> = wanted
+        let mut missing: Vec<(i64, i64)> = wanted
             .iter()
             .copied()
             .filter(|(device, name)| {
@@ -81,6 +90,9 @@ impl Catalogue {
         if missing.is_empty() {
             return Ok(());
         }
+        // In one order, so two writers inserting the same rows wait rather than deadlock.
+        missing.sort_unstable();
+        missing.dedup();
         for chunk in missing.chunks(ROWS_PER_INSERT) {
             insert_series(conn, chunk)?;
         }
