@@ -17,6 +17,7 @@ use crate::helpers::{place, Backend, TestCluster};
 crate::on_both_backends!(
     a_database_of_the_old_layout_reads_the_same_after_its_samples_move,
     the_store_tells_its_series_samples_and_bytes,
+    a_history_longer_than_a_page_counts_every_poll_once,
 );
 
 async fn old_rows(db: &Db) -> i64 {
@@ -172,4 +173,63 @@ async fn the_store_tells_its_series_samples_and_bytes(backend: Backend) {
         assert_eq!(&fields[1..3], &["120", "180"], "{stdout}");
         assert!(raw_line.contains("2026-11-23 10:00:00 UTC"), "{stdout}");
     }
+}
+
+async fn a_history_longer_than_a_page_counts_every_poll_once(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 0).await;
+    let company = cluster.company("acme").await;
+    let device = cluster.device(company, "web").await;
+    let start_ms = 1_800_000_000_000;
+    // One poll of `c`, then 6,001 instants each stored as two polls of one series:
+    // the history reads 5,000 rows a page, so a page ends between the two rows of an
+    // instant.
+    store_polls(&cluster.db, device, &["a"], start_ms).await;
+    cluster
+        .db
+        .run(move |conn| {
+            let first = NewPoll {
+                device_id: device,
+                epoch: 1,
+                at_ms: start_ms + 60_000,
+                readings: vec![("c".into(), 7.0)],
+            };
+            let polls: Vec<NewPoll> = std::iter::once(first)
+                .chain((0..6_001).flat_map(|i: i64| {
+                    ["a", "b"].into_iter().map(move |name| NewPoll {
+                        device_id: device,
+                        epoch: 1,
+                        at_ms: start_ms + 60_000 + i * 10,
+                        readings: vec![(name.into(), i as f64)],
+                    })
+                }))
+                .collect();
+            db::store::write(conn, &mut Catalogue::default(), &polls)
+        })
+        .await
+        .unwrap();
+    let buckets = cluster
+        .db
+        .run(move |conn| {
+            db::store::history(
+                conn,
+                device,
+                (start_ms + 60_000, start_ms + 60_000 + 60_010, 60_010),
+                &[],
+                100,
+            )
+        })
+        .await
+        .unwrap();
+    let summary: Vec<(String, i64, f64, f64)> = buckets
+        .into_iter()
+        .map(|b| (b.metric, b.count, b.min, b.max))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("a".to_string(), 6_001, 0.0, 6_000.0),
+            ("b".to_string(), 6_001, 0.0, 6_000.0),
+            ("c".to_string(), 1, 7.0, 7.0)
+        ]
+    );
 }

@@ -10,6 +10,9 @@ use super::super::DbConn;
 use super::catalogue::names_of;
 use super::codec;
 
+/// Polls read per query of a history.
+const HISTORY_PAGE: i64 = 5_000;
+
 /// One bucket of one series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bucket {
@@ -68,29 +71,46 @@ pub fn history(
 ) -> QueryResult<Vec<Bucket>> {
     let (from_ms, to_ms, width_ms) = range;
     let width_ms = width_ms.max(1);
-    let rows: Vec<(i64, Vec<u8>)> = polls::table
-        .filter(polls::device_id.eq(device_id))
-        .filter(polls::at_ms.ge(from_ms))
-        .filter(polls::at_ms.lt(to_ms))
-        .order(polls::at_ms)
-        .select((polls::at_ms, polls::data))
-        .load(conn)?;
-    // Per name id, per bucket.
+    // Per name id, per bucket. The polls are read a page at a time (a week of a
+    // node_exporter body a second would not fit in memory at once).
     let mut sums: HashMap<i64, BTreeMap<i64, Sum>> = HashMap::new();
-    for (at_ms, data) in rows {
-        let bucket = (at_ms - from_ms) / width_ms;
-        for (id, value) in codec::decode(&data).map_err(corrupt)? {
-            let by_bucket = sums.entry(id).or_default();
-            let sum = by_bucket.entry(bucket).or_insert(Sum {
-                min: value,
-                max: value,
-                total: 0.0,
-                count: 0,
-            });
-            sum.min = sum.min.min(value);
-            sum.max = sum.max.max(value);
-            sum.total += value;
-            sum.count += 1;
+    let mut after: Option<(i64, i64)> = None;
+    loop {
+        let mut page = polls::table
+            .filter(polls::device_id.eq(device_id))
+            .filter(polls::at_ms.lt(to_ms))
+            .order((polls::at_ms, polls::id))
+            .select((polls::id, polls::at_ms, polls::data))
+            .limit(HISTORY_PAGE)
+            .into_boxed();
+        page = match after {
+            None => page.filter(polls::at_ms.ge(from_ms)),
+            Some((at_ms, id)) => page.filter(
+                polls::at_ms
+                    .gt(at_ms)
+                    .or(polls::at_ms.eq(at_ms).and(polls::id.gt(id))),
+            ),
+        };
+        let rows: Vec<(i64, i64, Vec<u8>)> = page.load(conn)?;
+        let full = rows.len() as i64 == HISTORY_PAGE;
+        for (id, at_ms, data) in rows {
+            after = Some((at_ms, id));
+            let bucket = (at_ms - from_ms) / width_ms;
+            for (name, value) in codec::decode(&data).map_err(corrupt)? {
+                let sum = sums.entry(name).or_default().entry(bucket).or_insert(Sum {
+                    min: value,
+                    max: value,
+                    total: 0.0,
+                    count: 0,
+                });
+                sum.min = sum.min.min(value);
+                sum.max = sum.max.max(value);
+                sum.total += value;
+                sum.count += 1;
+            }
+        }
+        if !full {
+            break;
         }
     }
     let ids: Vec<i64> = sums.keys().copied().collect();
