@@ -16,8 +16,16 @@ fn when(ms: Option<i64>) -> String {
         )
 }
 
-fn mib(bytes: i64) -> String {
-    format!("{:.1} MiB", bytes as f64 / 1024.0 / 1024.0)
+/// `bytes` in KiB below a MiB, in MiB below a GiB, in GiB beyond.
+fn size(bytes: i64) -> String {
+    let b = bytes as f64;
+    if b < 1024.0 * 1024.0 {
+        format!("{:.1} KiB", b / 1024.0)
+    } else if b < 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.1} MiB", b / 1024.0 / 1024.0)
+    } else {
+        format!("{:.2} GiB", b / 1024.0 / 1024.0 / 1024.0)
+    }
 }
 
 fn tier_line(out: &mut String, name: &str, tier: &TierStats) {
@@ -29,7 +37,7 @@ fn tier_line(out: &mut String, name: &str, tier: &TierStats) {
         "{name:<6}  {:>12}  {:>14}  {:>12}  {per_sample:>16}  {:<23}  {}",
         tier.polls,
         tier.samples,
-        mib(tier.bytes),
+        size(tier.bytes),
         when(tier.oldest_ms),
         when(tier.newest_ms),
     );
@@ -44,7 +52,7 @@ pub async fn stats(db: &Db) -> Result<String, StartupError> {
         "series: {} ({} distinct names, catalogue {})",
         s.series,
         s.names,
-        mib(s.catalogue_bytes)
+        size(s.catalogue_bytes)
     );
     let _ = writeln!(
         out,
@@ -52,7 +60,7 @@ pub async fn stats(db: &Db) -> Result<String, StartupError> {
         "TIER", "POLLS", "SAMPLES", "ON DISK", "BYTES PER SAMPLE", "OLDEST"
     );
     tier_line(&mut out, "raw", &s.raw);
-    let _ = write!(out, "latest polls: {}", mib(s.latest_bytes));
+    let _ = write!(out, "latest polls: {}", size(s.latest_bytes));
     if s.old_layout_samples > 0 {
         let _ = write!(
             out,
@@ -61,4 +69,16 @@ pub async fn stats(db: &Db) -> Result<String, StartupError> {
         );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size;
+
+    #[test]
+    fn sizes_read_in_the_unit_that_fits() {
+        assert_eq!(size(12_288), "12.0 KiB");
+        assert_eq!(size(5 * 1024 * 1024 + 512 * 1024), "5.5 MiB");
+        assert_eq!(size(3 * 1024 * 1024 * 1024), "3.00 GiB");
+    }
 }
