@@ -648,62 +648,48 @@ async fn a_late_poll_does_not_move_the_monitors_next_one() {
     thread.stop();
 }
 
-#[actix_rt::test]
-async fn a_batchs_first_polls_count_from_its_arrival_not_from_each_monitors_creation() {
+/// The first `polls` polls of device 1, as times after its batch was sent, when the
+/// one poll thread is busy creating monitors for the first 600 ms after the batch
+/// comes and its first poll is due `first_after` from then.
+async fn polls_after_a_busy_start(
+    interval_ms: u64,
+    first_after: Duration,
+    polls: usize,
+) -> Vec<Duration> {
     let script = Arc::new(Script::default());
     let thread = Arbiter::new();
-    // The poll thread is busy for 600 ms when the batch arrives, as it is while it
-    // creates the monitors of a large one.
     hold(&thread, Instant::now() + Duration::from_millis(600));
     let sent = Instant::now();
-    let _actor = one_thread_server_polling_device_1(
-        &script,
-        config(10, 10_000),
-        &thread,
-        Duration::from_millis(1_000),
-    )
-    .await;
-    eventually("the first poll", || async {
-        !script.polls_of(1).is_empty()
-    })
-    .await;
-    let first = script.poll_times(1)[0].duration_since(sent);
+    let _actor =
+        one_thread_server_polling_device_1(&script, config(10, interval_ms), &thread, first_after)
+            .await;
+    eventually("the polls", || async { script.polls_of(1).len() >= polls }).await;
+    let times = script.poll_times(1)[..polls]
+        .iter()
+        .map(|at| at.duration_since(sent))
+        .collect();
+    thread.stop();
+    times
+}
+
+#[actix_rt::test]
+async fn a_batchs_first_polls_count_from_its_arrival_not_from_each_monitors_creation() {
+    let first = polls_after_a_busy_start(10_000, Duration::from_millis(1_000), 1).await[0];
     // Due 1 s after the batch came, not 1 s after the busy thread created the monitor.
     assert!(
         first >= Duration::from_millis(950) && first < Duration::from_millis(1_450),
         "first poll after {first:?}"
     );
-    thread.stop();
 }
 
 #[actix_rt::test]
 async fn a_first_poll_held_up_by_its_creation_keeps_its_place_in_the_interval() {
-    let script = Arc::new(Script::default());
-    let thread = Arbiter::new();
-    // The first poll is due 200 ms after the batch comes, but the poll thread is busy
-    // creating monitors until 600 ms.
-    hold(&thread, Instant::now() + Duration::from_millis(600));
-    let sent = Instant::now();
-    let _actor = one_thread_server_polling_device_1(
-        &script,
-        config(10, 1_000),
-        &thread,
-        Duration::from_millis(200),
-    )
-    .await;
-    eventually("the second poll", || async {
-        script.polls_of(1).len() >= 2
-    })
-    .await;
-    let times: Vec<Duration> = script.poll_times(1)[..2]
-        .iter()
-        .map(|at| at.duration_since(sent))
-        .collect();
+    // Due 200 ms after the batch came, while the thread is busy until 600 ms.
+    let times = polls_after_a_busy_start(1_000, Duration::from_millis(200), 2).await;
     assert!(times[0] >= Duration::from_millis(550), "{times:?}");
     // One interval after the slot it was given (200 ms), not after it could poll (600 ms).
     assert!(
         times[1] >= Duration::from_millis(1_150) && times[1] < Duration::from_millis(1_450),
         "{times:?}"
     );
-    thread.stop();
 }

@@ -346,18 +346,7 @@ async fn old_layout(
         let chunk = chunk.to_vec();
         rows += db
             .run(move |conn| {
-                let rows: Vec<NewSample> = chunk
-                    .iter()
-                    .flat_map(|sample| {
-                        sample.metrics.iter().map(|(metric, value)| NewSample {
-                            device_id: sample.device_id,
-                            epoch: sample.epoch,
-                            at_ms: sample.at.timestamp_millis(),
-                            metric: metric.clone(),
-                            value: *value,
-                        })
-                    })
-                    .collect();
+                let rows: Vec<NewSample> = chunk.iter().flat_map(old_rows).collect();
                 db::write_transaction(conn, |conn| {
                     let mut stored = 0;
                     for statement in rows.chunks(OLD_ROWS_PER_INSERT) {
@@ -375,20 +364,26 @@ async fn old_layout(
     })
 }
 
+/// The old layout's rows of one poll: one per reading, its name as text.
+fn old_rows(sample: &Sample) -> impl Iterator<Item = NewSample> + '_ {
+    let at_ms = sample.at.timestamp_millis();
+    sample.metrics.iter().map(move |(metric, value)| NewSample {
+        device_id: sample.device_id,
+        epoch: sample.epoch,
+        at_ms,
+        metric: metric.clone(),
+        value: *value,
+    })
+}
+
 /// One multi-row `INSERT` of `rows` into `samples`, as the old writer's statement was
 /// (bound values in one `VALUES` list), without its join on `assignments`.
 fn insert_old_rows(conn: &mut DbConn, rows: &[NewSample]) -> diesel::QueryResult<usize> {
     use diesel::sql_types::{BigInt, Double, Text};
     let sql = |mark: char| {
-        let values: Vec<String> = (0..rows.len())
-            .map(|i| {
-                let p = |k: usize| format!("{mark}{}", 5 * i + k);
-                format!("({}, {}, {}, {}, {})", p(1), p(2), p(3), p(4), p(5))
-            })
-            .collect();
         format!(
             "INSERT INTO samples (device_id, epoch, at_ms, metric, value) VALUES {}",
-            values.join(", ")
+            db::values_list(mark, rows.len(), 5)
         )
     };
     macro_rules! run {
@@ -425,19 +420,11 @@ async fn single_rows(
     let (mut polls, mut rows) = (0, 0);
     while polls < count && began.elapsed() < PEER_WITHIN {
         let sample = sample(devices, names, polls, start)?;
-        let at_ms = sample.at.timestamp_millis();
         rows += db
             .run(move |conn| {
                 db::write_transaction(conn, |conn| {
                     let mut stored = 0;
-                    for (metric, value) in sample.metrics {
-                        let row = NewSample {
-                            device_id: sample.device_id,
-                            epoch: sample.epoch,
-                            at_ms,
-                            metric,
-                            value,
-                        };
+                    for row in old_rows(&sample) {
                         stored += diesel::insert_into(samples::table)
                             .values(&row)
                             .execute(conn)?;

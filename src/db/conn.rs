@@ -29,6 +29,25 @@ pub(super) fn in_chunks<T>(
     Ok(found)
 }
 
+/// The `VALUES` list of a multi-row statement with bound parameters: `rows` tuples of
+/// `width` placeholders numbered from 1, `mark` being `$` (PostgreSQL) or `?` (SQLite):
+/// `($1, $2), ($3, $4)`.
+pub fn values_list(mark: char, rows: usize, width: usize) -> String {
+    let mut out = String::with_capacity(rows * width * 7);
+    for row in 0..rows {
+        out.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..width {
+            if column > 0 {
+                out.push_str(", ");
+            }
+            out.push(mark);
+            out.push_str(&(row * width + column + 1).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
+
 /// Runs `f` in a transaction that takes the write lock up front.
 ///
 /// On SQLite a plain `BEGIN` that later writes can fail with "database is locked"
@@ -64,6 +83,13 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_values_list_numbers_its_placeholders_row_by_row() {
+        assert_eq!(values_list('$', 2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(values_list('?', 3, 1), "(?1), (?2), (?3)");
+        assert_eq!(values_list('?', 0, 5), "");
+    }
 
     #[test]
     fn long_id_lists_are_queried_in_chunks_and_joined() {

@@ -108,20 +108,12 @@ pub(super) fn insert<R: FencedRow>(
     rows: &[R],
     rows_per_statement: usize,
 ) -> QueryResult<usize> {
-    insert_checked(conn, rows, rows_per_statement, true)
+    insert_with(conn, rows, rows_per_statement, true)
 }
 
-/// Stores the rows whatever their epoch: rows accepted once already (the old layout's
-/// samples moving to the series store).
-pub(super) fn insert_unfenced<R: FencedRow>(
-    conn: &mut DbConn,
-    rows: &[R],
-    rows_per_statement: usize,
-) -> QueryResult<usize> {
-    insert_checked(conn, rows, rows_per_statement, false)
-}
-
-fn insert_checked<R: FencedRow>(
+/// As [`insert`] when `fenced`; otherwise stores the rows whatever their epoch, for
+/// rows accepted once already (the old layout's samples moving to the series store).
+pub(super) fn insert_with<R: FencedRow>(
     conn: &mut DbConn,
     rows: &[R],
     rows_per_statement: usize,

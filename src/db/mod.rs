@@ -33,7 +33,7 @@ use diesel::QueryResult;
 use tokio::sync::Semaphore;
 
 use self::conn::{in_chunks, MAX_IDS_PER_QUERY};
-pub use self::conn::{write_transaction, DbConn};
+pub use self::conn::{values_list, write_transaction, DbConn};
 pub use self::url::{DbUrl, DbUrlError};
 
 /// How long a caller waits for a free pooled connection before giving up.

@@ -13,7 +13,7 @@ use diesel::sql_types::{BigInt, Text};
 use foldhash::fast::RandomState;
 
 use super::super::schema::{series, series_names};
-use super::super::DbConn;
+use super::super::{values_list, DbConn};
 
 /// Names remembered at most; a fleet whose label values never repeat would otherwise
 /// grow the writer without end.
@@ -114,10 +114,9 @@ impl Catalogue {
 /// Inserts the names not stored yet.
 fn insert_names(conn: &mut DbConn, names: &[&str]) -> QueryResult<usize> {
     let sql = |mark: char| {
-        let values: Vec<String> = (1..=names.len()).map(|i| format!("({mark}{i})")).collect();
         format!(
             "INSERT INTO series_names (name) VALUES {} ON CONFLICT (name) DO NOTHING",
-            values.join(", ")
+            values_list(mark, names.len(), 1)
         )
     };
     macro_rules! run {
@@ -138,13 +137,10 @@ fn insert_names(conn: &mut DbConn, names: &[&str]) -> QueryResult<usize> {
 /// Inserts the `(device, name id)` series not stored yet.
 fn insert_series(conn: &mut DbConn, wanted: &[(i64, i64)]) -> QueryResult<usize> {
     let sql = |mark: char| {
-        let values: Vec<String> = (0..wanted.len())
-            .map(|i| format!("({mark}{}, {mark}{})", 2 * i + 1, 2 * i + 2))
-            .collect();
         format!(
             "INSERT INTO series (device_id, name_id) VALUES {} \
              ON CONFLICT (device_id, name_id) DO NOTHING",
-            values.join(", ")
+            values_list(mark, wanted.len(), 2)
         )
     };
     macro_rules! run {

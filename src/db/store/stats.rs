@@ -5,7 +5,7 @@
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable};
 
-use super::super::schema::{polls, samples, series, series_names};
+use super::super::schema::{samples, series, series_names};
 use super::super::DbConn;
 
 /// The tables of the raw tier and of the latest polls, with their indexes.
@@ -77,20 +77,31 @@ fn bytes_of(conn: &mut DbConn, tables: &[&str]) -> QueryResult<i64> {
     Ok(number.n.unwrap_or(0))
 }
 
+/// Polls, readings, oldest and newest poll, in one pass over `polls`.
+#[derive(QueryableByName)]
+struct Raw {
+    #[diesel(sql_type = BigInt)]
+    polls: i64,
+    #[diesel(sql_type = BigInt)]
+    samples: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    oldest_ms: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    newest_ms: Option<i64>,
+}
+
 pub fn stats(conn: &mut DbConn) -> QueryResult<StoreStats> {
-    let (polls_count, oldest_ms, newest_ms): (i64, Option<i64>, Option<i64>) = polls::table
-        .select((
-            diesel::dsl::count_star(),
-            diesel::dsl::min(polls::at_ms),
-            diesel::dsl::max(polls::at_ms),
-        ))
-        .first(conn)?;
+    let counted: Raw = diesel::sql_query(
+        "SELECT COUNT(*) AS polls, CAST(COALESCE(SUM(samples), 0) AS BIGINT) AS samples, \
+         MIN(at_ms) AS oldest_ms, MAX(at_ms) AS newest_ms FROM polls",
+    )
+    .get_result(conn)?;
     let raw = TierStats {
-        polls: polls_count,
-        samples: super::count(conn)?,
+        polls: counted.polls,
+        samples: counted.samples,
         bytes: bytes_of(conn, &RAW_TABLES)?,
-        oldest_ms,
-        newest_ms,
+        oldest_ms: counted.oldest_ms,
+        newest_ms: counted.newest_ms,
     };
     Ok(StoreStats {
         series: series::table.count().get_result(conn)?,

@@ -168,11 +168,7 @@ fn store(
         })
         .collect();
     catalogue.learn_series(conn, &series)?;
-    let stored = if fenced {
-        fenced::insert(conn, &rows, POLLS_PER_INSERT)?
-    } else {
-        fenced::insert_unfenced(conn, &rows, POLLS_PER_INSERT)?
-    };
+    let stored = fenced::insert_with(conn, &rows, POLLS_PER_INSERT, fenced)?;
     // One upsert per device: PostgreSQL refuses a statement that updates a row twice.
     let mut newest: HashMap<i64, &PollRow> = HashMap::new();
     for row in &rows {
@@ -183,11 +179,7 @@ fn store(
     }
     let mut latest: Vec<LatestRow> = newest.into_values().map(LatestRow).collect();
     latest.sort_by_key(|l| l.0.device_id);
-    if fenced {
-        fenced::insert(conn, &latest, POLLS_PER_INSERT)?;
-    } else {
-        fenced::insert_unfenced(conn, &latest, POLLS_PER_INSERT)?;
-    }
+    fenced::insert_with(conn, &latest, POLLS_PER_INSERT, fenced)?;
     Ok(Stored {
         polls: stored,
         // (A device moved on between the epoch check and the insert, on PostgreSQL,
