@@ -258,6 +258,8 @@ pub const MAX_TIMEOUT_MS: i64 = 600_000;
 pub const MAX_UNREACHABLE_AFTER: i64 = 1000;
 /// Upper bound of `retention_hours`: ten years.
 pub const MAX_RETENTION_HOURS: i64 = 87_600;
+/// Upper bound of `minute_retention_days` and `hour_retention_days`: ten years.
+pub const MAX_ROLLUP_RETENTION_DAYS: i64 = 3_650;
 /// Upper bound of `max_monitors_per_server`.
 pub const MAX_MONITORS_PER_SERVER: i32 = 1_000_000;
 
@@ -272,10 +274,15 @@ pub struct Settings {
     pub critical_threshold: i32,
     pub balance_method: String,
     pub unreachable_after: i32,
+    /// How long raw polls (and events) are kept.
     pub retention_hours: i32,
     pub heartbeat_ms: i64,
     pub validate_ms: i64,
     pub missed_checks: i32,
+    /// How long the per-minute rollups are kept.
+    pub minute_retention_days: i32,
+    /// How long the per-hour rollups are kept.
+    pub hour_retention_days: i32,
 }
 
 impl Settings {
@@ -299,6 +306,16 @@ impl Settings {
                 "retention_hours must be between 1 and {MAX_RETENTION_HOURS} (got {})",
                 self.retention_hours
             ));
+        }
+        for (field, days) in [
+            ("minute_retention_days", self.minute_retention_days),
+            ("hour_retention_days", self.hour_retention_days),
+        ] {
+            if !(1..=MAX_ROLLUP_RETENTION_DAYS).contains(&i64::from(days)) {
+                problems.push(format!(
+                    "{field} must be between 1 and {MAX_ROLLUP_RETENTION_DAYS} (got {days})"
+                ));
+            }
         }
         if BalanceMethod::parse(&self.balance_method).is_none() {
             let names: Vec<&str> = BalanceMethod::ALL.iter().map(|m| m.as_str()).collect();
@@ -441,6 +458,8 @@ mod tests {
             heartbeat_ms: 1000,
             validate_ms: 3000,
             missed_checks: 1,
+            minute_retention_days: 90,
+            hour_retention_days: 730,
         }
     }
 
@@ -484,6 +503,8 @@ mod tests {
             retention_hours: 0,
             heartbeat_ms: 5,
             missed_checks: 0,
+            minute_retention_days: 0,
+            hour_retention_days: 3_651,
             ..defaults()
         }
         .check()
@@ -497,6 +518,8 @@ mod tests {
             "retention_hours",
             "heartbeat_ms",
             "missed_checks",
+            "minute_retention_days",
+            "hour_retention_days",
         ] {
             assert!(err.contains(field), "{field} missing from {err}");
         }

@@ -1,6 +1,10 @@
-//! `Retention`: deletes polls and events older than `config.retention_hours`, at start
-//! and then every few minutes, a bounded chunk per statement so no delete holds locks
-//! for long. A master-only task: with a membership, only the master prunes.
+//! `Retention`: the series store's upkeep, a master-only task (with a membership, only
+//! the master does it). Every [`ROLL_EVERY`] it makes the rollups of the minutes and
+//! hours that have closed (`db::store::rollup`), sooner again while a backlog is
+//! left; at start and then every few minutes it deletes what each tier keeps no longer:
+//! polls and events older than `config.retention_hours`, minute rollups older than
+//! `minute_retention_days`, hour rollups older than `hour_retention_days`, a bounded
+//! chunk per statement so no delete holds locks for long.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,19 +14,25 @@ use chrono::Utc;
 
 use super::membership::{IsMaster, Membership};
 use super::registry::{ActorRegistry, ActorStats, Tracked};
-use crate::db::{self, Db};
+use crate::db::store::rollup::{self, Rolled, Tier};
+use crate::db::{self, Db, DbConn};
 
 /// The kind under which the retention task appears in the actor registry.
 pub const KIND: &str = "Retention";
 
 /// How often old polls and events are deleted.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(300);
+/// How often closed minutes and hours are rolled up.
+pub const ROLL_EVERY: Duration = Duration::from_secs(30);
 /// Polls (and events) deleted per statement.
 const CHUNK: i64 = 10_000;
+/// Rollup periods (every device's row of each) deleted per statement.
+const ROLLUP_PERIODS: i64 = 60;
 
 pub struct Retention {
     db: Db,
     every: Duration,
+    roll_every: Duration,
     running: bool,
     registered: Option<Arc<ActorStats>>,
     /// When set, pruning waits for this node to be the master.
@@ -34,6 +44,7 @@ impl Retention {
         Retention {
             db,
             every,
+            roll_every: ROLL_EVERY,
             running: false,
             registered: None,
             membership: None,
@@ -64,7 +75,14 @@ pub struct Prune;
 pub struct Pruned {
     pub polls: usize,
     pub events: usize,
+    /// Rollup rows, both tiers.
+    pub rollups: usize,
 }
+
+/// Rolls up the minutes and hours closed by now; answers what was made.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<Rolled, String>")]
+pub struct Roll;
 
 /// Runs `delete` (a chunk at a time) until a chunk comes back short.
 fn in_chunks(
@@ -82,17 +100,87 @@ fn in_chunks(
     }
 }
 
-/// Deletes polls and events older than the configured retention.
-fn prune(conn: &mut db::DbConn) -> diesel::QueryResult<(Pruned, i32)> {
-    let hours = db::config::get(conn)?.retention_hours.max(1);
-    let cutoff = Utc::now() - chrono::Duration::hours(i64::from(hours));
+/// Deletes polls, events and rollups older than their tier's retention.
+fn prune(conn: &mut DbConn) -> diesel::QueryResult<(Pruned, i32)> {
+    let config = db::config::get(conn)?;
+    let hours = config.retention_hours.max(1);
+    let now = Utc::now();
+    let cutoff = now - chrono::Duration::hours(i64::from(hours));
     let polls = in_chunks("polls", || {
         db::store::delete_older_than(conn, cutoff.timestamp_millis(), CHUNK)
     })?;
     let events = in_chunks("events", || {
         db::events::delete_older_than(conn, cutoff.naive_utc(), CHUNK)
     })?;
-    Ok((Pruned { polls, events }, hours))
+    let mut rollups = 0;
+    for (tier, days) in [
+        (Tier::Minute, config.minute_retention_days),
+        (Tier::Hour, config.hour_retention_days),
+    ] {
+        let before = (now - chrono::Duration::days(i64::from(days.max(1)))).timestamp_millis();
+        loop {
+            let n = rollup::delete_older_than(conn, tier, before, ROLLUP_PERIODS)?;
+            if n == 0 {
+                break;
+            }
+            rollups += n;
+            tracing::info!(
+                tier = tier.name(),
+                deleted = rollups,
+                "retention: deleting old rollups"
+            );
+        }
+    }
+    Ok((
+        Pruned {
+            polls,
+            events,
+            rollups,
+        },
+        hours,
+    ))
+}
+
+impl Retention {
+    /// Rolls up every `every` instead of every [`ROLL_EVERY`].
+    pub fn rolling_every(mut self, every: Duration) -> Self {
+        self.roll_every = every;
+        self
+    }
+
+    /// Runs `work` on a pooled connection if this node is the master (or has no
+    /// membership) and no other piece of upkeep is running; `None` otherwise.
+    fn on_master<T: Send + 'static>(
+        &mut self,
+        work: fn(&mut DbConn) -> diesel::QueryResult<T>,
+    ) -> Option<ResponseActFuture<Self, Option<Result<T, db::DbError>>>> {
+        if self.running {
+            return None;
+        }
+        self.running = true;
+        let db = self.db.clone();
+        let membership = self.membership.clone();
+        Some(Box::pin(
+            async move {
+                if let Some(membership) = membership {
+                    if !membership.send(IsMaster).await.unwrap_or(false) {
+                        tracing::debug!("store upkeep: not the master; leaving it to the master");
+                        return None;
+                    }
+                }
+                Some(db.run(work).await)
+            }
+            .into_actor(self)
+            .map(|outcome, act, _ctx| {
+                act.running = false;
+                outcome
+            }),
+        ))
+    }
+}
+
+fn roll_now(conn: &mut DbConn) -> diesel::QueryResult<Rolled> {
+    rollup::roll(conn, Utc::now().timestamp_millis())
 }
 
 impl Actor for Retention {
@@ -101,6 +189,7 @@ impl Actor for Retention {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.notify(Prune);
         ctx.run_interval(self.every, |_act, ctx| ctx.notify(Prune));
+        ctx.run_interval(self.roll_every, |_act, ctx| ctx.notify(Roll));
     }
 }
 
@@ -111,43 +200,68 @@ impl Handler<Prune> for Retention {
         if let Some(stats) = &self.registered {
             stats.record::<Prune>();
         }
-        if self.running {
+        let Some(work) = self.on_master(prune) else {
             return Box::pin(fut::ready(Ok(Pruned::default())));
-        }
-        self.running = true;
-        let db = self.db.clone();
-        let membership = self.membership.clone();
-        Box::pin(
-            async move {
-                if let Some(membership) = membership {
-                    if !membership.send(IsMaster).await.unwrap_or(false) {
-                        tracing::debug!("retention: not the master; leaving it to the master");
-                        return Ok((Pruned::default(), 0));
-                    }
+        };
+        Box::pin(work.map(|outcome, _act, _ctx| match outcome {
+            None => Ok(Pruned::default()),
+            Some(Ok((pruned, hours))) => {
+                if pruned != Pruned::default() {
+                    tracing::info!(
+                        polls = pruned.polls,
+                        events = pruned.events,
+                        rollups = pruned.rollups,
+                        retention_hours = hours,
+                        "retention: old polls, events and rollups deleted"
+                    );
                 }
-                db.run(prune).await
+                Ok(pruned)
             }
-            .into_actor(self)
-            .map(|outcome, act, _ctx| {
-                act.running = false;
-                match outcome {
-                    Ok((pruned, hours)) => {
-                        if pruned != Pruned::default() {
-                            tracing::info!(
-                                polls = pruned.polls,
-                                events = pruned.events,
-                                retention_hours = hours,
-                                "retention: old polls and events deleted"
-                            );
-                        }
-                        Ok(pruned)
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "retention: could not delete old polls and events");
-                        Err(error.to_string())
-                    }
+            Some(Err(error)) => {
+                tracing::warn!(%error, "retention: could not delete old polls and events");
+                Err(error.to_string())
+            }
+        }))
+    }
+}
+
+impl Handler<Roll> for Retention {
+    type Result = ResponseActFuture<Self, Result<Rolled, String>>;
+
+    fn handle(&mut self, _: Roll, _ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(stats) = &self.registered {
+            stats.record::<Roll>();
+        }
+        let Some(work) = self.on_master(roll_now) else {
+            return Box::pin(fut::ready(Ok(Rolled::default())));
+        };
+        Box::pin(work.map(|outcome, _act, ctx| match outcome {
+            None => Ok(Rolled::default()),
+            Some(Ok(rolled)) => {
+                if rolled.behind {
+                    // A backlog (a database just upgraded, a master just taken over):
+                    // the next pass at once, with progress in the log.
+                    tracing::info!(
+                        minutes = rolled.minutes,
+                        hours = rolled.hours,
+                        rows = rolled.rows,
+                        "rollups: catching up"
+                    );
+                    ctx.notify(Roll);
+                } else if rolled.rows > 0 {
+                    tracing::debug!(
+                        minutes = rolled.minutes,
+                        hours = rolled.hours,
+                        rows = rolled.rows,
+                        "rollups made"
+                    );
                 }
-            }),
-        )
+                Ok(rolled)
+            }
+            Some(Err(error)) => {
+                tracing::warn!(%error, "rollups: could not roll up closed minutes");
+                Err(error.to_string())
+            }
+        }))
     }
 }

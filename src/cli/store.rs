@@ -57,9 +57,11 @@ pub async fn stats(db: &Db) -> Result<String, StartupError> {
     let _ = writeln!(
         out,
         "{:<6}  {:>12}  {:>14}  {:>12}  {:>16}  {:<23}  NEWEST",
-        "TIER", "POLLS", "SAMPLES", "ON DISK", "BYTES PER SAMPLE", "OLDEST"
+        "TIER", "ROWS", "SAMPLES", "ON DISK", "BYTES PER SAMPLE", "OLDEST"
     );
     tier_line(&mut out, "raw", &s.raw);
+    tier_line(&mut out, "minute", &s.minutes);
+    tier_line(&mut out, "hour", &s.hours);
     let _ = write!(out, "latest polls: {}", size(s.latest_bytes));
     if s.old_layout_samples > 0 {
         let _ = write!(

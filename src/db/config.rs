@@ -53,6 +53,8 @@ impl ConfigRow {
             heartbeat_ms,
             validate_ms,
             missed_checks,
+            minute_retention_days,
+            hour_retention_days,
         } = changes.clone();
         let row = &mut self;
         row.max_monitors_per_server =
@@ -67,6 +69,8 @@ impl ConfigRow {
         row.heartbeat_ms = heartbeat_ms.unwrap_or(row.heartbeat_ms);
         row.validate_ms = validate_ms.unwrap_or(row.validate_ms);
         row.missed_checks = missed_checks.unwrap_or(row.missed_checks);
+        row.minute_retention_days = minute_retention_days.unwrap_or(row.minute_retention_days);
+        row.hour_retention_days = hour_retention_days.unwrap_or(row.hour_retention_days);
         self
     }
 
@@ -84,6 +88,8 @@ impl ConfigRow {
             heartbeat_ms: self.heartbeat_ms,
             validate_ms: self.validate_ms,
             missed_checks: self.missed_checks,
+            minute_retention_days: self.minute_retention_days,
+            hour_retention_days: self.hour_retention_days,
         }
     }
 
@@ -112,6 +118,8 @@ mod tests {
             heartbeat_ms: 1000,
             validate_ms: 3000,
             missed_checks: 1,
+            minute_retention_days: 90,
+            hour_retention_days: 730,
         }
     }
 

@@ -116,6 +116,8 @@ pub struct ConfigRow {
     pub heartbeat_ms: i64,
     pub validate_ms: i64,
     pub missed_checks: i32,
+    pub minute_retention_days: i32,
+    pub hour_retention_days: i32,
 }
 
 /// A partial update of the config row; the rotating index is not part of it.
@@ -133,6 +135,8 @@ pub struct ConfigChanges {
     pub heartbeat_ms: Option<i64>,
     pub validate_ms: Option<i64>,
     pub missed_checks: Option<i32>,
+    pub minute_retention_days: Option<i32>,
+    pub hour_retention_days: Option<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable)]

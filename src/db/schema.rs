@@ -45,6 +45,8 @@ diesel::table! {
         heartbeat_ms -> Int8,
         validate_ms -> Int8,
         missed_checks -> Int4,
+        minute_retention_days -> Int4,
+        hour_retention_days -> Int4,
     }
 }
 
@@ -112,6 +114,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    rollup_marks (tier) {
+        tier -> Int2,
+        until_ms -> Int8,
+    }
+}
+
+diesel::table! {
+    rollups (tier, device_id, at_ms) {
+        tier -> Int2,
+        device_id -> Int8,
+        at_ms -> Int8,
+        samples -> Int8,
+        data -> Binary,
+    }
+}
+
+diesel::table! {
     polls (id) {
         id -> Int8,
         device_id -> Int8,
@@ -165,6 +184,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     latest_polls,
     nodes,
     polls,
+    rollup_marks,
+    rollups,
     samples,
     series,
     series_names,

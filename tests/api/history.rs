@@ -215,7 +215,8 @@ async fn retention_deletes_only_samples_past_retention_hours(backend: Backend) {
         pruned,
         Pruned {
             polls: 30,
-            events: 1
+            events: 1,
+            rollups: 0
         }
     );
     let left = cluster

@@ -29,6 +29,7 @@ mod processes;
 mod prometheus_server;
 mod races;
 mod reconcile;
+mod rollups;
 mod scheduling;
 mod schema;
 mod store;

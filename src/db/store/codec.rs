@@ -5,6 +5,9 @@
 //! states: one to five bytes mostly) or its eight IEEE 754 bytes otherwise. A whole
 //! number is one that converts back to the same bits, so every value, `-0.0` included,
 //! reads back exactly.
+//!
+//! A rollup period's aggregates (`encode_aggregates`) are kept the same way, with a
+//! count and four values per series.
 
 use std::fmt;
 
@@ -62,13 +65,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(i64, f64)>, DecodeError> {
         let value = if head & 1 == 1 {
             unzigzag(get_varint(bytes, &mut at)?) as f64
         } else {
-            let raw = bytes
-                .get(at..at + 8)
-                .ok_or(DecodeError("value cut short"))?;
-            at += 8;
-            let mut eight = [0u8; 8];
-            eight.copy_from_slice(raw);
-            f64::from_le_bytes(eight)
+            get_f64(bytes, &mut at)?
         };
         readings.push((id, value));
     }
@@ -76,6 +73,126 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(i64, f64)>, DecodeError> {
         return Err(DecodeError("bytes left after the last reading"));
     }
     Ok(readings)
+}
+
+/// The readings of one series over one period of a rollup: how many, their least,
+/// greatest, sum and the last one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Aggregate {
+    pub count: i64,
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+    pub last: f64,
+}
+
+impl Aggregate {
+    /// One reading.
+    pub fn of(value: f64) -> Self {
+        Aggregate {
+            count: 1,
+            min: value,
+            max: value,
+            sum: value,
+            last: value,
+        }
+    }
+
+    /// A later reading.
+    pub fn add(&mut self, value: f64) {
+        self.merge(&Aggregate::of(value));
+    }
+
+    /// The readings of a later period.
+    pub fn merge(&mut self, later: &Aggregate) {
+        self.count += later.count;
+        self.min = self.min.min(later.min);
+        self.max = self.max.max(later.max);
+        self.sum += later.sum;
+        self.last = later.last;
+    }
+}
+
+/// Encodes a rollup period's `aggregates`, sorted by name id with no id twice: a
+/// count, then per series a varint of the id's difference from the previous one
+/// shifted left by four, its low four bits saying which of min, max, sum and last are
+/// whole numbers; the count as a varint; the four values, each as in `encode`.
+pub fn encode_aggregates(aggregates: &[(i64, Aggregate)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + aggregates.len() * 12);
+    put_varint(&mut out, aggregates.len() as u64);
+    let mut previous = 0i64;
+    for (id, a) in aggregates {
+        let delta = id.wrapping_sub(previous) as u64;
+        previous = *id;
+        let values = [a.min, a.max, a.sum, a.last];
+        let mut mask = 0u64;
+        for (bit, value) in values.iter().enumerate() {
+            if whole(*value).is_some() {
+                mask |= 1 << bit;
+            }
+        }
+        put_varint(&mut out, (delta << 4) | mask);
+        put_varint(&mut out, a.count as u64);
+        for value in values {
+            match whole(value) {
+                Some(n) => put_varint(&mut out, zigzag(n)),
+                None => out.extend_from_slice(&value.to_le_bytes()),
+            }
+        }
+    }
+    out
+}
+
+/// The aggregates `encode_aggregates` wrote, in name id order.
+pub fn decode_aggregates(bytes: &[u8]) -> Result<Vec<(i64, Aggregate)>, DecodeError> {
+    let mut at = 0;
+    let count = get_varint(bytes, &mut at)?;
+    // Every entry takes at least six bytes.
+    if count > bytes.len() as u64 {
+        return Err(DecodeError("count larger than the data"));
+    }
+    let mut aggregates = Vec::with_capacity(count as usize);
+    let mut previous = 0i64;
+    for _ in 0..count {
+        let head = get_varint(bytes, &mut at)?;
+        let id = previous.wrapping_add((head >> 4) as i64);
+        previous = id;
+        let count = i64::try_from(get_varint(bytes, &mut at)?)
+            .map_err(|_| DecodeError("count out of range"))?;
+        let mut values = [0f64; 4];
+        for (bit, value) in values.iter_mut().enumerate() {
+            *value = if head & (1 << bit) != 0 {
+                unzigzag(get_varint(bytes, &mut at)?) as f64
+            } else {
+                get_f64(bytes, &mut at)?
+            };
+        }
+        let [min, max, sum, last] = values;
+        aggregates.push((
+            id,
+            Aggregate {
+                count,
+                min,
+                max,
+                sum,
+                last,
+            },
+        ));
+    }
+    if at != bytes.len() {
+        return Err(DecodeError("bytes left after the last aggregate"));
+    }
+    Ok(aggregates)
+}
+
+fn get_f64(bytes: &[u8], at: &mut usize) -> Result<f64, DecodeError> {
+    let raw = bytes
+        .get(*at..*at + 8)
+        .ok_or(DecodeError("value cut short"))?;
+    *at += 8;
+    let mut eight = [0u8; 8];
+    eight.copy_from_slice(raw);
+    Ok(f64::from_le_bytes(eight))
 }
 
 fn whole(value: f64) -> Option<i64> {
@@ -168,6 +285,32 @@ mod tests {
                 prop_assert_eq!(a.0, b.0);
                 prop_assert_eq!(a.1.to_bits(), b.1.to_bits());
             }
+        }
+
+        #[test]
+        fn aggregates_encode_and_decode_bit_for_bit(
+            ids in proptest::collection::btree_set(0i64..5_000_000, 0..100),
+            values in proptest::collection::vec((any::<f64>(), any::<f64>(), any::<f64>(), any::<f64>(), 0i64..1_000_000), 100),
+        ) {
+            let aggregates: Vec<(i64, Aggregate)> = ids
+                .into_iter()
+                .zip(values)
+                .map(|(id, (min, max, sum, last, count))| (id, Aggregate { count, min, max, sum, last }))
+                .collect();
+            let back = decode_aggregates(&encode_aggregates(&aggregates)).unwrap();
+            prop_assert_eq!(aggregates.len(), back.len());
+            for (a, b) in aggregates.iter().zip(&back) {
+                prop_assert_eq!(a.0, b.0);
+                prop_assert_eq!(a.1.count, b.1.count);
+                for (x, y) in [(a.1.min, b.1.min), (a.1.max, b.1.max), (a.1.sum, b.1.sum), (a.1.last, b.1.last)] {
+                    prop_assert_eq!(x.to_bits(), y.to_bits());
+                }
+            }
+        }
+
+        #[test]
+        fn any_bytes_decode_as_aggregates_or_fail_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode_aggregates(&bytes);
         }
 
         #[test]

@@ -10,6 +10,7 @@
 pub mod catalogue;
 pub mod codec;
 mod read;
+pub mod rollup;
 pub mod stats;
 pub mod upgrade;
 mod write;
@@ -46,13 +47,15 @@ pub fn delete_older_than(conn: &mut DbConn, before_ms: i64, limit: i64) -> Query
     Ok(deleted)
 }
 
-/// Deletes everything stored of a device: its polls, its latest poll and its series.
+/// Deletes everything stored of a device: its polls, its latest poll, its series and
+/// its rollups.
 pub fn delete_of_device(conn: &mut DbConn, device_id: i64) -> QueryResult<usize> {
     let polls =
         diesel::delete(polls::table.filter(polls::device_id.eq(device_id))).execute(conn)?;
     diesel::delete(latest_polls::table.filter(latest_polls::device_id.eq(device_id)))
         .execute(conn)?;
     diesel::delete(series::table.filter(series::device_id.eq(device_id))).execute(conn)?;
+    rollup::delete_of_device(conn, device_id)?;
     Ok(polls)
 }
 

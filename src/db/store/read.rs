@@ -8,9 +8,10 @@ use diesel::prelude::*;
 use super::super::schema::{devices, latest_polls, polls};
 use super::super::DbConn;
 use super::catalogue::names_of;
-use super::codec;
+use super::codec::{self, Aggregate};
+use super::rollup::{self, Tier};
 
-/// Polls read per query of a history.
+/// Polls read per query.
 const HISTORY_PAGE: i64 = 5_000;
 
 /// One bucket of one series.
@@ -34,7 +35,7 @@ pub struct Reading {
     pub value: f64,
 }
 
-fn corrupt(error: codec::DecodeError) -> diesel::result::Error {
+pub(super) fn corrupt(error: codec::DecodeError) -> diesel::result::Error {
     diesel::result::Error::DeserializationError(Box::new(error))
 }
 
@@ -58,10 +59,31 @@ struct Sum {
     count: i64,
 }
 
+/// Per name id, per bucket.
+type Sums = HashMap<i64, BTreeMap<i64, Sum>>;
+
+fn add_to(sums: &mut Sums, name: i64, bucket: i64, aggregate: &Aggregate) {
+    let sum = sums.entry(name).or_default().entry(bucket).or_insert(Sum {
+        min: aggregate.min,
+        max: aggregate.max,
+        total: 0.0,
+        count: 0,
+    });
+    sum.min = sum.min.min(aggregate.min);
+    sum.max = sum.max.max(aggregate.max);
+    sum.total += aggregate.sum;
+    sum.count += aggregate.count;
+}
+
 /// The device's readings in `[from_ms, to_ms)`, grouped per series into buckets of
 /// `width_ms` counted from `from_ms`, ordered by series and bucket, at most `limit`
 /// buckets. With `names`, only series of those names (exact series, or every series
 /// of a bare metric name).
+///
+/// Buckets of a minute or more are read from the rollups (`Tier::for_width`): the
+/// whole periods of the coarsest tier that fits, finer tiers around them and the polls
+/// no tier holds (`rollup::cover`), so every reading counts once; a rollup period
+/// counts in the bucket where it starts. Narrower buckets read the polls.
 pub fn history(
     conn: &mut DbConn,
     device_id: i64,
@@ -71,46 +93,27 @@ pub fn history(
 ) -> QueryResult<Vec<Bucket>> {
     let (from_ms, to_ms, width_ms) = range;
     let width_ms = width_ms.max(1);
-    // Per name id, per bucket. The polls are read a page at a time (a week of a
-    // node_exporter body a second would not fit in memory at once).
-    let mut sums: HashMap<i64, BTreeMap<i64, Sum>> = HashMap::new();
-    let mut after: Option<(i64, i64)> = None;
-    loop {
-        let mut page = polls::table
-            .filter(polls::device_id.eq(device_id))
-            .filter(polls::at_ms.lt(to_ms))
-            .order((polls::at_ms, polls::id))
-            .select((polls::id, polls::at_ms, polls::data))
-            .limit(HISTORY_PAGE)
-            .into_boxed();
-        page = match after {
-            None => page.filter(polls::at_ms.ge(from_ms)),
-            Some((at_ms, id)) => page.filter(
-                polls::at_ms
-                    .gt(at_ms)
-                    .or(polls::at_ms.eq(at_ms).and(polls::id.gt(id))),
-            ),
-        };
-        let rows: Vec<(i64, i64, Vec<u8>)> = page.load(conn)?;
-        let full = rows.len() as i64 == HISTORY_PAGE;
-        for (id, at_ms, data) in rows {
-            after = Some((at_ms, id));
-            let bucket = (at_ms - from_ms) / width_ms;
-            for (name, value) in codec::decode(&data).map_err(corrupt)? {
-                let sum = sums.entry(name).or_default().entry(bucket).or_insert(Sum {
-                    min: value,
-                    max: value,
-                    total: 0.0,
-                    count: 0,
-                });
-                sum.min = sum.min.min(value);
-                sum.max = sum.max.max(value);
-                sum.total += value;
-                sum.count += 1;
-            }
+    let bucket_of = |at_ms: i64| ((at_ms - from_ms) / width_ms).max(0);
+    let mut sums = Sums::new();
+    let tier = Tier::for_width(width_ms);
+    let mut made = [None, None];
+    if tier.is_some() {
+        for (slot, tier) in made.iter_mut().zip(Tier::COARSEST_FIRST) {
+            *slot = rollup::mark(conn, tier)?;
         }
-        if !full {
-            break;
+    }
+    let made = |tier: Tier| made[usize::from(tier == Tier::Minute)];
+    for (tier, from, to) in rollup::cover(from_ms, to_ms, tier, &made) {
+        match tier {
+            Some(tier) => {
+                for (at_ms, aggregates) in rollup::rows_of(conn, tier, device_id, from, to)? {
+                    let bucket = bucket_of(at_ms);
+                    for (name, aggregate) in &aggregates {
+                        add_to(&mut sums, *name, bucket, aggregate);
+                    }
+                }
+            }
+            None => add_polls(conn, device_id, (from, to), &bucket_of, &mut sums)?,
         }
     }
     let ids: Vec<i64> = sums.keys().copied().collect();
@@ -138,6 +141,66 @@ pub fn history(
         }
     }
     Ok(buckets)
+}
+
+/// Calls `each(device, at_ms, data)` for every poll in `[from_ms, to_ms)` (of `device`
+/// only, when given) in time order, reading a page at a time: a week of a
+/// node_exporter body a second would not fit in memory at once.
+pub(super) fn each_poll(
+    conn: &mut DbConn,
+    device: Option<i64>,
+    (from_ms, to_ms): (i64, i64),
+    mut each: impl FnMut(i64, i64, &[u8]) -> QueryResult<()>,
+) -> QueryResult<()> {
+    if from_ms >= to_ms {
+        return Ok(());
+    }
+    let mut after: Option<(i64, i64)> = None;
+    loop {
+        let mut page = polls::table
+            .filter(polls::at_ms.lt(to_ms))
+            .order((polls::at_ms, polls::id))
+            .select((polls::id, polls::device_id, polls::at_ms, polls::data))
+            .limit(HISTORY_PAGE)
+            .into_boxed();
+        if let Some(device) = device {
+            page = page.filter(polls::device_id.eq(device));
+        }
+        page = match after {
+            None => page.filter(polls::at_ms.ge(from_ms)),
+            Some((at_ms, id)) => page.filter(
+                polls::at_ms
+                    .gt(at_ms)
+                    .or(polls::at_ms.eq(at_ms).and(polls::id.gt(id))),
+            ),
+        };
+        let rows: Vec<(i64, i64, i64, Vec<u8>)> = page.load(conn)?;
+        let full = rows.len() as i64 == HISTORY_PAGE;
+        for (id, device_id, at_ms, data) in rows {
+            after = Some((at_ms, id));
+            each(device_id, at_ms, &data)?;
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+/// Adds the device's polls in `[from_ms, to_ms)` to `sums`.
+fn add_polls(
+    conn: &mut DbConn,
+    device_id: i64,
+    range: (i64, i64),
+    bucket_of: &impl Fn(i64) -> i64,
+    sums: &mut Sums,
+) -> QueryResult<()> {
+    each_poll(conn, Some(device_id), range, |_, at_ms, data| {
+        let bucket = bucket_of(at_ms);
+        for (name, value) in codec::decode(data).map_err(corrupt)? {
+            add_to(sums, name, bucket, &Aggregate::of(value));
+        }
+        Ok(())
+    })
 }
 
 /// The readings of stored polls `(device, at_ms, data)`, named, ordered by device and

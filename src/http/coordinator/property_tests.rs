@@ -85,6 +85,8 @@ const CONFIG: &[&str] = &[
     "balance_method",
     "unreachable_after",
     "retention_hours",
+    "minute_retention_days",
+    "hour_retention_days",
     "heartbeat_ms",
     "validate_ms",
     "missed_checks",

@@ -31,6 +31,8 @@ pub struct ConfigPatch {
     heartbeat_ms: Option<i64>,
     validate_ms: Option<i64>,
     missed_checks: Option<i64>,
+    minute_retention_days: Option<i64>,
+    hour_retention_days: Option<i64>,
 }
 
 impl ConfigPatch {
@@ -49,6 +51,8 @@ impl ConfigPatch {
                 heartbeat_ms: None,
                 validate_ms: None,
                 missed_checks: None,
+                minute_retention_days: None,
+                hour_retention_days: None,
             }
         )
     }
@@ -131,6 +135,8 @@ pub async fn update(
         heartbeat_ms: patch.heartbeat_ms,
         validate_ms: patch.validate_ms,
         missed_checks: narrow("missed_checks", patch.missed_checks)?,
+        minute_retention_days: narrow("minute_retention_days", patch.minute_retention_days)?,
+        hour_retention_days: narrow("hour_retention_days", patch.hour_retention_days)?,
     };
     let report = state.scheduler.send(ApplyConfig { changes }).await??;
     Ok(HttpResponse::Ok().json(ConfigApplied {

@@ -13,10 +13,13 @@ use crate::http::error::ApiError;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Tier {
-    /// `raw`: one row per poll, every reading as it was taken.
+    /// `raw`: one row per poll, every reading as it was taken; `minute`, `hour`: the
+    /// rollups, one row per device and period with each series' count, min, max, sum
+    /// and last reading.
     tier: &'static str,
+    /// Rows: polls for `raw`, device-periods for the rollups.
     polls: i64,
-    /// Readings (one series' value at one poll).
+    /// Readings (one series' value at one poll); for a rollup, the readings it sums up.
     samples: i64,
     /// On disk, the tier's tables with their indexes.
     bytes: i64,
@@ -63,7 +66,11 @@ impl From<StoreStats> for StoreView {
             series: s.series,
             series_names: s.names,
             catalogue_bytes: s.catalogue_bytes,
-            tiers: vec![tier("raw", s.raw)],
+            tiers: vec![
+                tier("raw", s.raw),
+                tier("minute", s.minutes),
+                tier("hour", s.hours),
+            ],
             latest_bytes: s.latest_bytes,
             old_layout_samples: s.old_layout_samples,
         }
