@@ -177,7 +177,7 @@ enum Command {
     /// Benchmarks of whole processes beside their peers, as a table and JSON under
     /// target/bench/ (not part of cargo test); run a release build
     Bench {
-        /// The scenario: vs-prometheus, monitors, start-all, ingest, agent, api, or all
+        /// The scenario: vs-prometheus, monitors, start-all, ingest, store, agent, api, or all
         scenario: String,
         /// Small sizes, seconds per scenario (what CI runs)
         #[arg(long)]

@@ -33,7 +33,6 @@ pub struct Retention {
     db: Db,
     every: Duration,
     roll_every: Duration,
-    running: bool,
     registered: Option<Arc<ActorStats>>,
     /// When set, pruning waits for this node to be the master.
     membership: Option<Tracked<Membership>>,
@@ -45,7 +44,6 @@ impl Retention {
             db,
             every,
             roll_every: ROLL_EVERY,
-            running: false,
             registered: None,
             membership: None,
         }
@@ -141,42 +139,20 @@ fn prune(conn: &mut DbConn) -> diesel::QueryResult<(Pruned, i32)> {
     ))
 }
 
-impl Retention {
-    /// Rolls up every `every` instead of every [`ROLL_EVERY`].
-    pub fn rolling_every(mut self, every: Duration) -> Self {
-        self.roll_every = every;
-        self
-    }
-
-    /// Runs `work` on a pooled connection if this node is the master (or has no
-    /// membership) and no other piece of upkeep is running; `None` otherwise.
-    fn on_master<T: Send + 'static>(
-        &mut self,
-        work: fn(&mut DbConn) -> diesel::QueryResult<T>,
-    ) -> Option<ResponseActFuture<Self, Option<Result<T, db::DbError>>>> {
-        if self.running {
+/// Runs `work` on a pooled connection if this node is the master (or has no
+/// membership); `None` otherwise.
+async fn on_master<T: Send + 'static>(
+    db: Db,
+    membership: Option<Tracked<Membership>>,
+    work: fn(&mut DbConn) -> diesel::QueryResult<T>,
+) -> Option<Result<T, db::DbError>> {
+    if let Some(membership) = membership {
+        if !membership.send(IsMaster).await.unwrap_or(false) {
+            tracing::debug!("store upkeep: not the master; leaving it to the master");
             return None;
         }
-        self.running = true;
-        let db = self.db.clone();
-        let membership = self.membership.clone();
-        Some(Box::pin(
-            async move {
-                if let Some(membership) = membership {
-                    if !membership.send(IsMaster).await.unwrap_or(false) {
-                        tracing::debug!("store upkeep: not the master; leaving it to the master");
-                        return None;
-                    }
-                }
-                Some(db.run(work).await)
-            }
-            .into_actor(self)
-            .map(|outcome, act, _ctx| {
-                act.running = false;
-                outcome
-            }),
-        ))
     }
+    Some(db.run(work).await)
 }
 
 fn roll_now(conn: &mut DbConn) -> diesel::QueryResult<Rolled> {
@@ -193,75 +169,77 @@ impl Actor for Retention {
     }
 }
 
+// Prunes and rolls run one at a time (`AtomicResponse`): one that comes while the
+// other runs waits for it, so neither deletes under the other nor is skipped.
 impl Handler<Prune> for Retention {
-    type Result = ResponseActFuture<Self, Result<Pruned, String>>;
+    type Result = AtomicResponse<Self, Result<Pruned, String>>;
 
     fn handle(&mut self, _: Prune, _ctx: &mut Context<Self>) -> Self::Result {
         if let Some(stats) = &self.registered {
             stats.record::<Prune>();
         }
-        let Some(work) = self.on_master(prune) else {
-            return Box::pin(fut::ready(Ok(Pruned::default())));
-        };
-        Box::pin(work.map(|outcome, _act, _ctx| match outcome {
-            None => Ok(Pruned::default()),
-            Some(Ok((pruned, hours))) => {
-                if pruned != Pruned::default() {
-                    tracing::info!(
-                        polls = pruned.polls,
-                        events = pruned.events,
-                        rollups = pruned.rollups,
-                        retention_hours = hours,
-                        "retention: old polls, events and rollups deleted"
-                    );
+        let work = on_master(self.db.clone(), self.membership.clone(), prune);
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(
+            |outcome, _act, _ctx| match outcome {
+                None => Ok(Pruned::default()),
+                Some(Ok((pruned, hours))) => {
+                    if pruned != Pruned::default() {
+                        tracing::info!(
+                            polls = pruned.polls,
+                            events = pruned.events,
+                            rollups = pruned.rollups,
+                            retention_hours = hours,
+                            "retention: old polls, events and rollups deleted"
+                        );
+                    }
+                    Ok(pruned)
                 }
-                Ok(pruned)
-            }
-            Some(Err(error)) => {
-                tracing::warn!(%error, "retention: could not delete old polls and events");
-                Err(error.to_string())
-            }
-        }))
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "retention: could not delete old polls and events");
+                    Err(error.to_string())
+                }
+            },
+        )))
     }
 }
 
 impl Handler<Roll> for Retention {
-    type Result = ResponseActFuture<Self, Result<Rolled, String>>;
+    type Result = AtomicResponse<Self, Result<Rolled, String>>;
 
     fn handle(&mut self, _: Roll, _ctx: &mut Context<Self>) -> Self::Result {
         if let Some(stats) = &self.registered {
             stats.record::<Roll>();
         }
-        let Some(work) = self.on_master(roll_now) else {
-            return Box::pin(fut::ready(Ok(Rolled::default())));
-        };
-        Box::pin(work.map(|outcome, _act, ctx| match outcome {
-            None => Ok(Rolled::default()),
-            Some(Ok(rolled)) => {
-                if rolled.behind {
-                    // A backlog (a database just upgraded, a master just taken over):
-                    // the next pass at once, with progress in the log.
-                    tracing::info!(
-                        minutes = rolled.minutes,
-                        hours = rolled.hours,
-                        rows = rolled.rows,
-                        "rollups: catching up"
-                    );
-                    ctx.notify(Roll);
-                } else if rolled.rows > 0 {
-                    tracing::debug!(
-                        minutes = rolled.minutes,
-                        hours = rolled.hours,
-                        rows = rolled.rows,
-                        "rollups made"
-                    );
+        let work = on_master(self.db.clone(), self.membership.clone(), roll_now);
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(
+            |outcome, _act, ctx| match outcome {
+                None => Ok(Rolled::default()),
+                Some(Ok(rolled)) => {
+                    if rolled.behind {
+                        // A backlog (a database just upgraded, a master just taken
+                        // over): the next pass at once, with progress in the log.
+                        tracing::info!(
+                            minutes = rolled.minutes,
+                            hours = rolled.hours,
+                            rows = rolled.rows,
+                            "rollups: catching up"
+                        );
+                        ctx.notify(Roll);
+                    } else if rolled.rows > 0 {
+                        tracing::debug!(
+                            minutes = rolled.minutes,
+                            hours = rolled.hours,
+                            rows = rolled.rows,
+                            "rollups made"
+                        );
+                    }
+                    Ok(rolled)
                 }
-                Ok(rolled)
-            }
-            Some(Err(error)) => {
-                tracing::warn!(%error, "rollups: could not roll up closed minutes");
-                Err(error.to_string())
-            }
-        }))
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "rollups: could not roll up closed minutes");
+                    Err(error.to_string())
+                }
+            },
+        )))
     }
 }

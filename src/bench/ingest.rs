@@ -548,7 +548,7 @@ async fn history(
 }
 
 /// `count` devices of one company, each placed (on no server) under epoch 1; their ids.
-fn placed_devices(conn: &mut DbConn, count: usize) -> diesel::QueryResult<Vec<i64>> {
+pub(super) fn placed_devices(conn: &mut DbConn, count: usize) -> diesel::QueryResult<Vec<i64>> {
     use crate::db::schema::assignments;
     use diesel::ExpressionMethods;
     db::write_transaction(conn, |conn| {
@@ -602,7 +602,7 @@ fn sample(
 
 /// The series of one agent poll: CPU (total and 2 cores), memory, swap, 4 interfaces,
 /// one disk, load, uptime, and the `up` and `latency_seconds` of every poll.
-fn poll_series() -> Vec<String> {
+pub(super) fn poll_series() -> Vec<String> {
     let mut names = vec![series::CPU_USAGE_PERCENT.to_string()];
     for core in ["0", "1"] {
         names.push(series::series(

@@ -13,6 +13,7 @@
 //! - `monitors`: 10k–100k monitors in one monitor server, and its peak poll rate;
 //! - `start_all`: a company start across monitor servers, beside the per-device path;
 //! - `ingest`: the metrics writer, beside single-row inserts, and the history query;
+//! - `store`: a week of a fleet written, rolled up and read, beside the polls alone;
 //! - `agent`: `vigil agent` per scrape, beside node_exporter;
 //! - `api`: the REST API's reads under wrk.
 
@@ -27,6 +28,7 @@ mod prometheus;
 mod report;
 mod settings;
 mod start_all;
+mod store;
 mod vs_prometheus;
 
 use std::str::FromStr;
@@ -41,6 +43,7 @@ pub enum Scenario {
     Monitors,
     StartAll,
     Ingest,
+    Store,
     Agent,
     Api,
 }
@@ -51,6 +54,7 @@ impl Scenario {
         Scenario::Monitors,
         Scenario::StartAll,
         Scenario::Ingest,
+        Scenario::Store,
         Scenario::Agent,
         Scenario::Api,
     ];
@@ -61,6 +65,7 @@ impl Scenario {
             Scenario::Monitors => "monitors",
             Scenario::StartAll => "start-all",
             Scenario::Ingest => "ingest",
+            Scenario::Store => "store",
             Scenario::Agent => "agent",
             Scenario::Api => "api",
         }
@@ -98,6 +103,7 @@ pub async fn run(scenarios: &[Scenario], settings: &BenchSettings) -> anyhow::Re
             Scenario::Monitors => monitors::run(settings).await?,
             Scenario::StartAll => start_all::run(settings).await?,
             Scenario::Ingest => ingest::run(settings).await?,
+            Scenario::Store => store::run(settings).await?,
             Scenario::Agent => agent::run(settings).await?,
             Scenario::Api => api::run(settings).await?,
         };

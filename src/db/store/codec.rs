@@ -115,25 +115,32 @@ impl Aggregate {
 
 /// Encodes a rollup period's `aggregates`, sorted by name id with no id twice: a
 /// count, then per series a varint of the id's difference from the previous one
-/// shifted left by four, its low four bits saying which of min, max, sum and last are
-/// whole numbers; the count as a varint; the four values, each as in `encode`.
+/// shifted left by five, its low bits saying whether the series was flat (bit 4: one
+/// value throughout, its sum that value times the count) and which values are whole
+/// numbers (bits 0–3); the count as a varint; then the one value of a flat series, or
+/// min, max, sum and last, each as in `encode`. A series polled once in its period, or
+/// not moving (`up`, sizes), takes two or three bytes.
 pub fn encode_aggregates(aggregates: &[(i64, Aggregate)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2 + aggregates.len() * 12);
+    let mut out = Vec::with_capacity(2 + aggregates.len() * 6);
     put_varint(&mut out, aggregates.len() as u64);
     let mut previous = 0i64;
     for (id, a) in aggregates {
         let delta = id.wrapping_sub(previous) as u64;
         previous = *id;
-        let values = [a.min, a.max, a.sum, a.last];
-        let mut mask = 0u64;
+        let flat = a.min.to_bits() == a.max.to_bits()
+            && a.last.to_bits() == a.min.to_bits()
+            && (a.min * a.count as f64).to_bits() == a.sum.to_bits();
+        let all = [a.min, a.max, a.sum, a.last];
+        let values: &[f64] = if flat { &all[..1] } else { &all };
+        let mut head = u64::from(flat) << 4;
         for (bit, value) in values.iter().enumerate() {
             if whole(*value).is_some() {
-                mask |= 1 << bit;
+                head |= 1 << bit;
             }
         }
-        put_varint(&mut out, (delta << 4) | mask);
+        put_varint(&mut out, (delta << 5) | head);
         put_varint(&mut out, a.count as u64);
-        for value in values {
+        for &value in values {
             match whole(value) {
                 Some(n) => put_varint(&mut out, zigzag(n)),
                 None => out.extend_from_slice(&value.to_le_bytes()),
@@ -147,7 +154,7 @@ pub fn encode_aggregates(aggregates: &[(i64, Aggregate)]) -> Vec<u8> {
 pub fn decode_aggregates(bytes: &[u8]) -> Result<Vec<(i64, Aggregate)>, DecodeError> {
     let mut at = 0;
     let count = get_varint(bytes, &mut at)?;
-    // Every entry takes at least six bytes.
+    // Every entry takes at least three bytes.
     if count > bytes.len() as u64 {
         return Err(DecodeError("count larger than the data"));
     }
@@ -155,17 +162,22 @@ pub fn decode_aggregates(bytes: &[u8]) -> Result<Vec<(i64, Aggregate)>, DecodeEr
     let mut previous = 0i64;
     for _ in 0..count {
         let head = get_varint(bytes, &mut at)?;
-        let id = previous.wrapping_add((head >> 4) as i64);
+        let id = previous.wrapping_add((head >> 5) as i64);
         previous = id;
         let count = i64::try_from(get_varint(bytes, &mut at)?)
             .map_err(|_| DecodeError("count out of range"))?;
+        let flat = head & (1 << 4) != 0;
         let mut values = [0f64; 4];
-        for (bit, value) in values.iter_mut().enumerate() {
+        for (bit, value) in values.iter_mut().enumerate().take(if flat { 1 } else { 4 }) {
             *value = if head & (1 << bit) != 0 {
                 unzigzag(get_varint(bytes, &mut at)?) as f64
             } else {
                 get_f64(bytes, &mut at)?
             };
+        }
+        if flat {
+            let value = values[0];
+            values = [value, value, value * count as f64, value];
         }
         let [min, max, sum, last] = values;
         aggregates.push((
@@ -259,6 +271,42 @@ mod tests {
         // An agent-like poll: 30 series, mostly whole numbers.
         let poll: Vec<(i64, f64)> = (1..=30).map(|i| (i, (i * 1000) as f64)).collect();
         assert!(encode(&poll).len() <= 30 * 4 + 1);
+    }
+
+    #[test]
+    fn a_flat_series_keeps_one_value_and_reads_back_whole() {
+        let flat = [
+            (1, Aggregate::of(42.0)),
+            (
+                2,
+                Aggregate {
+                    count: 60,
+                    min: 1.0,
+                    max: 1.0,
+                    sum: 60.0,
+                    last: 1.0,
+                },
+            ),
+            (3, Aggregate::of(0.37)),
+        ];
+        let bytes = encode_aggregates(&flat);
+        assert!(bytes.len() <= 1 + 3 + 3 + 10, "{} bytes", bytes.len());
+        assert_eq!(decode_aggregates(&bytes).unwrap(), flat);
+        // Not flat: a sum that is not the value times the count.
+        let moving = [(
+            1,
+            Aggregate {
+                count: 3,
+                min: 0.1,
+                max: 0.1,
+                sum: 0.3,
+                last: 0.1,
+            },
+        )];
+        assert_eq!(
+            decode_aggregates(&encode_aggregates(&moving)).unwrap(),
+            moving
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Reading polls back: a device's history downsampled into buckets, its latest poll,
 //! and the latest poll of every device.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use diesel::prelude::*;
 
@@ -59,20 +59,69 @@ struct Sum {
     count: i64,
 }
 
-/// Per name id, per bucket.
-type Sums = HashMap<i64, BTreeMap<i64, Sum>>;
+impl Sum {
+    fn of(a: &Aggregate) -> Sum {
+        Sum {
+            min: a.min,
+            max: a.max,
+            total: a.sum,
+            count: a.count,
+        }
+    }
 
-fn add_to(sums: &mut Sums, name: i64, bucket: i64, aggregate: &Aggregate) {
-    let sum = sums.entry(name).or_default().entry(bucket).or_insert(Sum {
-        min: aggregate.min,
-        max: aggregate.max,
-        total: 0.0,
-        count: 0,
-    });
-    sum.min = sum.min.min(aggregate.min);
-    sum.max = sum.max.max(aggregate.max);
-    sum.total += aggregate.sum;
-    sum.count += aggregate.count;
+    fn merge(&mut self, a: &Aggregate) {
+        self.min = self.min.min(a.min);
+        self.max = self.max.max(a.max);
+        self.total += a.sum;
+        self.count += a.count;
+    }
+}
+
+/// Every series' buckets so far, in bucket order. Rows come in time order, so a
+/// reading goes in its series' last bucket or a new one after it; and a device's rows
+/// mostly name the same series as the row before, so the series are found by
+/// position then, not looked up.
+#[derive(Default)]
+struct Sums {
+    slots: HashMap<i64, usize, foldhash::fast::RandomState>,
+    series: Vec<(i64, Vec<(i64, Sum)>)>,
+    /// The name ids of the last row and their series' places.
+    row_ids: Vec<i64>,
+    row_slots: Vec<usize>,
+}
+
+impl Sums {
+    fn add_row<T>(&mut self, bucket: i64, row: &[(i64, T)], aggregate: impl Fn(&T) -> Aggregate) {
+        let same = self.row_ids.len() == row.len()
+            && self.row_ids.iter().zip(row).all(|(a, (b, _))| a == b);
+        if !same {
+            self.row_ids.clear();
+            self.row_slots.clear();
+            for (name, _) in row {
+                let Sums { slots, series, .. } = self;
+                let slot = *slots.entry(*name).or_insert_with(|| {
+                    series.push((*name, Vec::new()));
+                    series.len() - 1
+                });
+                self.row_ids.push(*name);
+                self.row_slots.push(slot);
+            }
+        }
+        for (slot, (_, value)) in self.row_slots.iter().zip(row) {
+            let a = aggregate(value);
+            let buckets = &mut self.series[*slot].1;
+            match buckets.last_mut() {
+                Some((last, sum)) if *last == bucket => sum.merge(&a),
+                Some((last, _)) if *last > bucket => {
+                    match buckets.binary_search_by_key(&bucket, |(b, _)| *b) {
+                        Ok(i) => buckets[i].1.merge(&a),
+                        Err(i) => buckets.insert(i, (bucket, Sum::of(&a))),
+                    }
+                }
+                _ => buckets.push((bucket, Sum::of(&a))),
+            }
+        }
+    }
 }
 
 /// The device's readings in `[from_ms, to_ms)`, grouped per series into buckets of
@@ -94,7 +143,7 @@ pub fn history(
     let (from_ms, to_ms, width_ms) = range;
     let width_ms = width_ms.max(1);
     let bucket_of = |at_ms: i64| ((at_ms - from_ms) / width_ms).max(0);
-    let mut sums = Sums::new();
+    let mut sums = Sums::default();
     let tier = Tier::for_width(width_ms);
     let mut made = [None, None];
     if tier.is_some() {
@@ -107,20 +156,19 @@ pub fn history(
         match tier {
             Some(tier) => {
                 for (at_ms, aggregates) in rollup::rows_of(conn, tier, device_id, from, to)? {
-                    let bucket = bucket_of(at_ms);
-                    for (name, aggregate) in &aggregates {
-                        add_to(&mut sums, *name, bucket, aggregate);
-                    }
+                    sums.add_row(bucket_of(at_ms), &aggregates, |a| *a);
                 }
             }
             None => add_polls(conn, device_id, (from, to), &bucket_of, &mut sums)?,
         }
     }
-    let ids: Vec<i64> = sums.keys().copied().collect();
-    let mut named: Vec<(String, BTreeMap<i64, Sum>)> = names_of(conn, &ids)?
+    let ids: Vec<i64> = sums.series.iter().map(|(id, _)| *id).collect();
+    let mut names_by_id = names_of(conn, &ids)?;
+    let mut named: Vec<(String, Vec<(i64, Sum)>)> = sums
+        .series
         .into_iter()
-        .filter(|(_, metric)| wanted(names, metric))
-        .filter_map(|(id, metric)| Some((metric, sums.remove(&id)?)))
+        .filter_map(|(id, buckets)| Some((names_by_id.remove(&id)?, buckets)))
+        .filter(|(metric, _)| wanted(names, metric))
         .collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let limit = usize::try_from(limit).unwrap_or(0);
@@ -166,13 +214,14 @@ pub(super) fn each_poll(
         if let Some(device) = device {
             page = page.filter(polls::device_id.eq(device));
         }
+        // The next page starts after the last poll read, `(at_ms, id)`; its time is
+        // also given alone, as the lower bound of the index range scanned, so a page
+        // does not scan again the polls of the pages before it.
         page = match after {
             None => page.filter(polls::at_ms.ge(from_ms)),
-            Some((at_ms, id)) => page.filter(
-                polls::at_ms
-                    .gt(at_ms)
-                    .or(polls::at_ms.eq(at_ms).and(polls::id.gt(id))),
-            ),
+            Some((at_ms, id)) => page
+                .filter(polls::at_ms.ge(at_ms))
+                .filter(polls::at_ms.gt(at_ms).or(polls::id.gt(id))),
         };
         let rows: Vec<(i64, i64, i64, Vec<u8>)> = page.load(conn)?;
         let full = rows.len() as i64 == HISTORY_PAGE;
@@ -196,9 +245,8 @@ fn add_polls(
 ) -> QueryResult<()> {
     each_poll(conn, Some(device_id), range, |_, at_ms, data| {
         let bucket = bucket_of(at_ms);
-        for (name, value) in codec::decode(data).map_err(corrupt)? {
-            add_to(sums, name, bucket, &Aggregate::of(value));
-        }
+        let readings = codec::decode(data).map_err(corrupt)?;
+        sums.add_row(bucket, &readings, |value| Aggregate::of(*value));
         Ok(())
     })
 }
