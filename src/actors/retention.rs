@@ -82,16 +82,17 @@ pub struct Pruned {
 #[rtype(result = "Result<Rolled, String>")]
 pub struct Roll;
 
-/// Runs `delete` (a chunk at a time) until a chunk comes back short.
+/// Runs `delete` (a chunk at a time) until a chunk comes back short of `full`.
 fn in_chunks(
     what: &str,
+    full: usize,
     mut delete: impl FnMut() -> diesel::QueryResult<usize>,
 ) -> diesel::QueryResult<usize> {
     let mut deleted = 0;
     loop {
         let n = delete()?;
         deleted += n;
-        if n < CHUNK as usize {
+        if n < full {
             return Ok(deleted);
         }
         tracing::info!(deleted, "retention: deleting old {what}");
@@ -104,10 +105,10 @@ fn prune(conn: &mut DbConn) -> diesel::QueryResult<(Pruned, i32)> {
     let hours = config.retention_hours.max(1);
     let now = Utc::now();
     let cutoff = now - chrono::Duration::hours(i64::from(hours));
-    let polls = in_chunks("polls", || {
+    let polls = in_chunks("polls", CHUNK as usize, || {
         db::store::delete_older_than(conn, cutoff.timestamp_millis(), CHUNK)
     })?;
-    let events = in_chunks("events", || {
+    let events = in_chunks("events", CHUNK as usize, || {
         db::events::delete_older_than(conn, cutoff.naive_utc(), CHUNK)
     })?;
     let mut rollups = 0;
@@ -116,18 +117,10 @@ fn prune(conn: &mut DbConn) -> diesel::QueryResult<(Pruned, i32)> {
         (Tier::Hour, config.hour_retention_days),
     ] {
         let before = (now - chrono::Duration::days(i64::from(days.max(1)))).timestamp_millis();
-        loop {
-            let n = rollup::delete_older_than(conn, tier, before, ROLLUP_PERIODS)?;
-            if n == 0 {
-                break;
-            }
-            rollups += n;
-            tracing::info!(
-                tier = tier.name(),
-                deleted = rollups,
-                "retention: deleting old rollups"
-            );
-        }
+        // A chunk is some periods' rows, however many: done when one deletes none.
+        rollups += in_chunks(&format!("{} rollups", tier.name()), 1, || {
+            rollup::delete_older_than(conn, tier, before, ROLLUP_PERIODS)
+        })?;
     }
     Ok((
         Pruned {

@@ -34,16 +34,9 @@ pub fn encode(readings: &[(i64, f64)]) -> Vec<u8> {
     for &(id, value) in readings {
         let delta = id.wrapping_sub(previous) as u64;
         previous = id;
-        match whole(value) {
-            Some(n) => {
-                put_varint(&mut out, (delta << 1) | 1);
-                put_varint(&mut out, zigzag(n));
-            }
-            None => {
-                put_varint(&mut out, delta << 1);
-                out.extend_from_slice(&value.to_le_bytes());
-            }
-        }
+        let whole = whole(value);
+        put_varint(&mut out, (delta << 1) | u64::from(whole.is_some()));
+        put_value(&mut out, value, whole);
     }
     out
 }
@@ -62,12 +55,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(i64, f64)>, DecodeError> {
         let head = get_varint(bytes, &mut at)?;
         let id = previous.wrapping_add((head >> 1) as i64);
         previous = id;
-        let value = if head & 1 == 1 {
-            unzigzag(get_varint(bytes, &mut at)?) as f64
-        } else {
-            get_f64(bytes, &mut at)?
-        };
-        readings.push((id, value));
+        readings.push((id, get_value(bytes, &mut at, head & 1 == 1)?));
     }
     if at != bytes.len() {
         return Err(DecodeError("bytes left after the last reading"));
@@ -141,10 +129,7 @@ pub fn encode_aggregates(aggregates: &[(i64, Aggregate)]) -> Vec<u8> {
         put_varint(&mut out, (delta << 5) | head);
         put_varint(&mut out, a.count as u64);
         for &value in values {
-            match whole(value) {
-                Some(n) => put_varint(&mut out, zigzag(n)),
-                None => out.extend_from_slice(&value.to_le_bytes()),
-            }
+            put_value(&mut out, value, whole(value));
         }
     }
     out
@@ -169,11 +154,7 @@ pub fn decode_aggregates(bytes: &[u8]) -> Result<Vec<(i64, Aggregate)>, DecodeEr
         let flat = head & (1 << 4) != 0;
         let mut values = [0f64; 4];
         for (bit, value) in values.iter_mut().enumerate().take(if flat { 1 } else { 4 }) {
-            *value = if head & (1 << bit) != 0 {
-                unzigzag(get_varint(bytes, &mut at)?) as f64
-            } else {
-                get_f64(bytes, &mut at)?
-            };
+            *value = get_value(bytes, &mut at, head & (1 << bit) != 0)?;
         }
         if flat {
             let value = values[0];
@@ -197,7 +178,20 @@ pub fn decode_aggregates(bytes: &[u8]) -> Result<Vec<(i64, Aggregate)>, DecodeEr
     Ok(aggregates)
 }
 
-fn get_f64(bytes: &[u8], at: &mut usize) -> Result<f64, DecodeError> {
+/// Writes `value`: a zigzag varint when it is the whole number `whole`, its eight
+/// bytes otherwise.
+fn put_value(out: &mut Vec<u8>, value: f64, whole: Option<i64>) {
+    match whole {
+        Some(n) => put_varint(out, zigzag(n)),
+        None => out.extend_from_slice(&value.to_le_bytes()),
+    }
+}
+
+/// Reads a value `put_value` wrote, `whole` or not.
+fn get_value(bytes: &[u8], at: &mut usize, whole: bool) -> Result<f64, DecodeError> {
+    if whole {
+        return Ok(unzigzag(get_varint(bytes, at)?) as f64);
+    }
     let raw = bytes
         .get(*at..*at + 8)
         .ok_or(DecodeError("value cut short"))?;

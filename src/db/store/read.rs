@@ -51,32 +51,6 @@ fn wanted(names: &[String], metric: &str) -> bool {
         })
 }
 
-#[derive(Clone, Copy)]
-struct Sum {
-    min: f64,
-    max: f64,
-    total: f64,
-    count: i64,
-}
-
-impl Sum {
-    fn of(a: &Aggregate) -> Sum {
-        Sum {
-            min: a.min,
-            max: a.max,
-            total: a.sum,
-            count: a.count,
-        }
-    }
-
-    fn merge(&mut self, a: &Aggregate) {
-        self.min = self.min.min(a.min);
-        self.max = self.max.max(a.max);
-        self.total += a.sum;
-        self.count += a.count;
-    }
-}
-
 /// Every series' buckets so far, in bucket order. Rows come in time order, so a
 /// reading goes in its series' last bucket or a new one after it; and a device's rows
 /// mostly name the same series as the row before, so the series are found by
@@ -84,7 +58,7 @@ impl Sum {
 #[derive(Default)]
 struct Sums {
     slots: HashMap<i64, usize, foldhash::fast::RandomState>,
-    series: Vec<(i64, Vec<(i64, Sum)>)>,
+    series: Vec<(i64, Vec<(i64, Aggregate)>)>,
     /// The name ids of the last row and their series' places.
     row_ids: Vec<i64>,
     row_slots: Vec<usize>,
@@ -115,10 +89,10 @@ impl Sums {
                 Some((last, _)) if *last > bucket => {
                     match buckets.binary_search_by_key(&bucket, |(b, _)| *b) {
                         Ok(i) => buckets[i].1.merge(&a),
-                        Err(i) => buckets.insert(i, (bucket, Sum::of(&a))),
+                        Err(i) => buckets.insert(i, (bucket, a)),
                     }
                 }
-                _ => buckets.push((bucket, Sum::of(&a))),
+                _ => buckets.push((bucket, a)),
             }
         }
     }
@@ -164,7 +138,7 @@ pub fn history(
     }
     let ids: Vec<i64> = sums.series.iter().map(|(id, _)| *id).collect();
     let mut names_by_id = names_of(conn, &ids)?;
-    let mut named: Vec<(String, Vec<(i64, Sum)>)> = sums
+    let mut named: Vec<(String, Vec<(i64, Aggregate)>)> = sums
         .series
         .into_iter()
         .filter_map(|(id, buckets)| Some((names_by_id.remove(&id)?, buckets)))
@@ -182,7 +156,7 @@ pub fn history(
                 metric: metric.clone(),
                 bucket,
                 min: sum.min,
-                avg: sum.total / sum.count as f64,
+                avg: sum.sum / sum.count as f64,
                 max: sum.max,
                 count: sum.count,
             });

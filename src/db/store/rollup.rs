@@ -181,21 +181,8 @@ pub fn roll(conn: &mut DbConn, now_ms: i64) -> QueryResult<Rolled> {
     Ok(rolled)
 }
 
-/// The oldest time `tier` is made from: the oldest poll for minutes, the oldest
-/// minute for hours.
-fn oldest_source(conn: &mut DbConn, tier: Tier) -> QueryResult<Option<i64>> {
-    match tier {
-        Tier::Minute => polls::table
-            .select(diesel::dsl::min(polls::at_ms))
-            .first(conn),
-        Tier::Hour => rollups::table
-            .filter(rollups::tier.eq(Tier::Minute.code()))
-            .select(diesel::dsl::min(rollups::at_ms))
-            .first(conn),
-    }
-}
-
-/// The oldest source time at or after `from_ms`, skipping a stretch with nothing.
+/// The oldest time at or after `from_ms` that `tier` is made from: a poll's for
+/// minutes, a minute's for hours.
 fn next_source(conn: &mut DbConn, tier: Tier, from_ms: i64) -> QueryResult<Option<i64>> {
     match tier {
         Tier::Minute => polls::table
@@ -216,7 +203,7 @@ fn roll_tier(conn: &mut DbConn, tier: Tier, until_ms: i64) -> QueryResult<(usize
     let step = tier.step_ms();
     let mut at = match mark(conn, tier)? {
         Some(at) => at,
-        None => match oldest_source(conn, tier)? {
+        None => match next_source(conn, tier, i64::MIN)? {
             Some(oldest) => floor(oldest, step),
             None => until_ms,
         },

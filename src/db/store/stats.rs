@@ -86,22 +86,10 @@ fn bytes_of(conn: &mut DbConn, tables: &[&str]) -> QueryResult<i64> {
     Ok(number.n.unwrap_or(0))
 }
 
-/// Polls, readings, oldest and newest poll, in one pass over `polls`.
+/// A tier's rows, readings, bytes of its rows' data, and oldest and newest time, in
+/// one pass over its rows.
 #[derive(QueryableByName)]
-struct Raw {
-    #[diesel(sql_type = BigInt)]
-    polls: i64,
-    #[diesel(sql_type = BigInt)]
-    samples: i64,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    oldest_ms: Option<i64>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    newest_ms: Option<i64>,
-}
-
-/// A rollup tier's rows, readings, oldest and newest period, and its rows' bytes.
-#[derive(QueryableByName)]
-struct Rollups {
+struct Counted {
     #[diesel(sql_type = BigInt)]
     rows: i64,
     #[diesel(sql_type = BigInt)]
@@ -114,57 +102,55 @@ struct Rollups {
     newest_ms: Option<i64>,
 }
 
-fn rollup_tiers(conn: &mut DbConn) -> QueryResult<(TierStats, TierStats)> {
-    let mut counted = Vec::new();
-    for tier in [Tier::Minute, Tier::Hour] {
-        let row: Rollups = diesel::sql_query(format!(
+impl Counted {
+    /// The rows of `table` that `filter` keeps; their data's bytes only when
+    /// `data_bytes` (0 otherwise, sparing the length of every row).
+    fn of(conn: &mut DbConn, table: &str, filter: &str, data_bytes: bool) -> QueryResult<Counted> {
+        let data = if data_bytes {
+            "CAST(COALESCE(SUM(LENGTH(data)), 0) AS BIGINT)"
+        } else {
+            "CAST(0 AS BIGINT)"
+        };
+        diesel::sql_query(format!(
             "SELECT COUNT(*) AS rows, CAST(COALESCE(SUM(samples), 0) AS BIGINT) AS samples, \
-             CAST(COALESCE(SUM(LENGTH(data)), 0) AS BIGINT) AS data_bytes, \
-             MIN(at_ms) AS oldest_ms, MAX(at_ms) AS newest_ms FROM rollups WHERE tier = {}",
-            tier.code()
+             {data} AS data_bytes, MIN(at_ms) AS oldest_ms, MAX(at_ms) AS newest_ms \
+             FROM {table} WHERE {filter}"
         ))
-        .get_result(conn)?;
-        counted.push(row);
+        .get_result(conn)
     }
-    let table_bytes = bytes_of(conn, &ROLLUP_TABLES)?;
-    let all_data: i64 = counted.iter().map(|r| r.data_bytes).sum();
-    let mut tiers = counted.into_iter().map(|r| TierStats {
-        polls: r.rows,
-        samples: r.samples,
-        bytes: if all_data > 0 {
-            (table_bytes as f64 * r.data_bytes as f64 / all_data as f64).round() as i64
+
+    fn tier(&self, bytes: i64) -> TierStats {
+        TierStats {
+            polls: self.rows,
+            samples: self.samples,
+            bytes,
+            oldest_ms: self.oldest_ms,
+            newest_ms: self.newest_ms,
+        }
+    }
+}
+
+/// The minute and hour tiers, the rollups table's bytes shared out between them by
+/// the bytes of their rows.
+fn rollup_tiers(conn: &mut DbConn) -> QueryResult<(TierStats, TierStats)> {
+    let minute_filter = format!("tier = {}", Tier::Minute.code());
+    let hour_filter = format!("tier = {}", Tier::Hour.code());
+    let minutes = Counted::of(conn, "rollups", &minute_filter, true)?;
+    let hours = Counted::of(conn, "rollups", &hour_filter, true)?;
+    let table_bytes = bytes_of(conn, &ROLLUP_TABLES)? as f64;
+    let all_data = (minutes.data_bytes + hours.data_bytes) as f64;
+    let share = |c: &Counted| {
+        if all_data > 0.0 {
+            (table_bytes * c.data_bytes as f64 / all_data).round() as i64
         } else {
             0
-        },
-        oldest_ms: r.oldest_ms,
-        newest_ms: r.newest_ms,
-    });
-    let empty = || TierStats {
-        polls: 0,
-        samples: 0,
-        bytes: 0,
-        oldest_ms: None,
-        newest_ms: None,
+        }
     };
-    Ok((
-        tiers.next().unwrap_or_else(empty),
-        tiers.next().unwrap_or_else(empty),
-    ))
+    Ok((minutes.tier(share(&minutes)), hours.tier(share(&hours))))
 }
 
 pub fn stats(conn: &mut DbConn) -> QueryResult<StoreStats> {
-    let counted: Raw = diesel::sql_query(
-        "SELECT COUNT(*) AS polls, CAST(COALESCE(SUM(samples), 0) AS BIGINT) AS samples, \
-         MIN(at_ms) AS oldest_ms, MAX(at_ms) AS newest_ms FROM polls",
-    )
-    .get_result(conn)?;
-    let raw = TierStats {
-        polls: counted.polls,
-        samples: counted.samples,
-        bytes: bytes_of(conn, &RAW_TABLES)?,
-        oldest_ms: counted.oldest_ms,
-        newest_ms: counted.newest_ms,
-    };
+    let raw = Counted::of(conn, "polls", "true", false)?.tier(bytes_of(conn, &RAW_TABLES)?);
     let (minutes, hours) = rollup_tiers(conn)?;
     Ok(StoreStats {
         minutes,
