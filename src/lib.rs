@@ -11,9 +11,10 @@
 //!                         UpdateDevice, GetInfo, …                        │ supervises, keyed by device id
 //!                                                                         ▼
 //!                                          DeviceMonitor ── probe::Probe ──▶ the device
-//!                                                │ Sample, StateChanged
+//!                                                │ Sample (into the node's SampleQueue),
+//!                                                │ StateChanged
 //!                                                ▼
-//!                                          MetricsWriter ── batches ──▶ samples, events
+//!                                          MetricsWriter ── batches ──▶ polls, events
 //! ```
 //!
 //! Where each thing lives, from the top layer down (arrows run only downwards, and no
@@ -26,7 +27,7 @@
 //! - [`http`]: route tables and thin handlers for both servers; JSON errors.
 //! - [`actors`]: the scheduler (coordinator; on every node for failover), the monitor-server
 //!   supervisor, one `DeviceMonitor` per device, the `MetricsWriter` of each monitor
-//!   server, `Membership` (every node: heartbeat, validation, master) with the
+//!   server and the `SampleQueue` its monitors leave their samples in, `Membership` (every node: heartbeat, validation, master) with the
 //!   master-only `Reconciler` (failover and reconciliation) and `Retention`, the `ActorRegistry` behind
 //!   `GET /debug/actors`, and in `actors::messages` the messages one actor sends to
 //!   another whose type it does not know.
@@ -37,7 +38,8 @@
 //! - [`remote`]: the coordinator's HTTP client for the monitor-server API, and in
 //!   `remote::wire` the bodies both ends speak.
 //! - [`probe`]: how a device is polled, one file per kind (agent, prometheus, http, tcp),
-//!   and the reader of the Prometheus text format the prometheus probe parses with.
+//!   the reader of the Prometheus text format the prometheus probe parses with, and
+//!   the threads it parses on (`probe::offload`).
 //! - [`auth`]: API tokens, roles and the cluster token; [`health`]: how a device's state
 //!   follows from its polls and the thresholds.
 //! - [`db`]: diesel over SQLite or PostgreSQL, embedded migrations, query functions; it

@@ -8,7 +8,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -17,6 +17,7 @@ use futures_util::FutureExt;
 
 use super::messages::{MonitorExited, Sample, StateChanged, UpdateConfig, UpdateDevice};
 use super::registry::{ActorStats, TrackedRecipient};
+use super::sample_queue::SampleQueue;
 use crate::domain::{DeviceSpec, HealthState, MonitorConfig, MonitorStatus, PollResult};
 use crate::health::HealthTracker;
 use crate::metrics::exposition::Histogram;
@@ -61,11 +62,11 @@ impl Default for PollStats {
     }
 }
 
-/// Where a monitor's results go besides its own status: the node's writer (absent in
-/// tests that do not store) and the node's poll counters.
+/// Where a monitor's results go besides its own status: the node's writer, through
+/// its queue (absent in tests that do not store), and the node's poll counters.
 #[derive(Clone, Default)]
 pub struct Reporting {
-    pub samples: Option<TrackedRecipient<Sample>>,
+    pub samples: Option<Arc<SampleQueue>>,
     pub changes: Option<TrackedRecipient<StateChanged>>,
     pub polls: Arc<PollStats>,
 }
@@ -178,7 +179,8 @@ impl DeviceMonitor {
             ctx.cancel_future(handle);
         }
         let now = Instant::now();
-        self.next_poll = Some(ctx.notify_later(Poll, slot.saturating_duration_since(now)));
+        let fires = on_tick(slot, self.spec.config.poll_interval());
+        self.next_poll = Some(ctx.notify_later(Poll, fires.saturating_duration_since(now)));
         self.slot = Some(slot);
         self.due = Some(slot.max(now));
     }
@@ -234,7 +236,7 @@ impl DeviceMonitor {
             .collect();
         let metrics = std::mem::replace(&mut result.metrics, summary);
         if let Some(samples) = &self.reporting.samples {
-            samples.do_send(Sample {
+            samples.push(Sample {
                 device_id: device.id,
                 epoch: self.spec.epoch,
                 at: result.at,
@@ -272,6 +274,31 @@ impl Actor for DeviceMonitor {
                 generation: self.spec.generation,
             });
         }
+    }
+}
+
+/// The longest a poll waits past its slot for the tick it fires on.
+const MAX_POLL_TICK: Duration = Duration::from_millis(10);
+
+/// The tick a poll due at `slot` fires on: the first boundary at or after it of a grid
+/// of `interval / 100` (at most [`MAX_POLL_TICK`]) shared by every monitor of the
+/// process. The polls due within one tick fire together, so a poll thread wakes once
+/// a tick instead of once a monitor: at a thousand polls a second a thread, waking was
+/// most of what a poll cost (a context switch per poll on a VM, more than reading an
+/// agent's report). A poll is that much later than its slot, and its lateness counts it.
+fn on_tick(slot: Instant, interval: Duration) -> Instant {
+    static GRID_START: OnceLock<Instant> = OnceLock::new();
+    let tick = (interval / 100).min(MAX_POLL_TICK).as_nanos();
+    let start = *GRID_START.get_or_init(Instant::now);
+    if tick == 0 || slot <= start {
+        return slot;
+    }
+    let since = slot.duration_since(start).as_nanos();
+    let ticks = since.div_ceil(tick);
+    // Beyond u64 nanoseconds (584 years) the slot itself is as good.
+    match u64::try_from(ticks * tick) {
+        Ok(nanos) => start + Duration::from_nanos(nanos),
+        Err(_) => slot,
     }
 }
 
@@ -415,6 +442,26 @@ impl Handler<StopPolling> for DeviceMonitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn polls_fire_on_a_shared_tick_no_later_than_a_tick_after_their_slot() {
+        let second = Duration::from_secs(1);
+        let base = on_tick(Instant::now() + Duration::from_millis(3), second);
+        for offset_us in [0, 1, 2_500, 9_999, 10_000, 123_456] {
+            let slot = base + Duration::from_micros(offset_us);
+            let fires = on_tick(slot, second);
+            assert!(
+                fires >= slot && fires - slot < MAX_POLL_TICK,
+                "{offset_us} µs"
+            );
+            // Every slot within one tick fires at the same instant.
+            let tick_start = fires - MAX_POLL_TICK + Duration::from_nanos(1);
+            assert_eq!(on_tick(tick_start, second), fires, "{offset_us} µs");
+        }
+        // A short interval gets a finer tick: a hundredth of it.
+        let slot = base + Duration::from_micros(1);
+        assert!(on_tick(slot, Duration::from_millis(100)) - slot < Duration::from_millis(1));
+    }
 
     #[test]
     fn the_next_poll_keeps_its_place_in_the_interval() {

@@ -42,6 +42,12 @@ pub struct Sample {
     pub metrics: Metrics,
 }
 
+/// Samples are waiting in the node's `SampleQueue`: a batch of them (sent by the
+/// queue to its writer).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct SamplesWaiting;
+
 /// A device's health changed.
 #[derive(Debug, Clone, PartialEq, Message)]
 #[rtype(result = "()")]

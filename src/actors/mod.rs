@@ -8,5 +8,6 @@ pub mod monitor_server;
 pub mod reconciler;
 pub mod registry;
 pub mod retention;
+pub mod sample_queue;
 pub mod scheduler;
 pub mod writer;

@@ -1,5 +1,7 @@
 //! `MetricsWriter`: takes the samples and state changes of every monitor of a node and
-//! writes them in batches, one transaction per batch, off the event loop.
+//! writes them in batches, one transaction per batch, off the event loop. Monitors
+//! leave their samples in the node's `SampleQueue`, which the writer empties into its
+//! buffer; `Sample` messages are taken too.
 //!
 //! A batch goes when `batch_samples` samples are waiting or every `flush_every`,
 //! whichever comes first; one batch is in flight at a time. When a write fails (the
@@ -28,8 +30,9 @@ use actix::prelude::*;
 use chrono::Utc;
 use tokio::sync::oneshot;
 
-use super::messages::{Sample, StaleMonitors, StateChanged};
+use super::messages::{Sample, SamplesWaiting, StaleMonitors, StateChanged};
 use super::registry::{ActorRegistry, ActorStats, Tracked, TrackedRecipient};
+use super::sample_queue::SampleQueue;
 use crate::actors::backoff::Backoff;
 use crate::db::models::{NewEvent, EVENT_STATE};
 use crate::db::store::{Catalogue, NewPoll};
@@ -141,6 +144,9 @@ pub struct MetricsWriter {
     settings: WriterSettings,
     /// What this writer knows of the series catalogue; used by one batch at a time.
     catalogue: Arc<Mutex<Catalogue>>,
+    /// Where the node's monitors leave their samples; taken into `samples` before
+    /// every batch.
+    queue: Option<Arc<SampleQueue>>,
     samples: VecDeque<Sample>,
     /// Series readings in `samples`.
     rows: usize,
@@ -167,6 +173,7 @@ impl MetricsWriter {
             db,
             settings,
             catalogue: Arc::new(Mutex::new(Catalogue::default())),
+            queue: None,
             samples: VecDeque::new(),
             rows: 0,
             events: VecDeque::new(),
@@ -180,6 +187,13 @@ impl MetricsWriter {
             registered: None,
             stale_to: None,
         }
+    }
+
+    /// Takes the samples monitors leave in `queue` (besides the `Sample` messages it
+    /// is sent).
+    pub fn taking_from(mut self, queue: Arc<SampleQueue>) -> Self {
+        self.queue = Some(queue);
+        self
     }
 
     /// Starts the writer of monitor server `server_id`, listed in `registry`.
@@ -246,6 +260,21 @@ impl MetricsWriter {
         }
     }
 
+    /// Moves what waits in the queue to the end of the buffer.
+    fn take_queued(&mut self) {
+        let Some(queue) = &self.queue else { return };
+        let taken = queue.take();
+        if taken.is_empty() {
+            return;
+        }
+        for sample in taken {
+            self.rows += sample.metrics.len();
+            self.samples.push_back(sample);
+        }
+        self.enforce_bounds();
+        self.buffered_changed();
+    }
+
     fn answer_waiting(&mut self, outcome: Result<(), String>) {
         for waiter in self.waiting.drain(..) {
             let _ = waiter.send(outcome.clone());
@@ -254,6 +283,7 @@ impl MetricsWriter {
 
     /// Sends the next batch to the database unless one is out or a retry is not due.
     fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.take_queued();
         if self.in_flight {
             return;
         }
@@ -464,6 +494,9 @@ impl Actor for MetricsWriter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(queue) = &self.queue {
+            queue.attach(ctx.address().recipient(), self.settings.batch_samples);
+        }
         ctx.run_interval(self.settings.flush_every, |act, ctx| act.flush(ctx));
     }
 }
@@ -477,6 +510,18 @@ impl Handler<Sample> for MetricsWriter {
         self.samples.push_back(sample);
         self.enforce_bounds();
         self.buffered_changed();
+        if self.samples.len() >= self.settings.batch_samples {
+            self.flush(ctx);
+        }
+    }
+}
+
+impl Handler<SamplesWaiting> for MetricsWriter {
+    type Result = ();
+
+    fn handle(&mut self, _: SamplesWaiting, ctx: &mut Context<Self>) {
+        self.record::<SamplesWaiting>();
+        self.take_queued();
         if self.samples.len() >= self.settings.batch_samples {
             self.flush(ctx);
         }

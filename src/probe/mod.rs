@@ -9,6 +9,7 @@
 mod agent;
 mod exposition_parser;
 mod http;
+mod offload;
 pub mod policy;
 mod poll;
 mod prometheus;

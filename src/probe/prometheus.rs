@@ -28,6 +28,7 @@ use futures_util::FutureExt;
 
 use super::exposition_parser::{parse_exposition, ExpositionSample, ParsedExposition};
 use super::http::DeviceClient;
+use super::offload;
 use super::policy::AddressPolicy;
 use super::poll::{document_url, Probe};
 use crate::domain::{DeviceSpec, Metrics, PollResult};
@@ -532,7 +533,7 @@ impl Probe for PrometheusProbe {
             let before = previous.borrow_mut().take();
             let body = fetched.body.clone();
             let mapping_url = url.clone();
-            let mapped = tokio::task::spawn_blocking(move || match read_exposition(&body) {
+            let mapped = offload::run(move || match read_exposition(&body) {
                 Ok(parsed) => {
                     let last = before
                         .as_ref()
@@ -554,10 +555,10 @@ impl Probe for PrometheusProbe {
                         ..PollResult::failed(fetched.latency_ms, error)
                     };
                 }
-                Err(join) => {
+                Err(offload::Panicked) => {
                     return PollResult::failed(
                         fetched.latency_ms,
-                        format!("reading the exposition failed: {join}"),
+                        "reading the exposition failed (the reader panicked)",
                     )
                 }
             };

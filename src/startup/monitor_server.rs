@@ -19,6 +19,7 @@ use crate::actors::monitor_server::{GetInfo, MonitorServerActor};
 use crate::actors::reconciler::{ReconcileStats, Reconciler};
 use crate::actors::registry::{ActorRegistry, Tracked};
 use crate::actors::retention::{Retention, PRUNE_EVERY};
+use crate::actors::sample_queue::SampleQueue;
 use crate::actors::scheduler::{SchedulerActor, StartDevices, StartReason};
 use crate::actors::writer::{Flush, MetricsWriter, ReportStaleTo, WriterSettings};
 use crate::auth::ClusterToken;
@@ -114,7 +115,9 @@ impl MonitorServerNode {
             .await?;
         let server_id = row.id;
         let registry = ActorRegistry::new();
-        let writer = MetricsWriter::new(db.clone(), options.writer);
+        let samples = Arc::new(SampleQueue::new());
+        let writer =
+            MetricsWriter::new(db.clone(), options.writer).taking_from(Arc::clone(&samples));
         let writer_stats = writer.stats();
         let writer = writer.launch(&registry, server_id);
         let polls = Arc::new(PollStats::default());
@@ -128,7 +131,7 @@ impl MonitorServerNode {
         let actor =
             MonitorServerActor::new(server_id, config.monitor_config(), probes, registry.clone())
                 .with_reporting(Reporting {
-                    samples: Some(writer.recipient()),
+                    samples: Some(samples),
                     changes: Some(writer.recipient()),
                     polls: Arc::clone(&polls),
                 })

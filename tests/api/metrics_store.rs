@@ -4,6 +4,7 @@
 //! does not; a node that stops writes what its writer still held.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Actor;
@@ -12,6 +13,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use serde_json::json;
 use vigil::actors::messages::{Sample, StateChanged};
+use vigil::actors::sample_queue::SampleQueue;
 use vigil::actors::writer::{Flush, MetricsWriter, WriterSettings};
 use vigil::db::schema::polls;
 use vigil::db::{self, Db};
@@ -117,6 +119,42 @@ async fn samples_are_written_in_batches_of_at_most_batch_samples(backend: Backen
     assert_eq!(sizes.count, batches);
     assert_eq!(stats.samples_written.load(Ordering::Relaxed), 120);
     assert_eq!(stats.rows_written.load(Ordering::Relaxed), 360);
+}
+
+#[actix_rt::test]
+async fn samples_left_in_the_queue_are_written_a_full_batch_at_a_time() {
+    let (db, _scratch) = open(Backend::Sqlite).await;
+    let queue = Arc::new(SampleQueue::new());
+    let writer = MetricsWriter::new(
+        db.clone(),
+        WriterSettings {
+            batch_samples: 50,
+            flush_every: Duration::from_secs(3600),
+            ..WriterSettings::default()
+        },
+    )
+    .taking_from(Arc::clone(&queue))
+    .start();
+    let (_, device) = placed_device(&db, "acme", 1).await;
+    // Pushed from another thread, as poll threads do.
+    let pushing = Arc::clone(&queue);
+    std::thread::spawn(move || {
+        for second in 0..120 {
+            pushing.push(sample(device, second));
+        }
+    })
+    .join()
+    .unwrap();
+    // The queue tells the writer of each full batch; no flush interval passes.
+    eventually("the two full batches are written", || async {
+        (rows(&db).await == 300).then_some(())
+    })
+    .await;
+    assert_eq!(stored_seconds(&db).await, (0..100).collect::<Vec<_>>());
+    // The rest waits for a flush, which takes what the queue holds.
+    writer.send(Flush).await.unwrap().unwrap();
+    assert_eq!(stored_seconds(&db).await, (0..120).collect::<Vec<_>>());
+    assert!(queue.take().is_empty());
 }
 
 #[actix_rt::test]
