@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -141,6 +142,38 @@ impl HealthState {
 /// (see `crate::metrics::series`). Values are finite.
 pub type Metrics = BTreeMap<String, f64>;
 
+/// Readings whose names are one list shared by every poll of a device that reports the
+/// same series (a node_exporter's hundreds of raw series): the names are built once,
+/// not at every poll, and storage looks them up once per list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedReadings {
+    /// The series names, with no name twice; the same list (`Arc::ptr_eq`) for every
+    /// poll that reports the same series.
+    pub names: Arc<[Box<str>]>,
+    /// A value per name; a non-finite value is no reading.
+    pub values: Vec<f64>,
+}
+
+impl SharedReadings {
+    /// The readings: each name with its value, where it is finite.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.names
+            .iter()
+            .zip(&self.values)
+            .filter(|(_, value)| value.is_finite())
+            .map(|(name, value)| (&**name, *value))
+    }
+
+    /// How many values there are (finite or not): what a buffer holding them counts.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
 /// The outcome of one poll.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PollResult {
@@ -156,6 +189,10 @@ pub struct PollResult {
     /// What the device reported (empty for kinds that only answer up or down).
     #[serde(default)]
     pub metrics: Metrics,
+    /// The series of the poll besides `metrics` that go to storage only (the raw
+    /// series of an exposition), their names shared with the device's other polls.
+    #[serde(skip)]
+    pub raw: Option<SharedReadings>,
 }
 
 impl PollResult {
@@ -168,6 +205,7 @@ impl PollResult {
             status_code: None,
             error: Some(error.into()),
             metrics: Metrics::new(),
+            raw: None,
         }
     }
 }

@@ -241,6 +241,7 @@ impl DeviceMonitor {
                 epoch: self.spec.epoch,
                 at: result.at,
                 metrics,
+                raw: result.raw.take(),
             });
         }
         self.last_result = Some(result);

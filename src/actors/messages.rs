@@ -18,7 +18,7 @@ use std::sync::Arc;
 use actix::Message;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{DeviceSpec, HealthState, Metrics, MonitorConfig};
+use crate::domain::{DeviceSpec, HealthState, Metrics, MonitorConfig, SharedReadings};
 
 /// New settings for every running monitor. Answers how many monitors took them.
 #[derive(Debug, Clone, Copy, Message)]
@@ -40,6 +40,19 @@ pub struct Sample {
     pub epoch: i64,
     pub at: DateTime<Utc>,
     pub metrics: Metrics,
+    /// Readings besides `metrics` whose names the device's polls share.
+    pub raw: Option<SharedReadings>,
+}
+
+impl Sample {
+    /// The readings it holds (non-finite values included): what buffers count.
+    pub fn len(&self) -> usize {
+        self.metrics.len() + self.raw.as_ref().map_or(0, SharedReadings::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Samples are waiting in the node's `SampleQueue`: a batch of them (sent by the

@@ -88,6 +88,7 @@ impl Probe for ScriptedProbe {
                 status_code: Some(if up { 200 } else { 503 }),
                 error: (!up).then(|| "answered HTTP 503".to_string()),
                 metrics: Default::default(),
+                raw: None,
             }
         }
         .boxed_local()

@@ -35,6 +35,7 @@ use super::registry::{ActorRegistry, ActorStats, Tracked, TrackedRecipient};
 use super::sample_queue::SampleQueue;
 use crate::actors::backoff::Backoff;
 use crate::db::models::{NewEvent, EVENT_STATE};
+use crate::db::store::catalogue::printable;
 use crate::db::store::{Catalogue, NewPoll};
 use crate::db::{self, Db};
 use crate::metrics::exposition::Histogram;
@@ -234,7 +235,7 @@ impl MetricsWriter {
             let Some(oldest) = self.samples.pop_front() else {
                 break;
             };
-            self.rows -= oldest.metrics.len();
+            self.rows -= oldest.len();
             dropped_samples += 1;
         }
         let mut dropped_events = 0;
@@ -268,7 +269,7 @@ impl MetricsWriter {
             return;
         }
         for sample in taken {
-            self.rows += sample.metrics.len();
+            self.rows += sample.len();
             self.samples.push_back(sample);
         }
         self.enforce_bounds();
@@ -296,7 +297,7 @@ impl MetricsWriter {
         }
         let take = self.samples.len().min(self.settings.batch_samples.max(1));
         let samples: Vec<Sample> = self.samples.drain(..take).collect();
-        self.rows -= samples.iter().map(|s| s.metrics.len()).sum::<usize>();
+        self.rows -= samples.iter().map(Sample::len).sum::<usize>();
         let events: Vec<NewEvent> = self.events.drain(..).collect();
         self.buffered_changed();
         // Rows are built on the blocking thread, not on the monitors' event loop; the
@@ -425,7 +426,7 @@ impl MetricsWriter {
             "metrics batch not written; keeping it to retry"
         );
         for sample in samples.into_iter().rev() {
-            self.rows += sample.metrics.len();
+            self.rows += sample.len();
             self.samples.push_front(sample);
         }
         for event in events.into_iter().rev() {
@@ -458,7 +459,8 @@ fn stale_among(
         .collect())
 }
 
-/// The poll one sample is stored as: its series with a finite value.
+/// The poll one sample is stored as (the store leaves out what is not finite and
+/// cleans names).
 fn poll_of(sample: &Sample) -> NewPoll<'_> {
     NewPoll {
         device_id: sample.device_id,
@@ -467,26 +469,9 @@ fn poll_of(sample: &Sample) -> NewPoll<'_> {
         readings: sample
             .metrics
             .iter()
-            .filter(|(_, value)| value.is_finite())
-            .map(|(metric, value)| (printable(metric), *value))
+            .map(|(metric, value)| (Cow::Borrowed(metric.as_str()), *value))
             .collect(),
-    }
-}
-
-/// `text` with every control character replaced by `?`.
-fn printable(text: &str) -> Cow<'_, str> {
-    // Printable ASCII, as nearly every name is, is seen byte by byte.
-    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        return Cow::Borrowed(text);
-    }
-    if text.chars().any(char::is_control) {
-        Cow::Owned(
-            text.chars()
-                .map(|c| if c.is_control() { '?' } else { c })
-                .collect(),
-        )
-    } else {
-        Cow::Borrowed(text)
+        shared: sample.raw.as_ref(),
     }
 }
 
@@ -506,7 +491,7 @@ impl Handler<Sample> for MetricsWriter {
 
     fn handle(&mut self, sample: Sample, ctx: &mut Context<Self>) {
         self.record::<Sample>();
-        self.rows += sample.metrics.len();
+        self.rows += sample.len();
         self.samples.push_back(sample);
         self.enforce_bounds();
         self.buffered_changed();
@@ -570,39 +555,5 @@ impl Handler<Flush> for MetricsWriter {
             rx.await
                 .unwrap_or_else(|_| Err("the metrics writer stopped".into()))
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn readings_that_would_fail_a_write_are_cleaned_or_left_out() {
-        let sample = Sample {
-            device_id: 1,
-            epoch: 2,
-            at: Utc.timestamp_millis_opt(1_800_000_000_123).unwrap(),
-            metrics: [
-                ("up".to_string(), 1.0),
-                ("nan".to_string(), f64::NAN),
-                ("inf".to_string(), f64::INFINITY),
-                ("rx{interface=\"eth\u{0}\n\"}".to_string(), 5.0),
-            ]
-            .into_iter()
-            .collect(),
-        };
-        let poll = poll_of(&sample);
-        let mut names: Vec<&str> = poll.readings.iter().map(|(n, _)| n.as_ref()).collect();
-        names.sort_unstable();
-        assert_eq!(names, vec!["rx{interface=\"eth??\"}", "up"]);
-        assert!(poll.at_ms == 1_800_000_000_123 && poll.epoch == 2 && poll.device_id == 1);
-        assert_eq!(printable("fine"), "fine");
-        assert!(matches!(
-            printable("température{sonde=\"é\"}"),
-            Cow::Borrowed(_)
-        ));
-        assert_eq!(printable("a\u{85}b"), "a?b");
     }
 }

@@ -471,6 +471,7 @@ async fn history(
                             .into_iter()
                             .map(|(metric, value)| (Cow::Owned(metric), value))
                             .collect(),
+                        shared: None,
                     })
                     .collect();
                 let mut catalogue = Catalogue::default();
@@ -597,6 +598,7 @@ fn sample(
         epoch: 1,
         at: start + interval * round as i32,
         metrics: readings(names, device, round),
+        raw: None,
     })
 }
 

@@ -246,6 +246,7 @@ fn poll(names: &[String], device: usize, id: i64, at_ms: i64) -> NewPoll<'static
             .enumerate()
             .map(|(k, name)| (Cow::Owned(name.clone()), value(name, device, k, minute)))
             .collect(),
+        shared: None,
     }
 }
 

@@ -46,6 +46,7 @@ impl Probe for AgentProbe {
                     status_code: Some(fetched.status),
                     error: None,
                     metrics: report.to_metrics(),
+                    raw: None,
                 },
                 Err(e) => PollResult::failed(
                     fetched.latency_ms,

@@ -50,8 +50,9 @@ pub enum SampleKind {
     Count,
 }
 
-/// One sample line of an exposition.
-#[derive(Debug, Clone, PartialEq)]
+/// One sample line of an exposition. Two samples are equal when their series, value
+/// and kind are, however their lines wrote them.
+#[derive(Debug, Clone)]
 pub struct ExpositionSample {
     /// The series: the metric name, then the label set as
     /// [`crate::metrics::series::series`] writes it (absent when there are no labels).
@@ -60,12 +61,23 @@ pub struct ExpositionSample {
     name_len: usize,
     value: f64,
     kind: SampleKind,
+    /// What the line wrote before its value (name and label set), when that is not
+    /// `key`: labels out of order, blanks, `{}`.
+    written: Option<Box<str>>,
 }
 
 impl ExpositionSample {
+    /// The series key, to read its name and labels.
+    pub fn key(&self) -> SeriesKey<'_> {
+        SeriesKey {
+            key: &self.key,
+            name_len: self.name_len,
+        }
+    }
+
     /// The metric name.
     pub fn name(&self) -> &str {
-        &self.key[..self.name_len]
+        self.key().name()
     }
 
     /// The sample as a Vigil series name: `name{label="value",…}`, labels sorted and
@@ -79,6 +91,12 @@ impl ExpositionSample {
         self.key
     }
 
+    /// What the sample's line starts with, up to the blank before the value: the
+    /// series as the exporter wrote it.
+    pub fn written(&self) -> &str {
+        self.written.as_deref().unwrap_or(&self.key)
+    }
+
     pub fn value(&self) -> f64 {
         self.value
     }
@@ -90,6 +108,56 @@ impl ExpositionSample {
     /// The inside of the braces of [`Self::series`], empty when there are no labels:
     /// two samples have the same labels exactly when this is the same.
     pub fn label_set(&self) -> &str {
+        self.key().label_set()
+    }
+
+    /// The labels, sorted by name, values unescaped.
+    pub fn labels(&self) -> impl Iterator<Item = (&str, Cow<'_, str>)> {
+        self.key().labels()
+    }
+
+    /// The value of label `name`, unescaped.
+    pub fn label(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.key().label(name)
+    }
+}
+
+impl PartialEq for ExpositionSample {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+            && self.name_len == other.name_len
+            && self.value.to_bits() == other.value.to_bits()
+            && self.kind == other.kind
+    }
+}
+
+/// A series key as the parser writes it (`name{k="v",…}`, labels sorted), with where
+/// its metric name ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesKey<'a> {
+    key: &'a str,
+    name_len: usize,
+}
+
+impl<'a> SeriesKey<'a> {
+    /// `key` as the parser writes keys; `name_len` where its metric name ends.
+    pub(super) fn new(key: &'a str, name_len: usize) -> Self {
+        SeriesKey { key, name_len }
+    }
+
+    /// The metric name.
+    pub fn name(self) -> &'a str {
+        &self.key[..self.name_len]
+    }
+
+    /// The whole key.
+    pub fn series(self) -> &'a str {
+        self.key
+    }
+
+    /// The inside of the braces, empty when there are no labels: two keys have the
+    /// same labels exactly when this is the same.
+    pub fn label_set(self) -> &'a str {
         match self.key.len() - self.name_len {
             0 => "",
             _ => &self.key[self.name_len + 1..self.key.len() - 1],
@@ -97,12 +165,12 @@ impl ExpositionSample {
     }
 
     /// The labels, sorted by name, values unescaped.
-    pub fn labels(&self) -> impl Iterator<Item = (&str, Cow<'_, str>)> {
+    pub fn labels(self) -> impl Iterator<Item = (&'a str, Cow<'a, str>)> {
         RawLabels(self.label_set()).map(|(name, raw)| (name, unescape(raw)))
     }
 
     /// The value of label `name`, unescaped.
-    pub fn label(&self, name: &str) -> Option<Cow<'_, str>> {
+    pub fn label(self, name: &str) -> Option<Cow<'a, str>> {
         RawLabels(self.label_set())
             .find(|(key, _)| *key == name)
             .map(|(_, raw)| unescape(raw))
@@ -194,20 +262,7 @@ impl ParsedExposition {
 pub fn parse_exposition(text: &str) -> Result<ParsedExposition, String> {
     let mut reader = Reader::new(text.len() / BYTES_PER_SAMPLE_ESTIMATE);
     let mut first_bad: Option<(usize, &str, &str)> = None;
-    // Lines as `str::lines` splits them, but found with `memchr`'s vector search:
-    // half of a node_exporter body is HELP text, which is only ever skipped.
-    let mut start = 0;
-    let mut number = 0;
-    while start < text.len() {
-        let end =
-            memchr::memchr(b'\n', &text.as_bytes()[start..]).map_or(text.len(), |n| start + n);
-        // A `\r` before the `\n` goes with the blanks.
-        let line = text[start..end].trim();
-        start = end + 1;
-        number += 1;
-        if line.is_empty() {
-            continue;
-        }
+    for (number, line) in lines(text) {
         if let Err(why) = reader.read_line(line) {
             reader.parsed.skipped_lines += 1;
             if first_bad.is_none() {
@@ -220,6 +275,54 @@ pub fn parse_exposition(text: &str) -> Result<ParsedExposition, String> {
             Err(format!("line {number} is {why}: `{}`", snippet(line)))
         }
         _ => Ok(reader.parsed),
+    }
+}
+
+/// The lines of `text` that are not blank, trimmed, with their numbers from 1: lines
+/// as `str::lines` splits them, but found with `memchr`'s vector search (half of a
+/// node_exporter body is HELP text, which is only ever skipped).
+pub(super) fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let mut start = 0;
+    let mut number = 0;
+    std::iter::from_fn(move || {
+        while start < text.len() {
+            let end =
+                memchr::memchr(b'\n', &text.as_bytes()[start..]).map_or(text.len(), |n| start + n);
+            // A `\r` before the `\n` goes with the blanks.
+            let line = text[start..end].trim();
+            start = end + 1;
+            number += 1;
+            if !line.is_empty() {
+                return Some((number, line));
+            }
+        }
+        None
+    })
+}
+
+/// What a trimmed, non-blank line is, read on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LineKind {
+    /// A comment, `# TYPE` and `# HELP` lines included.
+    Comment,
+    /// A sample with a finite value.
+    Sample,
+    /// A sample whose value is `NaN` or infinite: left out.
+    NotFinite,
+    /// Not a line this parser reads: skipped.
+    Unreadable,
+}
+
+/// What `line` (trimmed, not blank) is. Read without the lines before it, so nothing
+/// is told about the sample's kind.
+pub(super) fn line_kind(line: &str) -> LineKind {
+    if line.starts_with('#') {
+        return LineKind::Comment;
+    }
+    match Reader::new(0).read_sample(line) {
+        Ok(Some(_)) => LineKind::Sample,
+        Ok(None) => LineKind::NotFinite,
+        Err(_) => LineKind::Unreadable,
     }
 }
 
@@ -373,22 +476,15 @@ impl<'t> Reader<'t> {
         let (label_set, rest) = match rest.strip_prefix('{') {
             Some(inside) => {
                 let (set, rest) = self.read_label_set(inside)?;
-                (Some(set), trim_blanks(rest))
+                (Some(set), rest)
             }
             None => (None, rest),
         };
-        let (value, rest) = split_token(rest);
-        if value.is_empty() {
-            return Err("a sample without a value");
-        }
-        let value = read_value(value).ok_or("a sample whose value is not a number")?;
-        let (timestamp, rest) = split_token(trim_blanks(rest));
-        if !timestamp.is_empty() && timestamp.parse::<i64>().is_err() {
-            return Err("a sample whose timestamp is not a whole number of milliseconds");
-        }
-        if !trim_blanks(rest).is_empty() {
-            return Err("a sample with more than a value and a timestamp");
-        }
+        let written = match label_set {
+            Some(_) => &line[..line.len() - rest.len()],
+            None => name,
+        };
+        let value = read_value_and_timestamp(rest)?;
         if !value.is_finite() {
             return Ok(None);
         }
@@ -409,11 +505,13 @@ impl<'t> Reader<'t> {
             }
             Some(_) => self.rebuilt_key(name)?,
         };
+        let written = (written != key).then(|| written.into());
         Ok(Some(ExpositionSample {
             key,
             name_len,
             value,
             kind,
+            written,
         }))
     }
 
@@ -618,6 +716,24 @@ fn is_blank(byte: u8) -> bool {
 fn trim_blanks(s: &str) -> &str {
     let blanks = s.bytes().take_while(|&b| is_blank(b)).count();
     &s[blanks..]
+}
+
+/// The value of a sample line from what follows its name and label set: blanks, the
+/// value, and an optional timestamp (whole milliseconds, ignored).
+pub(super) fn read_value_and_timestamp(rest: &str) -> Result<f64, &'static str> {
+    let (value, rest) = split_token(trim_blanks(rest));
+    if value.is_empty() {
+        return Err("a sample without a value");
+    }
+    let value = read_value(value).ok_or("a sample whose value is not a number")?;
+    let (timestamp, rest) = split_token(trim_blanks(rest));
+    if !timestamp.is_empty() && timestamp.parse::<i64>().is_err() {
+        return Err("a sample whose timestamp is not a whole number of milliseconds");
+    }
+    if !trim_blanks(rest).is_empty() {
+        return Err("a sample with more than a value and a timestamp");
+    }
+    Ok(value)
 }
 
 /// A sample's value. Most values exporters write are whole numbers (counts, bytes,

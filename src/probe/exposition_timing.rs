@@ -118,6 +118,7 @@ fn timing_of_a_node_exporter_body() {
     });
     measure("parse + map", |body| {
         let parsed = parse_exposition(body).unwrap();
-        to_metrics(parsed, Some(&previous), later).metrics.len()
+        let mapped = to_metrics(parsed, Some(&previous), later);
+        mapped.metrics.len() + mapped.raw.len()
     });
 }

@@ -213,6 +213,7 @@ impl Probe for HttpProbe {
                         status_code: Some(status.as_u16()),
                         error,
                         metrics,
+                        raw: None,
                     }
                 }
                 Err(error) => PollResult::failed(millis(started), describe(&error, timeout)),

@@ -8,6 +8,7 @@
 
 mod agent;
 mod exposition_parser;
+mod exposition_shape;
 mod http;
 mod offload;
 pub mod policy;

@@ -11,9 +11,12 @@
 //! see [`NODE_SERIES`]); a raw series named like a canonical one yields to it. An
 //! endpoint that is not a node_exporter yields only raw series.
 //!
-//! The text is read by [`super::exposition_parser`]; each sample's series key is moved
-//! into the poll's metrics as it is, and the mapping borrows label values from the
-//! keys, so a poll allocates about one string per series.
+//! The canonical series go in the poll's metrics; the raw ones go to storage as
+//! [`SharedReadings`], their names one list kept with the endpoint's shape. A body is
+//! read on the offload threads: against the last body's shape when its series are the
+//! same ([`super::exposition_shape`]: only its values are read, nothing allocated but
+//! their list), else in full by [`super::exposition_parser`], whose keys then make the
+//! new shape. Either way the mapping borrows label values from the shape's keys.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -26,12 +29,13 @@ use chrono::Utc;
 use futures_util::future::LocalBoxFuture;
 use futures_util::FutureExt;
 
-use super::exposition_parser::{parse_exposition, ExpositionSample, ParsedExposition};
+use super::exposition_parser::{parse_exposition, SeriesKey};
+use super::exposition_shape::{ExpositionShape, ShapedValues};
 use super::http::DeviceClient;
 use super::offload;
 use super::policy::AddressPolicy;
 use super::poll::{document_url, Probe};
-use crate::domain::{DeviceSpec, Metrics, PollResult};
+use crate::domain::{DeviceSpec, Metrics, PollResult, SharedReadings};
 use crate::metrics::agent_report::disk_usage;
 use crate::metrics::series::{self, series};
 
@@ -173,10 +177,9 @@ struct Filesystem<'a> {
 }
 
 impl<'a> NodeReadings<'a> {
-    fn read(samples: &'a [ExpositionSample]) -> Self {
+    fn read(samples: impl IntoIterator<Item = (SeriesKey<'a>, f64)>) -> Self {
         let mut readings = NodeReadings::default();
-        for sample in samples {
-            let value = sample.value();
+        for (sample, value) in samples {
             match sample.name() {
                 NODE_CPU_SECONDS => {
                     let (Some(core), Some(mode)) = (sample.label("cpu"), sample.label("mode"))
@@ -258,22 +261,86 @@ impl<'a> NodeReadings<'a> {
     }
 }
 
+/// What the probe keeps of the series an endpoint exposed last: the exposition's
+/// shape, to read the next body against, and which of its series are stored how.
+#[derive(Debug)]
+struct Shape {
+    exposition: ExpositionShape,
+    /// The raw series: every key but those named like a summary series, in exposition
+    /// order, up to [`MAX_RAW_SERIES`] (with those). The same list for every poll of
+    /// this shape, so storage looks it up once.
+    raw: Arc<[Box<str>]>,
+    /// The index among the keys of each raw series; `None` when they are all the keys.
+    raw_at: Option<Box<[u32]>>,
+    /// The keys named like a summary series (`cpu_usage_percent` from an exporter that
+    /// is not a node_exporter): they go with the canonical series, which win over them.
+    summary_at: Box<[u32]>,
+    /// Keys left out by [`MAX_RAW_SERIES`].
+    cut_series: usize,
+}
+
+impl Shape {
+    fn new(exposition: ExpositionShape) -> Shape {
+        let keys = exposition.keys();
+        let mut raw_at = Vec::with_capacity(keys.len().min(MAX_RAW_SERIES));
+        let mut summary_at = Vec::new();
+        let mut cut_series = 0;
+        for (index, key) in keys.iter().enumerate() {
+            if raw_at.len() + summary_at.len() == MAX_RAW_SERIES {
+                cut_series += 1;
+            } else if series::is_summary(key) {
+                summary_at.push(index as u32);
+            } else {
+                raw_at.push(index as u32);
+            }
+        }
+        let (raw, raw_at) = if raw_at.len() == keys.len() {
+            (Arc::clone(keys), None)
+        } else {
+            let raw = raw_at.iter().map(|&at| keys[at as usize].clone()).collect();
+            (raw, Some(raw_at.into()))
+        };
+        Shape {
+            exposition,
+            raw,
+            raw_at,
+            summary_at: summary_at.into(),
+            cut_series,
+        }
+    }
+}
+
 /// The Vigil series of one exposition, and what to keep from it for the next poll.
 struct Mapped {
+    /// The canonical series, and raw ones named like summary series.
     metrics: Metrics,
+    /// The other raw series.
+    raw: SharedReadings,
     counters: Counters,
     /// Raw series left out by [`MAX_RAW_SERIES`].
     cut_series: usize,
 }
 
-/// The Vigil series of one exposition, and the counters to keep for the next poll:
-/// the canonical series mapped from node_exporter series, and every sample as a raw
-/// series, its key moved into the metrics.
+/// [`map`] for an exposition read in full.
+#[cfg(test)]
+fn to_metrics(
+    parsed: super::ParsedExposition,
+    previous: Option<&Counters>,
+    received: Instant,
+) -> Mapped {
+    let (exposition, values) = ExpositionShape::of(parsed);
+    map(&Shape::new(exposition), values.values, previous, received)
+}
+
+/// The Vigil series of one exposition, its values in `shape`'s order, and the counters
+/// to keep for the next poll: the canonical series mapped from node_exporter series,
+/// and every sample as a raw series.
 ///
 /// `previous` holds the counters of the previous poll of the same endpoint: CPU usage
 /// and network rates need two polls, so the first poll has none. A counter that went
 /// down (the host rebooted, an interface was recreated) yields no rate this time.
-fn to_metrics(parsed: ParsedExposition, previous: Option<&Counters>, received: Instant) -> Mapped {
+fn map(shape: &Shape, values: Vec<f64>, previous: Option<&Counters>, received: Instant) -> Mapped {
+    let exposition = &shape.exposition;
     let NodeReadings {
         gauges,
         cpu,
@@ -281,7 +348,7 @@ fn to_metrics(parsed: ParsedExposition, previous: Option<&Counters>, received: I
         transmitted_bytes,
         filesystems,
         temperatures,
-    } = NodeReadings::read(&parsed.samples);
+    } = NodeReadings::read((0..exposition.len()).map(|at| (exposition.key(at), values[at])));
     let gauge = |name: &str| gauges.get(name);
     let mut metrics = Metrics::new();
     let counters = Counters {
@@ -364,11 +431,22 @@ fn to_metrics(parsed: ParsedExposition, previous: Option<&Counters>, received: I
         }
     }
 
-    let cut_series = put_raw_series(&mut metrics, parsed.samples);
+    for &at in &shape.summary_at {
+        let at = at as usize;
+        put(&mut metrics, exposition.key(at).series().into(), values[at]);
+    }
+    let values = match &shape.raw_at {
+        None => values,
+        Some(raw_at) => raw_at.iter().map(|&at| values[at as usize]).collect(),
+    };
     Mapped {
         metrics,
+        raw: SharedReadings {
+            names: Arc::clone(&shape.raw),
+            values,
+        },
         counters,
-        cut_series,
+        cut_series: shape.cut_series,
     }
 }
 
@@ -436,36 +514,6 @@ fn elapsed_seconds(previous: &Counters, now: &Counters) -> Option<f64> {
     (elapsed > 0.0).then_some(elapsed)
 }
 
-/// Adds every sample as a raw series, its key moved into `metrics`, up to
-/// [`MAX_RAW_SERIES`] in exposition order; returns how many the cap left out. A raw
-/// series named like a canonical series already present is left out (the canonical
-/// one wins) and does not count against the cap.
-fn put_raw_series(metrics: &mut Metrics, samples: Vec<ExpositionSample>) -> usize {
-    // The few metric names of the canonical series: only a sample of one of these
-    // names can collide with one, so only those are looked up in the map.
-    let mut canonical_names: Vec<&str> = metrics.keys().map(|k| series::name(k)).collect();
-    canonical_names.dedup();
-    let mut raw: Vec<(String, f64)> = Vec::with_capacity(samples.len().min(MAX_RAW_SERIES));
-    let mut cut = 0;
-    for sample in samples {
-        if canonical_names.contains(&sample.name()) && metrics.contains_key(sample.series()) {
-            continue;
-        }
-        if raw.len() == MAX_RAW_SERIES {
-            cut += 1;
-            continue;
-        }
-        let value = sample.value();
-        raw.push((sample.into_series(), value));
-    }
-    // The map is built anew from one sorted list (exporters write most series in
-    // order already) rather than by an insertion per series: a fraction of the key
-    // comparisons. No key is in both lists, and the parser wrote no key twice.
-    raw.extend(std::mem::take(metrics));
-    *metrics = raw.into_iter().collect();
-    cut
-}
-
 /// Inserts a finite value under a name not taken yet.
 fn put(metrics: &mut Metrics, key: String, value: f64) {
     if value.is_finite() {
@@ -487,24 +535,43 @@ fn busy_percent(idle: f64, total: f64) -> f64 {
     (100.0 * (1.0 - idle / total)).clamp(0.0, 100.0)
 }
 
-/// The exposition in `body`, or why it is not one.
-fn read_exposition(body: &[u8]) -> Result<ParsedExposition, String> {
+/// The exposition in `body` in `last`'s shape, read by its values when its series
+/// are the same, or in full (and its shape); or why it is not an exposition.
+fn read_exposition(
+    body: &[u8],
+    last: Option<&Arc<Shape>>,
+) -> Result<(Arc<Shape>, ShapedValues), String> {
     let text = std::str::from_utf8(body).map_err(|e| {
         format!(
             "answered an exposition that is not UTF-8 text (invalid byte at offset {})",
             e.valid_up_to()
         )
     })?;
-    parse_exposition(text)
-        .map_err(|e| format!("answered something that is not a Prometheus text exposition: {e}"))
+    if let Some(last) = last {
+        if let Some(values) = last.exposition.read(text) {
+            return Ok((Arc::clone(last), values));
+        }
+    }
+    let parsed = parse_exposition(text)
+        .map_err(|e| format!("answered something that is not a Prometheus text exposition: {e}"))?;
+    let (exposition, values) = ExpositionShape::of(parsed);
+    Ok((Arc::new(Shape::new(exposition)), values))
+}
+
+/// What a poll keeps for the next poll of the same endpoint.
+struct Previous {
+    url: String,
+    /// To turn the next poll's counters into rates.
+    counters: Counters,
+    /// To read the next body by its values.
+    shape: Arc<Shape>,
 }
 
 pub(super) struct PrometheusProbe {
     client: DeviceClient,
-    /// The counters of the last successful poll and the URL they came from, to turn
-    /// the next poll's counters into rates. The probe lives on its monitor's thread
-    /// and is borrowed only between awaits, never across one.
-    previous: Rc<RefCell<Option<(String, Counters)>>>,
+    /// What the last successful poll kept. The probe lives on its monitor's thread and
+    /// is borrowed only between awaits, never across one.
+    previous: Rc<RefCell<Option<Previous>>>,
 }
 
 impl PrometheusProbe {
@@ -533,20 +600,29 @@ impl Probe for PrometheusProbe {
             let before = previous.borrow_mut().take();
             let body = fetched.body.clone();
             let mapping_url = url.clone();
-            let mapped = offload::run(move || match read_exposition(&body) {
-                Ok(parsed) => {
-                    let last = before
-                        .as_ref()
-                        .filter(|(from, _)| *from == mapping_url)
-                        .map(|(_, counters)| counters);
-                    let skipped_lines = parsed.skipped_lines;
-                    let mapped = to_metrics(parsed, last, received);
-                    Ok((mapped, mapping_url, skipped_lines))
+            let mapped = offload::run(move || {
+                let last = before.as_ref().filter(|last| last.url == mapping_url);
+                match read_exposition(&body, last.map(|last| &last.shape)) {
+                    Ok((shape, read)) => {
+                        let counters = last.map(|last| &last.counters);
+                        let Mapped {
+                            metrics,
+                            raw,
+                            counters,
+                            cut_series,
+                        } = map(&shape, read.values, counters, received);
+                        let kept = Previous {
+                            url: mapping_url,
+                            counters,
+                            shape,
+                        };
+                        Ok(((metrics, raw, cut_series), kept, read.skipped_lines))
+                    }
+                    Err(error) => Err((error, Box::new(before))),
                 }
-                Err(error) => Err((error, Box::new(before))),
             })
             .await;
-            let (mapped, mapping_url, skipped_lines) = match mapped {
+            let (mapped, kept, skipped_lines) = match mapped {
                 Ok(Ok(read)) => read,
                 Ok(Err((error, before))) => {
                     *previous.borrow_mut() = *before;
@@ -562,12 +638,8 @@ impl Probe for PrometheusProbe {
                     )
                 }
             };
-            let Mapped {
-                metrics,
-                counters,
-                cut_series,
-            } = mapped;
-            *previous.borrow_mut() = Some((mapping_url, counters));
+            let (metrics, raw, cut_series) = mapped;
+            *previous.borrow_mut() = Some(kept);
             if cut_series > 0 {
                 tracing::warn!(
                     device.id = device_id,
@@ -592,6 +664,7 @@ impl Probe for PrometheusProbe {
                 status_code: Some(fetched.status),
                 error: None,
                 metrics,
+                raw: Some(raw),
             }
         }
         .boxed_local()

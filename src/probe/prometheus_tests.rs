@@ -81,10 +81,22 @@ fn network_rates_between(before: &str, after: &str) -> Vec<(String, f64)> {
     rates
 }
 
+/// Every reading a poll stores: the canonical series and the raw ones.
+fn stored(mapped: &Mapped) -> Metrics {
+    let mut all = mapped.metrics.clone();
+    for (name, value) in mapped.raw.iter() {
+        assert!(
+            all.insert(name.to_string(), value).is_none(),
+            "{name} twice"
+        );
+    }
+    all
+}
+
 fn map(text: &str, previous: Option<&Counters>, received: Instant) -> (Metrics, Counters) {
     let mapped = to_metrics(parse_exposition(text).unwrap(), previous, received);
     assert_eq!(mapped.cut_series, 0);
-    (mapped.metrics, mapped.counters)
+    (stored(&mapped), mapped.counters)
 }
 
 /// The sample lines of `text`: `(series as written, value)`.
@@ -116,7 +128,7 @@ fn a_node_exporter_scrape_parses() {
             .samples
             .iter()
             .find(|s| s.series() == series)
-            .map(ExpositionSample::kind)
+            .map(crate::probe::ExpositionSample::kind)
     };
     assert_eq!(
         kind(r#"node_cpu_seconds_total{cpu="0",mode="idle"}"#),
@@ -462,7 +474,7 @@ fn the_raw_series_cap_keeps_the_first_series_and_every_canonical_one() {
          node_filesystem_avail_bytes{device=\"/dev/sda1\",fstype=\"ext4\",mountpoint=\"/\"} 40\n",
     );
     let mapped = to_metrics(parse_exposition(&text).unwrap(), None, Instant::now());
-    let metrics = mapped.metrics;
+    let metrics = stored(&mapped);
     assert_eq!(mapped.cut_series, extra + 5);
     let raw = metrics.keys().filter(|k| k.starts_with("filler")).count();
     assert_eq!(raw, MAX_RAW_SERIES);
@@ -497,7 +509,7 @@ fn a_raw_series_named_like_a_canonical_one_yields_to_it() {
         Instant::now(),
     );
     assert_eq!(mapped.cut_series, 0);
-    let metrics = mapped.metrics;
+    let metrics = stored(&mapped);
     assert_eq!(metrics[series::LOAD1], 0.5);
     // No canonical memory series without the node_exporter's: the raw one stays.
     assert_eq!(metrics[series::MEMORY_USAGE_PERCENT], 1.0);
@@ -599,18 +611,26 @@ async fn the_probe_reads_an_exposition_over_http() {
     assert_eq!(first.error, None);
     assert!(first.metrics.contains_key(series::MEMORY_USAGE_PERCENT));
     assert!(!first.metrics.contains_key(series::CPU_USAGE_PERCENT));
-    // Every sample is stored, besides the canonical series.
-    let samples = sample_lines(SCRAPE_1).len();
-    assert!(
-        first.metrics.len() > samples,
-        "{} series of {samples} samples",
-        first.metrics.len()
-    );
+    // Every sample is stored, besides the canonical series: as raw series, in
+    // exposition order.
+    let lines = sample_lines(SCRAPE_1);
+    let first_raw = first.raw.clone().unwrap();
+    let read: Vec<(&str, f64)> = first_raw.iter().collect();
+    assert_eq!(read, lines);
 
-    let second = probe.poll(&node, timeout).await;
-    assert!(second.up, "{second:?}");
-    let cpu = second.metrics[series::CPU_USAGE_PERCENT];
-    assert!((0.0..=100.0).contains(&cpu), "{cpu}");
+    // The next bodies have the same series: read by their values against the first
+    // one's shape, the raw series named by the same list.
+    for n in 0..2 {
+        let next = probe.poll(&node, timeout).await;
+        assert!(next.up, "{next:?}");
+        // The same body twice tells no time passed: no rate the second time.
+        let cpu = next.metrics.get(series::CPU_USAGE_PERCENT);
+        assert_eq!(cpu.is_some(), n == 0, "{cpu:?}");
+        assert!(cpu.is_none_or(|cpu| (0.0..=100.0).contains(cpu)), "{cpu:?}");
+        let raw = next.raw.unwrap();
+        assert!(std::sync::Arc::ptr_eq(&raw.names, &first_raw.names));
+        assert_eq!(raw.iter().collect::<Vec<_>>(), sample_lines(SCRAPE_2));
+    }
 
     let latin1 = probe
         .poll(&device(format!("http://{address}/latin1")), timeout)

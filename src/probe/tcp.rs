@@ -47,6 +47,7 @@ impl Probe for TcpProbe {
                     status_code: None,
                     error: None,
                     metrics: Metrics::new(),
+                    raw: None,
                 },
                 Ok(Err(error)) => PollResult::failed(millis(started), error),
                 Err(_) => PollResult::failed(

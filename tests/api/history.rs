@@ -33,6 +33,7 @@ async fn store_ramp(db: &Db, device_id: i64, metric: &str, start_ms: i64, second
                     epoch: 1,
                     at_ms: start_ms + i * 1000,
                     readings: vec![(metric.as_str().into(), i as f64)],
+                    shared: None,
                 })
                 .collect();
             db::store::write(conn, &mut Catalogue::default(), &polls)

@@ -43,6 +43,7 @@ fn sample(device_id: i64, second: i64) -> Sample {
         epoch: 1,
         at: Utc.timestamp_opt(1_800_000_000 + second, 0).unwrap(),
         metrics,
+        raw: None,
     }
 }
 
@@ -315,6 +316,7 @@ async fn readings_of_a_stale_epoch_are_refused_by_the_insert_and_counted(backend
         epoch: 1,
         at_ms: 1,
         readings: vec![("up".into(), 1.0)],
+        shared: None,
     }];
     let stored = db
         .run(move |conn| {

@@ -39,6 +39,7 @@ async fn store_polls(db: &Db, device: i64, (start_ms, end_ms): (i64, i64), every
                     ("network_received_bytes_total".into(), (i * 1_500) as f64),
                     ("up".into(), 1.0),
                 ],
+                shared: None,
             })
             .collect();
         db::store::write(conn, &mut Catalogue::default(), &polls)

@@ -2,23 +2,168 @@
 //! reading) is moved into it at start and reads the same; its figures through
 //! `GET /api/v1/store` and `vigil store stats`.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use chrono::{TimeZone, Utc};
 use diesel::prelude::*;
 use serde_json::json;
 use vigil::db::models::NewSample;
-use vigil::db::schema::samples;
-use vigil::db::store::{Catalogue, NewPoll};
+use vigil::db::schema::{polls, samples};
+use vigil::db::store::{catalogue, codec, Catalogue, NewPoll};
 use vigil::db::{self, Db};
+use vigil::domain::SharedReadings;
 use vigil::startup::open_database;
 
 use crate::helpers::{place, Backend, TestCluster};
 
 crate::on_both_backends!(
+    shared_readings_are_stored_as_the_same_named_readings_are,
     a_database_of_the_old_layout_reads_the_same_after_its_samples_move,
     the_store_tells_its_series_samples_and_bytes,
     a_history_longer_than_a_page_counts_every_poll_once,
 );
+
+/// Every stored poll of `device`, oldest first: its time and its readings by name.
+async fn stored_polls(db: &Db, device: i64) -> Vec<(i64, BTreeMap<String, f64>)> {
+    db.run(move |conn| {
+        let rows: Vec<(i64, Vec<u8>)> = polls::table
+            .filter(polls::device_id.eq(device))
+            .order(polls::at_ms)
+            .select((polls::at_ms, polls::data))
+            .load(conn)?;
+        let decoded: Vec<(i64, Vec<(i64, f64)>)> = rows
+            .into_iter()
+            .map(|(at, data)| (at, codec::decode(&data).unwrap()))
+            .collect();
+        let ids: Vec<i64> = decoded
+            .iter()
+            .flat_map(|(_, r)| r.iter().map(|(id, _)| *id))
+            .collect();
+        let names = catalogue::names_of(conn, &ids)?;
+        Ok(decoded
+            .into_iter()
+            .map(|(at, readings)| {
+                let named = readings.into_iter().map(|(id, v)| (names[&id].clone(), v));
+                (at, named.collect())
+            })
+            .collect())
+    })
+    .await
+    .unwrap()
+}
+
+async fn series_of(db: &Db, device: i64) -> i64 {
+    db.run(move |conn| {
+        vigil::db::schema::series::table
+            .filter(vigil::db::schema::series::device_id.eq(device))
+            .count()
+            .get_result(conn)
+    })
+    .await
+    .unwrap()
+}
+
+async fn shared_readings_are_stored_as_the_same_named_readings_are(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 0).await;
+    let company = cluster.company("acme").await;
+    let (shared_device, named_device) = (
+        cluster.device(company, "shared").await,
+        cluster.device(company, "named").await,
+    );
+    place(&cluster.db, shared_device, 1).await;
+    place(&cluster.db, named_device, 1).await;
+    let first: Arc<[Box<str>]> = ["node_a", "node_b{x=\"1\"}", "ctl\u{1}x", "node_c"]
+        .map(Box::from)
+        .into();
+    let second: Arc<[Box<str>]> = ["node_a", "node_d"].map(Box::from).into();
+    // Polls 0-5 with the first list, 6 with the second, 7 with the first again (after
+    // the second took its place in the same batch); NaN is no reading, and a named
+    // reading wins over a shared one of the same name.
+    let shared: Vec<SharedReadings> = (0..8)
+        .map(|i| {
+            let i = i as f64;
+            match i as i64 {
+                6 => SharedReadings {
+                    names: Arc::clone(&second),
+                    values: vec![i, -i],
+                },
+                _ => SharedReadings {
+                    names: Arc::clone(&first),
+                    values: vec![i, i * 2.0, 5.0, if i == 2.0 { f64::NAN } else { 0.25 }],
+                },
+            }
+        })
+        .collect();
+    let named = |i: usize| {
+        vec![
+            ("cpu_usage_percent".into(), i as f64),
+            ("node_a".into(), 99.0),
+        ]
+    };
+    let at = |i: usize| 1_800_000_000_000 + i as i64 * 1000;
+    cluster
+        .db
+        .run(move |conn| {
+            let shared_polls: Vec<NewPoll> = shared
+                .iter()
+                .enumerate()
+                .map(|(i, readings)| NewPoll {
+                    device_id: shared_device,
+                    epoch: 1,
+                    at_ms: at(i),
+                    readings: named(i),
+                    shared: Some(readings),
+                })
+                .collect();
+            let named_polls: Vec<NewPoll> = shared
+                .iter()
+                .enumerate()
+                .map(|(i, readings)| NewPoll {
+                    device_id: named_device,
+                    epoch: 1,
+                    at_ms: at(i),
+                    readings: named(i)
+                        .into_iter()
+                        .chain(readings.iter().map(|(n, v)| (n.into(), v)))
+                        .collect(),
+                    shared: None,
+                })
+                .collect();
+            // One writer's catalogue over two batches, as a writer keeps it.
+            let mut catalogue = Catalogue::default();
+            db::store::write(conn, &mut catalogue, &shared_polls[..3])?;
+            db::store::write(conn, &mut catalogue, &shared_polls[3..])?;
+            db::store::write(conn, &mut Catalogue::default(), &named_polls)
+        })
+        .await
+        .unwrap();
+
+    let stored = stored_polls(&cluster.db, shared_device).await;
+    assert_eq!(stored, stored_polls(&cluster.db, named_device).await);
+    assert_eq!(stored.len(), 8);
+    let (_, poll) = &stored[0];
+    assert_eq!(
+        poll,
+        &[
+            ("cpu_usage_percent", 0.0),
+            ("ctl?x", 5.0),
+            ("node_a", 99.0),
+            ("node_b{x=\"1\"}", 0.0),
+            ("node_c", 0.25)
+        ]
+        .map(|(n, v)| (n.to_string(), v))
+        .into_iter()
+        .collect::<BTreeMap<_, _>>()
+    );
+    assert!(!stored[2].1.contains_key("node_c"), "NaN is no reading");
+    assert_eq!(stored[6].1.get("node_d"), Some(&-6.0));
+    assert_eq!(stored[7].1.get("node_b{x=\"1\"}"), Some(&14.0));
+    // Every series of the device has its row: four of the first list, node_d, cpu.
+    assert_eq!(series_of(&cluster.db, shared_device).await, 6);
+    assert_eq!(series_of(&cluster.db, named_device).await, 6);
+}
 
 async fn old_rows(db: &Db) -> i64 {
     db.run(|conn| samples::table.count().get_result(conn))
@@ -107,6 +252,7 @@ async fn store_polls(db: &Db, device: i64, names: &'static [&'static str], start
                     .iter()
                     .map(|n| ((*n).into(), i as f64 * 1.5))
                     .collect(),
+                shared: None,
             })
             .collect();
         db::store::write(conn, &mut Catalogue::default(), &polls)
@@ -192,6 +338,7 @@ async fn a_history_longer_than_a_page_counts_every_poll_once(backend: Backend) {
                 epoch: 1,
                 at_ms: start_ms + 60_000,
                 readings: vec![("c".into(), 7.0)],
+                shared: None,
             };
             let polls: Vec<NewPoll> = std::iter::once(first)
                 .chain((0..6_001).flat_map(|i: i64| {
@@ -200,6 +347,7 @@ async fn a_history_longer_than_a_page_counts_every_poll_once(backend: Backend) {
                         epoch: 1,
                         at_ms: start_ms + 60_000 + i * 10,
                         readings: vec![(name.into(), i as f64)],
+                        shared: None,
                     })
                 }))
                 .collect();

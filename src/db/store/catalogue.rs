@@ -6,7 +6,9 @@
 //! learns inside a transaction is only true once that commits: a caller whose
 //! transaction fails calls [`Catalogue::forget`].
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
@@ -20,6 +22,8 @@ use super::super::{values_list, DbConn};
 const MAX_NAMES: usize = 200_000;
 /// Series (device, name) remembered at most.
 const MAX_SERIES: usize = 5_000_000;
+/// Shared name lists remembered at most (one per device).
+const MAX_SHAPES: usize = 100_000;
 /// Rows per `INSERT` of names or series.
 const ROWS_PER_INSERT: usize = 1000;
 
@@ -31,9 +35,62 @@ pub struct Catalogue {
     /// Per device, the name ids known to have their `series` row, sorted.
     series: HashMap<i64, Vec<i64>, RandomState>,
     series_count: usize,
+    /// Per device, the last shared name list it stored, with its ids: the readings of
+    /// the next poll with the same list need no lookup at all.
+    shapes: HashMap<i64, Shape, RandomState>,
+}
+
+/// A shared name list of a device (see `domain::SharedReadings`) with its ids.
+#[derive(Debug)]
+pub struct Shape {
+    /// Held, so no other list can take its address while it is remembered.
+    names: Arc<[Box<str>]>,
+    /// `(index in names, name id)`, sorted by id, each id once (its first name: two
+    /// names may be the same once made printable).
+    pub order: Vec<(u32, i64)>,
+    /// Every id has its `series` row for the device.
+    pub series_known: bool,
 }
 
 impl Catalogue {
+    /// What this catalogue knows of `names` as `device`'s shared list.
+    pub fn shape(&self, device: i64, names: &Arc<[Box<str>]>) -> Option<&Shape> {
+        self.shapes
+            .get(&device)
+            .filter(|shape| Arc::ptr_eq(&shape.names, names))
+    }
+
+    /// Remembers `names` as `device`'s shared list, with the ids of the names this
+    /// catalogue has met (call [`Catalogue::learn_names`] with them first).
+    pub fn remember_shape(&mut self, device: i64, names: &Arc<[Box<str>]>) {
+        let mut order: Vec<(u32, i64)> = names
+            .iter()
+            .enumerate()
+            .filter_map(|(at, name)| Some((at as u32, self.id(&printable(name))?)))
+            .collect();
+        // Stable: the first name of an id comes first and is the one kept.
+        order.sort_by_key(|(_, id)| *id);
+        order.dedup_by_key(|(_, id)| *id);
+        if self.shapes.len() >= MAX_SHAPES && !self.shapes.contains_key(&device) {
+            self.shapes.clear();
+        }
+        self.shapes.insert(
+            device,
+            Shape {
+                names: Arc::clone(names),
+                order,
+                series_known: false,
+            },
+        );
+    }
+
+    /// Notes that every series of `device`'s remembered list has its row.
+    pub fn shape_series_known(&mut self, device: i64) {
+        if let Some(shape) = self.shapes.get_mut(&device) {
+            shape.series_known = true;
+        }
+    }
+
     /// The id of `name`, if this catalogue has met it.
     pub fn id(&self, name: &str) -> Option<i64> {
         self.names.get(name).copied()
@@ -111,6 +168,24 @@ impl Catalogue {
     }
 }
 
+/// `text` with every control character (which PostgreSQL refuses in text) replaced
+/// by `?`: what a name a device reported is stored as.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    // Printable ASCII, as nearly every name is, is seen byte by byte.
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Cow::Borrowed(text);
+    }
+    if text.chars().any(char::is_control) {
+        Cow::Owned(
+            text.chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 /// Inserts the names not stored yet.
 fn insert_names(conn: &mut DbConn, names: &[&str]) -> QueryResult<usize> {
     let sql = |mark: char| {
@@ -177,4 +252,24 @@ pub fn count(conn: &mut DbConn) -> QueryResult<i64> {
 /// Deletes `device`'s series.
 pub fn delete_of_device(conn: &mut DbConn, device_id: i64) -> QueryResult<usize> {
     diesel::delete(series::table.filter(series::device_id.eq(device_id))).execute(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_stored_without_control_characters() {
+        assert_eq!(printable("fine"), "fine");
+        assert!(matches!(printable("fine{a=\"b\"}"), Cow::Borrowed(_)));
+        assert!(matches!(
+            printable("température{sonde=\"é\"}"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            printable("rx{interface=\"eth\u{0}\n\"}"),
+            "rx{interface=\"eth??\"}"
+        );
+        assert_eq!(printable("a\u{85}b"), "a?b");
+    }
 }

@@ -79,6 +79,7 @@ fn move_chunk(conn: &mut DbConn, catalogue: &mut Catalogue) -> QueryResult<i64> 
                 epoch,
                 at_ms,
                 readings: Vec::new(),
+                shared: None,
             });
         }
         if let Some(poll) = polls.last_mut() {

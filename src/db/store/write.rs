@@ -4,25 +4,30 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use diesel::QueryResult;
 
 use super::super::fenced::{self, FencedRow, Value};
 use super::super::DbConn;
-use super::catalogue::Catalogue;
+use super::catalogue::{printable, Catalogue};
 use super::codec;
+use crate::domain::SharedReadings;
 
 /// Polls per `INSERT` statement: 5 parameters each.
 const POLLS_PER_INSERT: usize = 1000;
 
-/// The readings of one poll of one device, under its monitor's epoch. Values should be
-/// finite; a name given twice keeps its first value.
+/// The readings of one poll of one device, under its monitor's epoch: named ones, and
+/// ones whose names the device's polls share. Names are stored with control characters
+/// replaced; values that are not finite are left out; a name given twice keeps its
+/// first value (`readings` before `shared`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewPoll<'a> {
     pub device_id: i64,
     pub epoch: i64,
     pub at_ms: i64,
     pub readings: Vec<(Cow<'a, str>, f64)>,
+    pub shared: Option<&'a SharedReadings>,
 }
 
 /// What a batch came to.
@@ -77,6 +82,49 @@ impl FencedRow for LatestRow<'_> {
     }
 }
 
+/// `named` (sorted by id, each id once) with the finite readings of `shared`, sorted by
+/// id, each id once (a named one first); and the ids of `shared` whose series rows are
+/// not known to exist.
+fn with_shared(
+    catalogue: &Catalogue,
+    device: i64,
+    named: Vec<(i64, f64)>,
+    shared: &SharedReadings,
+) -> (Vec<(i64, f64)>, Option<Vec<i64>>) {
+    let Some(shape) = catalogue.shape(device, &shared.names) else {
+        // Another list of the same device came later in the batch and took its place:
+        // this poll's names are looked up one by one.
+        let mut readings = named;
+        readings.extend(
+            shared
+                .iter()
+                .filter_map(|(name, value)| Some((catalogue.id(&printable(name))?, value))),
+        );
+        readings.sort_by_key(|(id, _)| *id);
+        readings.dedup_by_key(|(id, _)| *id);
+        let ids = readings.iter().map(|(id, _)| *id).collect();
+        return (readings, Some(ids));
+    };
+    let mut readings = Vec::with_capacity(named.len() + shape.order.len());
+    let mut named = named.into_iter().peekable();
+    for &(at, id) in &shape.order {
+        let value = shared.values.get(at as usize).copied().unwrap_or(f64::NAN);
+        while let Some(&(named_id, named_value)) = named.peek() {
+            if named_id > id {
+                break;
+            }
+            readings.push((named_id, named_value));
+            named.next();
+        }
+        if value.is_finite() && readings.last().is_none_or(|(last, _)| *last != id) {
+            readings.push((id, value));
+        }
+    }
+    readings.extend(named);
+    let learn = (!shape.series_known).then(|| shape.order.iter().map(|(_, id)| *id).collect());
+    (readings, learn)
+}
+
 /// Stores the polls taken under their device's current epoch and leaves out the rest
 /// (call inside a transaction to make it one write).
 pub fn write(
@@ -127,30 +175,57 @@ fn store(
     kept: &[&NewPoll],
     fenced: bool,
 ) -> QueryResult<Stored> {
-    // Each name is looked up once; the ones this catalogue has not met are learnt
+    // Each named reading's name is looked up once, and each shared list once for as
+    // long as its device keeps it; the names this catalogue has not met are learnt
     // together and then added.
     let mut found: Vec<Vec<(i64, f64)>> = Vec::with_capacity(kept.len());
-    let mut unknown: Vec<(usize, &str, f64)> = Vec::new();
+    let mut unknown: Vec<(usize, Cow<str>, f64)> = Vec::new();
+    let mut new_shapes: Vec<(i64, &Arc<[Box<str>]>)> = Vec::new();
     for (n, poll) in kept.iter().enumerate() {
         let mut readings = Vec::with_capacity(poll.readings.len());
         for (name, value) in &poll.readings {
-            match catalogue.id(name) {
+            if !value.is_finite() {
+                continue;
+            }
+            let name = printable(name);
+            match catalogue.id(&name) {
                 Some(id) => readings.push((id, *value)),
-                None => unknown.push((n, name.as_ref(), *value)),
+                None => unknown.push((n, name, *value)),
             }
         }
         found.push(readings);
+        if let Some(shared) = poll.shared {
+            let device = poll.device_id;
+            let seen = |(d, names): &(i64, &Arc<[Box<str>]>)| {
+                *d == device && Arc::ptr_eq(names, &shared.names)
+            };
+            if catalogue.shape(device, &shared.names).is_none() && !new_shapes.iter().any(seen) {
+                new_shapes.push((device, &shared.names));
+            }
+        }
     }
-    if !unknown.is_empty() {
-        let names: Vec<&str> = unknown.iter().map(|(_, name, _)| *name).collect();
+    let shape_names: Vec<Cow<str>> = new_shapes
+        .iter()
+        .flat_map(|(_, names)| names.iter().map(|name| printable(name)))
+        .collect();
+    if !unknown.is_empty() || !shape_names.is_empty() {
+        let names: Vec<&str> = unknown
+            .iter()
+            .map(|(_, name, _)| name.as_ref())
+            .chain(shape_names.iter().map(AsRef::as_ref))
+            .collect();
         catalogue.learn_names(conn, &names)?;
         for (n, name, value) in unknown {
-            if let (Some(id), Some(readings)) = (catalogue.id(name), found.get_mut(n)) {
+            if let (Some(id), Some(readings)) = (catalogue.id(&name), found.get_mut(n)) {
                 readings.push((id, value));
             }
         }
     }
+    for (device, names) in new_shapes {
+        catalogue.remember_shape(device, names);
+    }
     let mut series = Vec::new();
+    let mut shapes_learnt = Vec::new();
     let rows: Vec<PollRow> = kept
         .iter()
         .zip(found)
@@ -158,6 +233,15 @@ fn store(
             readings.sort_by_key(|(id, _)| *id);
             readings.dedup_by_key(|(id, _)| *id);
             series.extend(readings.iter().map(|(id, _)| (poll.device_id, *id)));
+            if let Some(shared) = poll.shared {
+                let device = poll.device_id;
+                let (merged, learn) = with_shared(catalogue, device, readings, shared);
+                readings = merged;
+                if let Some(learn) = learn {
+                    series.extend(learn.into_iter().map(|id| (device, id)));
+                    shapes_learnt.push(device);
+                }
+            }
             PollRow {
                 device_id: poll.device_id,
                 epoch: poll.epoch,
@@ -168,6 +252,9 @@ fn store(
         })
         .collect();
     catalogue.learn_series(conn, &series)?;
+    for device in shapes_learnt {
+        catalogue.shape_series_known(device);
+    }
     let stored = fenced::insert_with(conn, &rows, POLLS_PER_INSERT, fenced)?;
     // One upsert per device: PostgreSQL refuses a statement that updates a row twice.
     let mut newest: HashMap<i64, &PollRow> = HashMap::new();
