@@ -22,6 +22,7 @@ mod pool;
 pub mod schema;
 pub mod scratch;
 pub mod store;
+pub mod stored_time;
 pub mod tokens;
 pub mod url;
 

@@ -6,6 +6,8 @@ use diesel::prelude::*;
 
 use crate::domain::{DeviceSpec, UnknownKind};
 
+use super::stored_time::StoredTime;
+
 use super::schema::{
     api_tokens, assignments, companies, config, devices, events, monitor_servers, nodes, samples,
 };
@@ -15,6 +17,7 @@ use super::schema::{
 pub struct Company {
     pub id: i64,
     pub name: String,
+    #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
 }
 
@@ -33,7 +36,9 @@ pub struct Device {
     pub address: String,
     pub kind: String,
     pub enabled: bool,
+    #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
     pub expected_status: Option<i32>,
     /// A start asked for it and no stop since: the master keeps it monitored.
@@ -89,6 +94,7 @@ pub struct MonitorServer {
     pub id: i64,
     pub host: String,
     pub port: i32,
+    #[diesel(deserialize_as = StoredTime)]
     pub registered_at: NaiveDateTime,
 }
 
@@ -110,6 +116,7 @@ pub struct ConfigRow {
     pub alert_threshold: i32,
     pub critical_threshold: i32,
     pub balance_method: String,
+    #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
     pub unreachable_after: i32,
     pub retention_hours: i32,
@@ -146,6 +153,7 @@ pub struct Assignment {
     /// `None` while the device is not monitored anywhere.
     pub server_id: Option<i64>,
     pub epoch: i64,
+    #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -169,6 +177,7 @@ pub struct Event {
     pub epoch: i64,
     pub from_state: String,
     pub to_state: String,
+    #[diesel(deserialize_as = StoredTime)]
     pub at: NaiveDateTime,
     pub reason: String,
     /// `state` (a health change judged by a monitor) or `moved` (the device's monitor
@@ -209,8 +218,10 @@ pub struct Node {
     /// For a monitor server: its row in `monitor_servers`.
     pub server_id: Option<i64>,
     pub counter: i64,
+    #[diesel(deserialize_as = StoredTime)]
     pub started_at: NaiveDateTime,
     /// The database's time of the node's last heartbeat.
+    #[diesel(deserialize_as = StoredTime)]
     pub last_beat_at: NaiveDateTime,
     /// What it reported with its last heartbeat (none before its first report).
     pub memory_bytes: Option<i64>,
@@ -238,6 +249,7 @@ pub struct ApiToken {
     pub company_id: Option<i64>,
     pub secret_hash: String,
     pub prefix: String,
+    #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
 }
 
