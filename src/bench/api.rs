@@ -2,7 +2,10 @@
 //! `GET /api/v1/devices` and `GET /api/v1/monitor-servers`, driven by `wrk` on loopback
 //! against a deployment in processes (a coordinator and two monitor servers) whose
 //! devices are being monitored, on SQLite and (with `--postgres`) PostgreSQL; with the
-//! CPU time the coordinator and the monitor servers spend per request.
+//! CPU time the coordinator and the monitor servers spend per request. The peer is
+//! the same answer, byte for byte, served from memory by a bare actix-web server driven
+//! the same way in the same run: what HTTP alone costs on these cores for a body that
+//! size, the ceiling for any handler that answers it.
 
 use std::path::Path;
 use std::time::Duration;
@@ -71,6 +74,7 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
             let name = format!("{backend}: GET /api/v1/{endpoint}");
             let per_request =
                 |cpu: Duration| cpu.as_secs_f64() * 1_000_000.0 / m.wrk.requests.max(1) as f64;
+            let ms = |time: Duration| time.as_secs_f64() * 1000.0;
             report.row(
                 Row::new(
                     format!("{name}: requests per second"),
@@ -78,6 +82,7 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
                     Better::Higher,
                     m.wrk.requests_per_s,
                 )
+                .peer(PEER, m.bare.requests_per_s)
                 .at_least(TARGET_REQUESTS_PER_S),
             );
             report.row(
@@ -85,15 +90,25 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
                     format!("{name}: p99 latency"),
                     "ms",
                     Better::Lower,
-                    m.wrk.p99.as_secs_f64() * 1000.0,
+                    ms(m.wrk.p99),
                 )
+                .peer(PEER, ms(m.bare.p99))
                 .at_most(TARGET_P99_MS),
             );
+            report.row(
+                Row::new(
+                    format!("{name}: p50 latency"),
+                    "ms",
+                    Better::Lower,
+                    ms(m.wrk.p50),
+                )
+                .peer(PEER, ms(m.bare.p50)),
+            );
             report.row(Row::new(
-                format!("{name}: p50 latency"),
-                "ms",
+                format!("{name}: answer size"),
+                "bytes",
                 Better::Lower,
-                m.wrk.p50.as_secs_f64() * 1000.0,
+                m.body_bytes as f64,
             ));
             report.row(Row::new(
                 format!("{name}: coordinator CPU per request"),
@@ -131,14 +146,29 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
         "wrk shares the machine's cores with the processes it measures. CPU per request = \
          the process's CPU time (from /proc) over the timed run ÷ the requests wrk counted.",
     );
+    report.note(format!(
+        "Peer: each endpoint's answer fetched once and served, the same bytes with the \
+         same content type, by a bare actix-web server ({BARE_WORKERS} workers, one route, \
+         no database, no token check) inside the benchmark process, driven by the same \
+         wrk command right after the endpoint's own run: no handler answering that body \
+         over HTTP on these cores can be faster."
+    ));
     Ok(report)
 }
 
-/// One endpoint's timed run.
+/// The peer's name in the report.
+const PEER: &str = "the same bytes from memory (bare actix-web)";
+/// The bare server's workers: as many as the coordinator's (actix's default, one per
+/// physical core, on a 2-core machine 2).
+const BARE_WORKERS: usize = 2;
+
+/// One endpoint's timed run, and the bare server's with its answer.
 struct Measured {
     wrk: WrkRun,
     coordinator_cpu: Duration,
     servers_cpu: Duration,
+    body_bytes: usize,
+    bare: WrkRun,
 }
 
 async fn measure(
@@ -173,15 +203,31 @@ async fn measure(
         };
         drive("warmup", WARMUP).await?;
         let before = usages(cluster)?;
-        let wrk = drive("timed", sizes.window).await?;
+        let run = drive("timed", sizes.window).await?;
         let after = usages(cluster)?;
+        let body = cluster.body(&format!("api/v1/{endpoint}")).await?;
+        let body_bytes = body.len();
+        let bare = serve_bytes(body)?;
+        let bare_url = format!("http://{}/api/v1/{endpoint}", bare.address);
+        let bare_run = |run: &str, duration: Duration| {
+            let name = format!("wrk-bare-{endpoint}-{run}");
+            run_wrk(wrk, &bare_url, cluster.token(), duration, logs, name)
+        };
+        let warmed = bare_run("warmup", WARMUP).await;
+        let timed = match warmed {
+            Ok(_) => bare_run("timed", sizes.window).await,
+            Err(error) => Err(error),
+        };
+        bare.server.stop(true).await;
+        let bare = timed?;
         tracing::info!(
             endpoint,
-            requests_per_s = wrk.requests_per_s,
-            "api: wrk run done"
+            requests_per_s = run.requests_per_s,
+            bare_requests_per_s = bare.requests_per_s,
+            "api: wrk runs done"
         );
         measured.push(Measured {
-            wrk,
+            wrk: run,
             coordinator_cpu: after.0.cpu_since(&before.0),
             servers_cpu: after
                 .1
@@ -189,9 +235,46 @@ async fn measure(
                 .zip(&before.1)
                 .map(|(after, before)| after.cpu_since(before))
                 .sum(),
+            body_bytes,
+            bare,
         });
     }
     Ok(measured)
+}
+
+/// A bare actix-web server answering every GET with `body` as JSON.
+struct Bare {
+    server: actix_web::dev::ServerHandle,
+    address: std::net::SocketAddr,
+}
+
+fn serve_bytes(body: actix_web::web::Bytes) -> anyhow::Result<Bare> {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let server = HttpServer::new(move || {
+        let body = body.clone();
+        App::new().default_service(web::get().to(move || {
+            let body = body.clone();
+            async move {
+                HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body(body)
+            }
+        }))
+    })
+    .workers(BARE_WORKERS)
+    .bind(("127.0.0.1", 0))
+    .context("binding the bare server")?;
+    let address = *server
+        .addrs()
+        .first()
+        .context("the bare server has an address")?;
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    Ok(Bare {
+        server: handle,
+        address,
+    })
 }
 
 /// The coordinator's usage and each monitor server's.

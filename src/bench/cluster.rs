@@ -199,6 +199,27 @@ impl VigilCluster {
         Ok(value)
     }
 
+    /// The bytes the coordinator answers to a GET of `path` (from its root), which must
+    /// be a success.
+    pub async fn body(&self, path: &str) -> anyhow::Result<actix_web::web::Bytes> {
+        let url = format!("http://{}/{path}", self.coordinator_address);
+        let mut answer = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
+        if !answer.status().is_success() {
+            bail!("GET {url} answered {}", answer.status());
+        }
+        answer
+            .body()
+            .limit(64 << 20)
+            .await
+            .map_err(|e| anyhow::anyhow!("GET {url}: reading the answer: {e}"))
+    }
+
     /// Changes the deployment's monitoring settings (`PUT /config`).
     pub async fn configure(&self, changes: Value) -> anyhow::Result<()> {
         self.ok(Method::PUT, "config", Some(&changes))
