@@ -81,6 +81,7 @@ impl Coordinator {
             reconciled,
             tokens: Default::default(),
             live: Default::default(),
+            lists: Default::default(),
         });
         let limiter = web::Data::new(RateLimiter::new(options.rate_limit));
         let registry_data = web::Data::new(registry.clone());

@@ -22,6 +22,7 @@ crate::on_both_backends!(
     deleting_a_device_stops_its_monitor_first,
     devices_list_shows_live_monitoring,
     starts_and_stops_show_at_once_in_the_live_monitoring,
+    lists_show_changes_made_through_their_coordinator_at_once_and_others_within_half_a_second,
     stop_takes_down_every_copy_of_a_device,
     start_keeps_one_copy_of_a_device_found_running_twice,
     copies_no_record_names_are_replaced_by_one_recorded_start,
@@ -487,6 +488,78 @@ async fn starts_and_stops_show_at_once_in_the_live_monitoring(backend: Backend) 
         let listed = cluster.get("/api/v1/devices").await;
         assert_eq!(listed.body[0]["monitoring"], Value::Null, "round {round}");
     }
+}
+
+async fn lists_show_changes_made_through_their_coordinator_at_once_and_others_within_half_a_second(
+    backend: Backend,
+) {
+    let cluster = TestCluster::spawn(backend, 1).await;
+    let company = cluster.company("acme").await;
+    let first = cluster.device(company, "first").await;
+    let other = cluster.second_coordinator().await;
+    let names = |answer: &crate::helpers::Answer| -> Vec<String> {
+        let list = answer.body.as_array().unwrap();
+        list.iter()
+            .map(|d| d["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let servers = |answer: &crate::helpers::Answer| answer.body[0]["running_monitors"].clone();
+    assert_eq!(names(&cluster.get("/api/v1/devices").await), ["first"]);
+    assert_eq!(servers(&cluster.get("/api/v1/monitor-servers").await), 0);
+    let asked = std::time::Instant::now();
+
+    // Through the other coordinator: a new device and a start.
+    let made = cluster
+        .call_url(
+            Method::POST,
+            &format!("{other}/devices"),
+            Some(json!({"company_id": company, "name": "second", "address": "127.0.0.1:9", "kind": "tcp"})),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{made:?}");
+    let started = cluster
+        .call_url(
+            Method::POST,
+            &format!("{other}/devices/{first}/start"),
+            None,
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::OK, "{started:?}");
+    let listed = cluster.get("/api/v1/devices").await;
+    let counted = cluster.get("/api/v1/monitor-servers").await;
+    if asked.elapsed() < vigil::http::coordinator::lists::FRESH_FOR {
+        // This coordinator answers what it answered a moment ago.
+        assert_eq!(names(&listed), ["first"]);
+        assert_eq!(servers(&counted), 0);
+    }
+    // Half a second on, both show.
+    tokio::time::sleep(vigil::http::coordinator::lists::FRESH_FOR).await;
+    assert_eq!(
+        names(&cluster.get("/api/v1/devices").await),
+        ["first", "second"]
+    );
+    assert_eq!(servers(&cluster.get("/api/v1/monitor-servers").await), 1);
+
+    // Through this coordinator, a change shows in the very next read, and a page is
+    // answered for its own limit and offset.
+    let renamed = cluster
+        .put(
+            &format!("/api/v1/devices/{first}"),
+            json!({"name": "renamed"}),
+        )
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{renamed:?}");
+    assert_eq!(
+        names(&cluster.get("/api/v1/devices").await),
+        ["renamed", "second"]
+    );
+    assert_eq!(
+        names(&cluster.get("/api/v1/devices?limit=1&offset=1").await),
+        ["second"]
+    );
+    let stopped = cluster.stop_device(first).await;
+    assert_eq!(stopped.status, StatusCode::OK, "{stopped:?}");
+    assert_eq!(servers(&cluster.get("/api/v1/monitor-servers").await), 0);
 }
 
 async fn stop_takes_down_every_copy_of_a_device(backend: Backend) {

@@ -5,11 +5,13 @@ pub(super) mod bulk;
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::time::Instant;
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::input;
+use super::lists::{self, Listing};
 use super::live::{monitoring_of, Owners};
 use super::state::AppState;
 use super::views::{Deleted, DeviceView};
@@ -421,6 +423,15 @@ pub async fn list(
     let Some(company_id) = caller.list_filter(query.company_id) else {
         return Ok(HttpResponse::Ok().json(Vec::<DeviceView>::new()));
     };
+    let listing = Listing::Devices {
+        company_id,
+        limit,
+        offset,
+    };
+    let reading = match state.lists.recall(listing, Instant::now()) {
+        Ok(answer) => return Ok(lists::json(answer)),
+        Err(reading) => reading,
+    };
     let (devices, owners) = state
         .db
         .run(move |conn| {
@@ -442,7 +453,7 @@ pub async fn list(
             DeviceView::new(d, current)
         })
         .collect();
-    Ok(HttpResponse::Ok().json(views))
+    state.lists.keep(reading, &views)
 }
 
 #[utoipa::path(get, operation_id = "get_device", path = "/api/v1/devices/{id}", tag = "devices", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "The device with its monitoring", body = DeviceView)))]

@@ -8,6 +8,7 @@ mod events;
 mod exposition;
 mod history;
 mod input;
+pub mod lists;
 pub mod live;
 mod meta;
 mod monitor_servers;
@@ -146,9 +147,9 @@ fn resources(endpoints: Vec<Endpoint>, prefix: &str) -> Vec<actix_web::Resource>
 }
 
 /// Middleware on the API: after a write (any method but GET and HEAD) that passed
-/// authentication, every server's load is forgotten, since a start, a stop or a new
-/// limit may have changed what the servers run.
-pub async fn forget_loads_after_writes(
+/// authentication, every server's load and every device list answer are forgotten,
+/// since a start, a stop, a new limit or a changed device may have changed them.
+pub async fn forget_after_writes(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
@@ -157,6 +158,7 @@ pub async fn forget_loads_after_writes(
     let response = next.call(req).await;
     if let (true, Some(state)) = (writes, state) {
         state.live.forget_loads();
+        state.lists.forget();
     }
     response
 }
@@ -177,7 +179,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         resources(api, "/api/v1").into_iter().fold(
             web::scope("/api/v1")
-                .wrap(from_fn(forget_loads_after_writes))
+                .wrap(from_fn(forget_after_writes))
                 .wrap(from_fn(require_token)),
             |scope, r| scope.service(r),
         ),

@@ -19,4 +19,6 @@ pub struct AppState {
     pub tokens: crate::http::token_cache::TokenCache,
     /// What the monitor servers reported of their devices a moment ago.
     pub live: super::live::LiveView,
+    /// List answers made a moment ago.
+    pub lists: super::lists::ListCache,
 }
