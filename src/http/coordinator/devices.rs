@@ -5,13 +5,12 @@ pub(super) mod bulk;
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::time::Instant;
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::input;
-use super::lists::{self, Listing};
+use super::lists::Listing;
 use super::live::{monitoring_of, Owners};
 use super::state::AppState;
 use super::views::{Deleted, DeviceView};
@@ -428,10 +427,17 @@ pub async fn list(
         limit,
         offset,
     };
-    let reading = match state.lists.recall(listing, Instant::now()) {
-        Ok(answer) => return Ok(lists::json(answer)),
-        Err(reading) => reading,
-    };
+    let make = || page_views(&state, &client, company_id, (limit, offset));
+    state.lists.answer(listing, make).await
+}
+
+/// A page of the devices of `company_id` (every company: `None`) with their monitoring.
+async fn page_views(
+    state: &AppState,
+    client: &MonitorServerClient,
+    company_id: Option<i64>,
+    (limit, offset): (i64, i64),
+) -> Result<Vec<DeviceView>, ApiError> {
     let (devices, owners) = state
         .db
         .run(move |conn| {
@@ -445,15 +451,14 @@ pub async fn list(
             Ok((devices, owners))
         })
         .await?;
-    let mut monitoring = monitoring_of(&client, &state.live, owners).await;
-    let views: Vec<DeviceView> = devices
+    let mut monitoring = monitoring_of(client, &state.live, owners).await;
+    Ok(devices
         .into_iter()
         .map(|d| {
             let current = monitoring.remove(&d.id);
             DeviceView::new(d, current)
         })
-        .collect();
-    state.lists.keep(reading, &views)
+        .collect())
 }
 
 #[utoipa::path(get, operation_id = "get_device", path = "/api/v1/devices/{id}", tag = "devices", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "The device with its monitoring", body = DeviceView)))]

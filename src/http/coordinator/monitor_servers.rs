@@ -3,13 +3,11 @@
 //! and forgetting a server that is gone for good. Admin only: servers are the
 //! infrastructure every company shares.
 
-use std::time::Instant;
-
 use actix_web::{web, HttpResponse};
 
 use serde::Serialize;
 
-use super::lists::{self, Listing};
+use super::lists::Listing;
 use super::live::server_views;
 use super::state::AppState;
 use super::views::MonitorServerView;
@@ -35,13 +33,11 @@ pub async fn list(
     client: web::Data<MonitorServerClient>,
 ) -> Result<HttpResponse, ApiError> {
     caller.admin("see the monitor servers")?;
-    let reading = match state.lists.recall(Listing::MonitorServers, Instant::now()) {
-        Ok(answer) => return Ok(lists::json(answer)),
-        Err(reading) => reading,
+    let make = || async {
+        let servers = state.db.run(db::monitor_servers::list).await?;
+        Ok(server_views(&client, &state.live, servers).await)
     };
-    let servers = state.db.run(db::monitor_servers::list).await?;
-    let views = server_views(&client, &state.live, servers).await;
-    state.lists.keep(reading, &views)
+    state.lists.answer(Listing::MonitorServers, make).await
 }
 
 #[utoipa::path(get, operation_id = "get_monitor_server", path = "/api/v1/monitor-servers/{id}", tag = "cluster", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "The server with its live status", body = MonitorServerView)))]
