@@ -114,7 +114,9 @@ pub fn disk_usage(total: f64, free: f64, available: f64) -> (f64, f64) {
 }
 
 impl AgentReport {
-    /// The report as Vigil series (see [`crate::metrics::series`]); non-finite values are left out.
+    /// The report as Vigil series (see [`crate::metrics::series`]), percentages and
+    /// rates as stored (`series::percentage`, `series::per_second`); non-finite values
+    /// are left out.
     pub fn to_metrics(&self) -> Metrics {
         let mut m = Metrics::new();
         let mut put = |key: String, value: f64| {
@@ -122,11 +124,16 @@ impl AgentReport {
                 m.insert(key, value);
             }
         };
-        put(series::CPU_USAGE_PERCENT.into(), self.cpu.usage_percent);
+        let percent = series::percentage;
+        let per_second = series::per_second;
+        put(
+            series::CPU_USAGE_PERCENT.into(),
+            percent(self.cpu.usage_percent),
+        );
         for (i, core) in self.cpu.cores.iter().enumerate() {
             put(
                 series(series::CPU_CORE_USAGE_PERCENT, &[("core", &i.to_string())]),
-                core.usage_percent,
+                percent(core.usage_percent),
             );
         }
         put(
@@ -139,23 +146,26 @@ impl AgentReport {
         );
         put(
             series::MEMORY_USAGE_PERCENT.into(),
-            self.memory.usage_percent,
+            percent(self.memory.usage_percent),
         );
         put(series::SWAP_USED_BYTES.into(), self.swap.used_bytes as f64);
         put(
             series::SWAP_TOTAL_BYTES.into(),
             self.swap.total_bytes as f64,
         );
-        put(series::SWAP_USAGE_PERCENT.into(), self.swap.usage_percent);
+        put(
+            series::SWAP_USAGE_PERCENT.into(),
+            percent(self.swap.usage_percent),
+        );
         for net in &self.networks {
             let labels = [("interface", net.interface.as_str())];
             put(
                 series(series::NETWORK_RECEIVE_BYTES_PER_SECOND, &labels),
-                net.receive_bytes_per_second,
+                per_second(net.receive_bytes_per_second),
             );
             put(
                 series(series::NETWORK_TRANSMIT_BYTES_PER_SECOND, &labels),
-                net.transmit_bytes_per_second,
+                per_second(net.transmit_bytes_per_second),
             );
         }
         for disk in &self.disks {
@@ -170,7 +180,7 @@ impl AgentReport {
             );
             put(
                 series(series::DISK_USAGE_PERCENT, &labels),
-                disk.usage_percent,
+                percent(disk.usage_percent),
             );
         }
         for t in &self.temperatures {

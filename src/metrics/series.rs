@@ -37,6 +37,19 @@ pub const LATENCY_SECONDS: &str = "latency_seconds";
 /// The status an HTTP device answered.
 pub const HTTP_STATUS_CODE: &str = "http_status_code";
 
+/// A percentage as stored: to a hundredth. The digits beyond are the noise of a
+/// division (a share of two byte counts, of two CPU time counters), and a stored block
+/// holds a series of such values in about a quarter of the bytes (BENCHMARKS.md
+/// `store`).
+pub fn percentage(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+/// A rate in bytes a second as stored: to a whole byte, for the same reason.
+pub fn per_second(value: f64) -> f64 {
+    value.round()
+}
+
 /// The names of the series that sum a device up (CPU, memory, swap, network, disks,
 /// temperatures, load, uptime, and every poll's `up` and `latency_seconds`): what a
 /// monitor keeps of its last poll and shows in device lists. Every other series a
@@ -180,6 +193,15 @@ pub fn sanitize_label_name(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn stored_percentages_and_rates_drop_the_digits_of_a_division() {
+        assert_eq!(percentage(37.123_456_789), 37.12);
+        assert_eq!(percentage(99.995_1), 100.0);
+        assert_eq!(percentage(f64::from(12.345_67_f32)), 12.35);
+        assert_eq!(per_second(1_234.567_8), 1_235.0);
+        assert_eq!(per_second(0.4), 0.0);
+    }
     use super::*;
 
     #[test]

@@ -408,7 +408,7 @@ fn map(shape: &Shape, values: Vec<f64>, previous: Option<&Counters>, received: I
         put(
             &mut metrics,
             series(series::DISK_USAGE_PERCENT, &labels),
-            usage_percent,
+            series::percentage(usage_percent),
         );
     }
 
@@ -496,7 +496,7 @@ fn put_rates(metrics: &mut Metrics, previous: &Counters, now: &Counters) {
             };
             if delta >= 0.0 {
                 let key = series(name, &[("interface", interface)]);
-                put(metrics, key, delta / elapsed);
+                put(metrics, key, series::per_second(delta / elapsed));
             }
         }
     }
@@ -521,18 +521,18 @@ fn put(metrics: &mut Metrics, key: String, value: f64) {
     }
 }
 
-/// `part` of `total` in percent, 0 when `total` is 0.
+/// `part` of `total` in percent as stored, 0 when `total` is 0.
 fn percent(part: f64, total: f64) -> f64 {
     if total > 0.0 {
-        part * 100.0 / total
+        series::percentage(part * 100.0 / total)
     } else {
         0.0
     }
 }
 
-/// The busy share of `total` seconds of which `idle` were idle, 0–100.
+/// The busy share of `total` seconds of which `idle` were idle, 0–100, as stored.
 fn busy_percent(idle: f64, total: f64) -> f64 {
-    (100.0 * (1.0 - idle / total)).clamp(0.0, 100.0)
+    series::percentage((100.0 * (1.0 - idle / total)).clamp(0.0, 100.0))
 }
 
 /// The exposition in `body` in `last`'s shape, read by its values when its series

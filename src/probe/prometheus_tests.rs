@@ -160,7 +160,7 @@ fn the_first_scrape_maps_memory_disks_load_and_uptime_but_no_rates() {
     assert_eq!(metrics[series::MEMORY_USED_BYTES], total - available);
     assert_eq!(
         metrics[series::MEMORY_USAGE_PERCENT],
-        (total - available) / total * 100.0
+        series::percentage((total - available) / total * 100.0)
     );
     let swap_total = value_in(SCRAPE_1, "node_memory_SwapTotal_bytes");
     assert_eq!(metrics[series::SWAP_TOTAL_BYTES], swap_total);
@@ -193,7 +193,10 @@ fn the_first_scrape_maps_memory_disks_load_and_uptime_but_no_rates() {
                 metrics[&series(series::DISK_USED_BYTES, &[("mount", mount)])],
                 used
             );
-            assert!((percent - used * 100.0 / (used + available)).abs() < 1e-9);
+            assert_eq!(
+                *percent,
+                series::percentage(used * 100.0 / (used + available))
+            );
         } else {
             assert_eq!(percent, None, "{mount} has size 0");
         }
@@ -222,7 +225,7 @@ fn the_second_scrape_adds_cpu_usage_and_network_rates() {
     let (_, counters) = map(SCRAPE_1, None, start);
     let (metrics, _) = map(SCRAPE_2, Some(&counters), start + Duration::from_secs(3));
 
-    let expected = busy_percent_between(SCRAPE_1, SCRAPE_2, None);
+    let expected = series::percentage(busy_percent_between(SCRAPE_1, SCRAPE_2, None));
     let cpu = metrics[series::CPU_USAGE_PERCENT];
     assert!((0.0..=100.0).contains(&cpu), "{cpu}");
     assert!((cpu - expected).abs() < 1e-6, "{cpu} != {expected}");
@@ -247,7 +250,7 @@ fn the_second_scrape_adds_cpu_usage_and_network_rates() {
     for (key, expected) in rates {
         let got = metrics[&key];
         assert!(got >= 0.0, "{key}: {got}");
-        assert!((got - expected).abs() < 1e-6, "{key}: {got} != {expected}");
+        assert_eq!(got, series::per_second(expected), "{key}");
     }
 }
 
@@ -440,6 +443,14 @@ fn the_fixture_maps_to_the_canonical_series_its_text_gives() {
         expected.insert(key, busy_percent_between(SCRAPE_1, SCRAPE_2, Some(core)));
     }
     expected.extend(network_rates_between(SCRAPE_1, SCRAPE_2));
+    // Stored to a hundredth of a percent and a whole byte a second.
+    for (key, value) in expected.iter_mut() {
+        if key.contains("_percent") {
+            *value = series::percentage(*value);
+        } else if key.contains("_per_second") {
+            *value = series::per_second(*value);
+        }
+    }
 
     let got = canonical(&second, SCRAPE_2);
     assert_eq!(
