@@ -1,10 +1,13 @@
 //! `Retention`: the series store's upkeep, a master-only task (with a membership, only
 //! the master does it). Every [`ROLL_EVERY`] it makes the rollups of the minutes and
-//! hours that have closed (`db::store::rollup`), sooner again while a backlog is
-//! left; at start and then every few minutes it deletes what each tier keeps no longer:
-//! polls and events older than `config.retention_hours`, minute rollups older than
-//! `minute_retention_days`, hour rollups older than `hour_retention_days`, a bounded
-//! chunk per statement so no delete holds locks for long.
+//! hours that have closed (`db::store::rollup`), and every [`SEAL_EVERY`] it seals
+//! the polls of the closed hours into blocks and merges the days of small blocks
+//! (`db::store::seal`), each sooner again while a backlog is left; at start and then
+//! every few minutes it deletes what each tier keeps no longer: polls, blocks (whole,
+//! once their newest poll is past) and events older than `config.retention_hours`,
+//! minute rollups older than `minute_retention_days`, hour rollups older than
+//! `hour_retention_days`, a bounded chunk per statement so no delete holds locks for
+//! long.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +18,7 @@ use chrono::Utc;
 use super::membership::{IsMaster, Membership};
 use super::registry::{ActorRegistry, ActorStats, Tracked};
 use crate::db::store::rollup::{self, Rolled, Tier};
+use crate::db::store::seal::{self, Sealed};
 use crate::db::{self, Db, DbConn};
 
 /// The kind under which the retention task appears in the actor registry.
@@ -24,6 +28,10 @@ pub const KIND: &str = "Retention";
 pub const PRUNE_EVERY: Duration = Duration::from_secs(300);
 /// How often closed minutes and hours are rolled up.
 pub const ROLL_EVERY: Duration = Duration::from_secs(30);
+/// How often the polls of closed hours are sealed into blocks.
+pub const SEAL_EVERY: Duration = Duration::from_secs(60);
+/// Blocks deleted per statement.
+const BLOCK_CHUNK: i64 = 1_000;
 /// Polls (and events) deleted per statement.
 const CHUNK: i64 = 10_000;
 /// Rollup periods (every device's row of each) deleted per statement.
@@ -72,6 +80,7 @@ pub struct Prune;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pruned {
     pub polls: usize,
+    pub blocks: usize,
     pub events: usize,
     /// Rollup rows, both tiers.
     pub rollups: usize,
@@ -81,6 +90,12 @@ pub struct Pruned {
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<Rolled, String>")]
 pub struct Roll;
+
+/// Seals the polls of the hours closed and rolled up by now into blocks, and merges
+/// the days sealed whole; answers what was done.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<Sealed, String>")]
+pub struct Seal;
 
 /// Runs `delete` (a chunk at a time) until a chunk comes back short of `full`.
 fn in_chunks(
@@ -108,6 +123,9 @@ fn prune(conn: &mut DbConn) -> diesel::QueryResult<(Pruned, i32)> {
     let polls = in_chunks("polls", CHUNK as usize, || {
         db::store::delete_older_than(conn, cutoff.timestamp_millis(), CHUNK)
     })?;
+    let blocks = in_chunks("blocks", BLOCK_CHUNK as usize, || {
+        seal::delete_older_than(conn, cutoff.timestamp_millis(), BLOCK_CHUNK)
+    })?;
     let events = in_chunks("events", CHUNK as usize, || {
         db::events::delete_older_than(conn, cutoff.naive_utc(), CHUNK)
     })?;
@@ -125,6 +143,7 @@ fn prune(conn: &mut DbConn) -> diesel::QueryResult<(Pruned, i32)> {
     Ok((
         Pruned {
             polls,
+            blocks,
             events,
             rollups,
         },
@@ -152,6 +171,10 @@ fn roll_now(conn: &mut DbConn) -> diesel::QueryResult<Rolled> {
     rollup::roll(conn, Utc::now().timestamp_millis())
 }
 
+fn seal_now(conn: &mut DbConn) -> diesel::QueryResult<Sealed> {
+    seal::seal(conn, Utc::now().timestamp_millis())
+}
+
 impl Actor for Retention {
     type Context = Context<Self>;
 
@@ -159,6 +182,7 @@ impl Actor for Retention {
         ctx.notify(Prune);
         ctx.run_interval(self.every, |_act, ctx| ctx.notify(Prune));
         ctx.run_interval(self.roll_every, |_act, ctx| ctx.notify(Roll));
+        ctx.run_interval(SEAL_EVERY, |_act, ctx| ctx.notify(Seal));
     }
 }
 
@@ -179,16 +203,99 @@ impl Handler<Prune> for Retention {
                     if pruned != Pruned::default() {
                         tracing::info!(
                             polls = pruned.polls,
+                            blocks = pruned.blocks,
                             events = pruned.events,
                             rollups = pruned.rollups,
                             retention_hours = hours,
-                            "retention: old polls, events and rollups deleted"
+                            "retention: old polls, blocks, events and rollups deleted"
                         );
                     }
                     Ok(pruned)
                 }
                 Some(Err(error)) => {
                     tracing::warn!(%error, "retention: could not delete old polls and events");
+                    Err(error.to_string())
+                }
+            },
+        )))
+    }
+}
+
+/// What a pass of the upkeep answers: whether work is left, and what it did, logged.
+trait Pass: Default + Send + 'static {
+    fn behind(&self) -> bool;
+    fn log(&self);
+}
+
+impl Pass for Rolled {
+    fn behind(&self) -> bool {
+        self.behind
+    }
+
+    fn log(&self) {
+        if self.behind {
+            // A backlog (a database just upgraded, a master just taken over): the
+            // next pass at once, with progress in the log.
+            tracing::info!(
+                minutes = self.minutes,
+                hours = self.hours,
+                rows = self.rows,
+                "rollups: catching up"
+            );
+        } else if self.rows > 0 {
+            tracing::debug!(
+                minutes = self.minutes,
+                hours = self.hours,
+                rows = self.rows,
+                "rollups made"
+            );
+        }
+    }
+}
+
+impl Pass for Sealed {
+    fn behind(&self) -> bool {
+        self.behind
+    }
+
+    fn log(&self) {
+        if self.behind || self.blocks > 0 || self.merged > 0 {
+            tracing::info!(
+                blocks = self.blocks,
+                polls = self.polls,
+                merged = self.merged,
+                behind = self.behind,
+                "closed hours sealed into blocks"
+            );
+        }
+    }
+}
+
+impl Retention {
+    /// Runs `work` on the master, and `again` at once while it is behind.
+    fn pass<T: Pass, M>(
+        &self,
+        work: fn(&mut DbConn) -> diesel::QueryResult<T>,
+        again: M,
+        failed: &'static str,
+    ) -> AtomicResponse<Self, Result<T, String>>
+    where
+        M: Message + Send + 'static,
+        Self: Handler<M>,
+    {
+        let work = on_master(self.db.clone(), self.membership.clone(), work);
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(
+            move |outcome, _act, ctx| match outcome {
+                None => Ok(T::default()),
+                Some(Ok(done)) => {
+                    done.log();
+                    if done.behind() {
+                        ctx.notify(again);
+                    }
+                    Ok(done)
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "{failed}");
                     Err(error.to_string())
                 }
             },
@@ -203,36 +310,17 @@ impl Handler<Roll> for Retention {
         if let Some(stats) = &self.registered {
             stats.record::<Roll>();
         }
-        let work = on_master(self.db.clone(), self.membership.clone(), roll_now);
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(
-            |outcome, _act, ctx| match outcome {
-                None => Ok(Rolled::default()),
-                Some(Ok(rolled)) => {
-                    if rolled.behind {
-                        // A backlog (a database just upgraded, a master just taken
-                        // over): the next pass at once, with progress in the log.
-                        tracing::info!(
-                            minutes = rolled.minutes,
-                            hours = rolled.hours,
-                            rows = rolled.rows,
-                            "rollups: catching up"
-                        );
-                        ctx.notify(Roll);
-                    } else if rolled.rows > 0 {
-                        tracing::debug!(
-                            minutes = rolled.minutes,
-                            hours = rolled.hours,
-                            rows = rolled.rows,
-                            "rollups made"
-                        );
-                    }
-                    Ok(rolled)
-                }
-                Some(Err(error)) => {
-                    tracing::warn!(%error, "rollups: could not roll up closed minutes");
-                    Err(error.to_string())
-                }
-            },
-        )))
+        self.pass(roll_now, Roll, "rollups: could not roll up closed minutes")
+    }
+}
+
+impl Handler<Seal> for Retention {
+    type Result = AtomicResponse<Self, Result<Sealed, String>>;
+
+    fn handle(&mut self, _: Seal, _ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(stats) = &self.registered {
+            stats.record::<Seal>();
+        }
+        self.pass(seal_now, Seal, "blocks: could not seal closed hours")
     }
 }

@@ -1,11 +1,13 @@
 //! `vigil bench store`: a week of a fleet in the series store, written and read.
 //! Agent-shaped devices (the `ingest` benchmark's 26 series; percentages and memory
 //! wandering with noise, counters growing, rates and load moving, each device on its
-//! own seed) are polled every minute for a week, in time order, through `db::store::write` as the writers store them; the
-//! closed minutes and hours are rolled up as the master does; then one device's
-//! history is read over 24 hours, 7 days and 90 days at 300 points (the API's
+//! own seed) are polled every minute for a week, in time order, through
+//! `db::store::write` as the writers store them; the closed minutes and hours are
+//! rolled up and the closed hours sealed into blocks as the master does; then one
+//! device's history is read over 24 hours, 7 days and 90 days at 300 points (the API's
 //! default), from the tiers, beside the same queries over the polls alone measured in
-//! the same run before the rollups were made; and each tier's bytes per reading.
+//! the same run before the rollups were made, and over one sealed hour from its block
+//! beside the same query over its polls; and each tier's bytes per reading.
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
@@ -19,8 +21,8 @@ use super::ingest::placed_devices;
 use super::ingest::poll_series;
 use super::report::{median, number, Better, Report, Row};
 use super::settings::BenchSettings;
-use crate::db::store::rollup;
 use crate::db::store::stats::{stats, TierStats};
+use crate::db::store::{rollup, seal};
 use crate::db::store::{Catalogue, NewPoll};
 use crate::db::{self, Db, DbConn};
 
@@ -36,6 +38,9 @@ const RANGES: [(&str, i64, f64); 3] = [
     ("7 days", 7 * 86_400_000, 50.0),
     ("90 days", 90 * 86_400_000, 100.0),
 ];
+/// Issue 13's targets for the raw tier: bytes per reading once sealed, and before.
+const TARGET_SEALED_BYTES: f64 = 2.0;
+const TARGET_OPEN_BYTES: f64 = 16.0;
 
 struct Sizes {
     devices: usize,
@@ -111,6 +116,12 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
         for (_, range_ms, _) in RANGES {
             from_polls.push(time_history(&db, device, end_ms, range_ms, sizes.runs).await?);
         }
+        // A closed hour a day back (halfway back in a shorter span), read raw (12 s
+        // buckets) from its polls.
+        let back = (sizes.span_ms / 2).min(seal::DAY_MS);
+        let hour_end = (end_ms - back).div_euclid(seal::WINDOW_MS) * seal::WINDOW_MS;
+        let hour_from_polls =
+            time_history(&db, device, hour_end, seal::WINDOW_MS, sizes.runs).await?;
         tracing::info!(backend, "store: rolling up");
         let began = Instant::now();
         let rolled_rows = roll_all(&db, end_ms + rollup::GRACE_MS + 60_000).await?;
@@ -125,7 +136,42 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
             Better::Higher,
             readings as f64 / rolling.as_secs_f64().max(1e-9),
         ));
+        let open = db.run(stats).await?.raw;
+        report.row(
+            tier_row(backend, "raw (every poll a row, before sealing)", &open)
+                .at_most(TARGET_OPEN_BYTES),
+        );
+        tracing::info!(backend, "store: sealing the closed hours into blocks");
+        let began = Instant::now();
+        let span_start = end_ms - sizes.span_ms;
+        let sealed = seal_all(&db, span_start, end_ms + rollup::GRACE_MS + 60_000).await?;
+        let sealing = began.elapsed();
+        report.row(Row::new(
+            format!(
+                "{backend}: the closed hours sealed into blocks and their days merged \
+                 ({} polls, {} blocks merged away)",
+                number(sealed.polls as f64),
+                number(sealed.merged as f64)
+            ),
+            "readings/s",
+            Better::Higher,
+            (sealed.polls * poll_series().len()) as f64 / sealing.as_secs_f64().max(1e-9),
+        ));
         analyze(&db).await?;
+        let (ms, buckets) =
+            time_history(&db, device, hour_end, seal::WINDOW_MS, sizes.runs).await?;
+        report.row(
+            Row::new(
+                format!(
+                    "{backend}: one device's history, all series, one sealed hour at {POINTS} \
+                     points ({buckets} buckets, from its block)"
+                ),
+                "ms",
+                Better::Lower,
+                ms,
+            )
+            .peer("the same hour's polls", hour_from_polls.0),
+        );
         for ((name, range_ms, target), (peer_ms, peer_buckets)) in
             RANGES.into_iter().zip(from_polls)
         {
@@ -145,13 +191,17 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
             );
         }
         let figures = db.run(stats).await?;
-        for (tier, t) in [
-            ("raw", &figures.raw),
-            ("minute", &figures.minutes),
-            ("hour", &figures.hours),
-        ] {
-            tier_row(&mut report, backend, tier, t);
-        }
+        report.row(tier_row(
+            backend,
+            "raw (the hours still open)",
+            &figures.raw,
+        ));
+        report.row(
+            tier_row(backend, "blocks (the closed hours)", &figures.blocks)
+                .at_most(TARGET_SEALED_BYTES),
+        );
+        report.row(tier_row(backend, "minute", &figures.minutes));
+        report.row(tier_row(backend, "hour", &figures.hours));
     }
     report.note(
         "Every device is placed and its polls written under its epoch; its values move as \
@@ -160,25 +210,30 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
     );
     report.note(
         "Bytes per reading: the tier's tables with their indexes on disk over the readings \
-         stored (raw) or summed up (rollups); a rollup row holds count, min, max, sum and \
-         last of each series.",
+         stored (raw, blocks) or summed up (rollups); a rollup row holds count, min, max, \
+         sum and last of each series. The closed hours are sealed a day at a time, as the \
+         master seals them day after day, with PostgreSQL's blocks vacuumed after each day \
+         as autovacuum would. On PostgreSQL a tier's bytes are its files: after sealing, \
+         the open hours' raw tier is the polls table at the high-water mark of the whole \
+         span written before sealing, not what a live deployment keeps (its open hours).",
     );
     Ok(report)
 }
 
 async fn analyze(db: &Db) -> anyhow::Result<()> {
     db.run(|conn| match conn {
-        DbConn::Pg(c) => c.batch_execute("ANALYZE polls; ANALYZE rollups"),
+        DbConn::Pg(c) => c.batch_execute("ANALYZE polls; ANALYZE rollups; ANALYZE blocks"),
         DbConn::Sqlite(_) => Ok(()),
     })
     .await?;
     Ok(())
 }
 
-fn tier_row(report: &mut Report, backend: &str, tier: &str, t: &TierStats) {
-    report.row(Row::new(
+fn tier_row(backend: &str, tier: &str, t: &TierStats) -> Row {
+    Row::new(
         format!(
-            "{backend}: {tier} tier, bytes per reading ({} rows, {} readings, {} MiB)",
+            "{backend}: {tier} tier, bytes per reading ({} polls or periods, {} readings, \
+             {} MiB)",
             number(t.polls as f64),
             number(t.samples as f64),
             number(t.bytes as f64 / 1024.0 / 1024.0)
@@ -186,7 +241,7 @@ fn tier_row(report: &mut Report, backend: &str, tier: &str, t: &TierStats) {
         "bytes",
         Better::Lower,
         t.bytes_per_sample().unwrap_or(0.0),
-    ));
+    )
 }
 
 /// A number in `[0, 1)` drawn from `seed` (splitmix64).
@@ -203,8 +258,9 @@ fn round_to(value: f64, places: i32) -> f64 {
 }
 
 /// What series `k` named `name` of device `device` reads at minute `minute`: a
-/// device's level drawn from its seed, a slow wave and noise, rounded as the agent
-/// rounds; sizes whole and steady; uptime growing.
+/// device's level drawn from its seed, a slow wave and noise, stored as the agent's
+/// are (percentages to a hundredth, rates to a whole byte a second: `metrics::series`);
+/// sizes whole and steady, memory moving; uptime growing.
 fn value(name: &str, device: usize, k: usize, minute: i64) -> f64 {
     let seed = (device as u64) << 32 | (k as u64) << 24;
     let level = unit(seed);
@@ -218,7 +274,7 @@ fn value(name: &str, device: usize, k: usize, minute: i64) -> f64 {
             2,
         )
     } else if name.contains("per_second") {
-        round_to((2e5 * level * (1.2 + wave) + 2e4 * noise).max(0.0), 1)
+        round_to((2e5 * level * (1.2 + wave) + 2e4 * noise).max(0.0), 0)
     } else if name.contains("total_bytes") {
         total
     } else if name.contains("bytes") {
@@ -324,6 +380,39 @@ async fn roll_all(db: &Db, now_ms: i64) -> anyhow::Result<usize> {
             return Ok(rows);
         }
     }
+}
+
+/// Seals what is closed by `now_ms` a day at a time from `start_ms`, as the master
+/// does day after day, PostgreSQL's dead rows vacuumed after each day as autovacuum
+/// would (a merged day's hourly blocks leave their space to the next day's); answers
+/// what was done.
+async fn seal_all(db: &Db, start_ms: i64, now_ms: i64) -> anyhow::Result<seal::Sealed> {
+    let mut total = seal::Sealed::default();
+    let mut until = start_ms;
+    while until < now_ms {
+        until = (until + seal::DAY_MS).min(now_ms);
+        loop {
+            let sealed = db.run(move |conn| seal::seal(conn, until)).await?;
+            total.blocks += sealed.blocks;
+            total.polls += sealed.polls;
+            total.merged += sealed.merged;
+            if !sealed.behind {
+                break;
+            }
+        }
+        db.run(|conn| match conn {
+            DbConn::Pg(c) => c.batch_execute("VACUUM blocks"),
+            DbConn::Sqlite(_) => Ok(()),
+        })
+        .await?;
+        tracing::info!(
+            blocks = total.blocks,
+            polls = total.polls,
+            merged = total.merged,
+            "store: sealing"
+        );
+    }
+    Ok(total)
 }
 
 /// The median time of the history of `device` over the `range_ms` before `end_ms`, and

@@ -34,7 +34,7 @@ fn tier_line(out: &mut String, name: &str, tier: &TierStats) {
         .map_or_else(|| "-".into(), |b| format!("{b:.2}"));
     let _ = writeln!(
         out,
-        "{name:<6}  {:>12}  {:>14}  {:>12}  {per_sample:>16}  {:<23}  {}",
+        "{name:<6}  {:>13}  {:>14}  {:>12}  {per_sample:>16}  {:<23}  {}",
         tier.polls,
         tier.samples,
         size(tier.bytes),
@@ -56,10 +56,11 @@ pub async fn stats(db: &Db) -> Result<String, StartupError> {
     );
     let _ = writeln!(
         out,
-        "{:<6}  {:>12}  {:>14}  {:>12}  {:>16}  {:<23}  NEWEST",
-        "TIER", "ROWS", "SAMPLES", "ON DISK", "BYTES PER SAMPLE", "OLDEST"
+        "{:<6}  {:>13}  {:>14}  {:>12}  {:>16}  {:<23}  NEWEST",
+        "TIER", "POLLS|PERIODS", "SAMPLES", "ON DISK", "BYTES PER SAMPLE", "OLDEST"
     );
     tier_line(&mut out, "raw", &s.raw);
+    tier_line(&mut out, "blocks", &s.blocks);
     tier_line(&mut out, "minute", &s.minutes);
     tier_line(&mut out, "hour", &s.hours);
     let _ = write!(out, "latest polls: {}", size(s.latest_bytes));

@@ -131,6 +131,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    blocks (id) {
+        id -> Int8,
+        device_id -> Int8,
+        at_ms -> Int8,
+        end_ms -> Int8,
+        polls -> Int8,
+        samples -> Int8,
+        data -> Binary,
+    }
+}
+
+diesel::table! {
     polls (id) {
         id -> Int8,
         device_id -> Int8,
@@ -176,6 +188,7 @@ diesel::joinable!(nodes -> monitor_servers (server_id));
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     assignments,
+    blocks,
     companies,
     config,
     devices,

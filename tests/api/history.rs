@@ -216,6 +216,7 @@ async fn retention_deletes_only_samples_past_retention_hours(backend: Backend) {
         pruned,
         Pruned {
             polls: 30,
+            blocks: 0,
             events: 1,
             rollups: 0
         }

@@ -13,6 +13,7 @@ mod layers;
 
 mod agent;
 mod bad_input;
+mod blocks;
 mod bulk;
 mod claims;
 mod cluster;

@@ -24,7 +24,7 @@ const HOUR: i64 = 3_600_000;
 
 /// Stores a poll every `every_ms` in `[start_ms, end_ms)`: a wandering gauge with
 /// fractions, a growing counter and `up`.
-async fn store_polls(db: &Db, device: i64, (start_ms, end_ms): (i64, i64), every_ms: i64) {
+pub async fn store_polls(db: &Db, device: i64, (start_ms, end_ms): (i64, i64), every_ms: i64) {
     db.run(move |conn| {
         let polls: Vec<NewPoll> = (0..)
             .map(|i: i64| start_ms + i * every_ms)
@@ -48,14 +48,14 @@ async fn store_polls(db: &Db, device: i64, (start_ms, end_ms): (i64, i64), every
     .unwrap();
 }
 
-async fn history(db: &Db, device: i64, range: (i64, i64, i64)) -> Vec<Bucket> {
+pub async fn history(db: &Db, device: i64, range: (i64, i64, i64)) -> Vec<Bucket> {
     db.run(move |conn| db::store::history(conn, device, range, &[], 100_000))
         .await
         .unwrap()
 }
 
 /// Rolls up until nothing closed is left.
-async fn roll_all(db: &Db) {
+pub async fn roll_all(db: &Db) {
     for _ in 0..100 {
         let rolled = db
             .run(|conn| rollup::roll(conn, Utc::now().timestamp_millis()))
@@ -81,7 +81,7 @@ async fn rows_of(db: &Db, tier: Tier, device: i64) -> i64 {
 }
 
 /// The same buckets, averages to rounding.
-fn assert_same(read: &[Bucket], expected: &[Bucket], what: &str) {
+pub fn assert_same(read: &[Bucket], expected: &[Bucket], what: &str) {
     assert_eq!(read.len(), expected.len(), "{what}: {read:?}");
     for (r, e) in read.iter().zip(expected) {
         assert_eq!(
@@ -221,16 +221,16 @@ async fn long_ranges_read_from_rollups_the_same_as_from_polls(backend: Backend) 
     let store = cluster.get("/api/v1/store").await;
     let tiers = store.body["tiers"].as_array().unwrap().clone();
     let names: Vec<&str> = tiers.iter().map(|t| t["tier"].as_str().unwrap()).collect();
-    assert_eq!(names, ["raw", "minute", "hour"]);
-    assert_eq!(tiers[1]["polls"], 480, "{}", store.body);
+    assert_eq!(names, ["raw", "blocks", "minute", "hour"]);
+    assert_eq!(tiers[2]["polls"], 480, "{}", store.body);
     assert_eq!(
-        tiers[1]["samples"],
+        tiers[2]["samples"],
         (4 * 360 + 4 * 120) * 3,
         "{}",
         store.body
     );
-    assert_eq!(tiers[2]["polls"], 8, "{}", store.body);
-    assert!(tiers[1]["bytes"].as_i64().unwrap() > 0, "{}", store.body);
+    assert_eq!(tiers[3]["polls"], 8, "{}", store.body);
+    assert!(tiers[2]["bytes"].as_i64().unwrap() > 0, "{}", store.body);
 }
 
 async fn each_tier_is_kept_for_its_own_retention(backend: Backend) {

@@ -13,7 +13,7 @@ use std::fmt;
 
 /// The bytes of a poll were not written by `encode`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecodeError(&'static str);
+pub struct DecodeError(pub(super) &'static str);
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -22,6 +22,11 @@ impl fmt::Display for DecodeError {
 }
 
 impl std::error::Error for DecodeError {}
+
+/// A stored row that does not decode, as the query that read it fails.
+pub fn corrupt(error: DecodeError) -> diesel::result::Error {
+    diesel::result::Error::DeserializationError(Box::new(error))
+}
 
 /// Largest whole number kept as a varint: beyond 2^53 not every integer is an f64.
 const WHOLE_LIMIT: f64 = 9_007_199_254_740_992.0;
@@ -180,7 +185,7 @@ pub fn decode_aggregates(bytes: &[u8]) -> Result<Vec<(i64, Aggregate)>, DecodeEr
 
 /// Writes `value`: a zigzag varint when it is the whole number `whole`, its eight
 /// bytes otherwise.
-fn put_value(out: &mut Vec<u8>, value: f64, whole: Option<i64>) {
+pub(super) fn put_value(out: &mut Vec<u8>, value: f64, whole: Option<i64>) {
     match whole {
         Some(n) => put_varint(out, zigzag(n)),
         None => out.extend_from_slice(&value.to_le_bytes()),
@@ -188,7 +193,7 @@ fn put_value(out: &mut Vec<u8>, value: f64, whole: Option<i64>) {
 }
 
 /// Reads a value `put_value` wrote, `whole` or not.
-fn get_value(bytes: &[u8], at: &mut usize, whole: bool) -> Result<f64, DecodeError> {
+pub(super) fn get_value(bytes: &[u8], at: &mut usize, whole: bool) -> Result<f64, DecodeError> {
     if whole {
         return Ok(unzigzag(get_varint(bytes, at)?) as f64);
     }
@@ -201,7 +206,7 @@ fn get_value(bytes: &[u8], at: &mut usize, whole: bool) -> Result<f64, DecodeErr
     Ok(f64::from_le_bytes(eight))
 }
 
-fn whole(value: f64) -> Option<i64> {
+pub(super) fn whole(value: f64) -> Option<i64> {
     if value.abs() > WHOLE_LIMIT {
         return None;
     }
@@ -209,15 +214,15 @@ fn whole(value: f64) -> Option<i64> {
     ((n as f64).to_bits() == value.to_bits()).then_some(n)
 }
 
-fn zigzag(n: i64) -> u64 {
+pub(super) fn zigzag(n: i64) -> u64 {
     ((n << 1) ^ (n >> 63)) as u64
 }
 
-fn unzigzag(n: u64) -> i64 {
+pub(super) fn unzigzag(n: u64) -> i64 {
     ((n >> 1) as i64) ^ -((n & 1) as i64)
 }
 
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+pub(super) fn put_varint(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
@@ -225,7 +230,7 @@ fn put_varint(out: &mut Vec<u8>, mut n: u64) {
     out.push(n as u8);
 }
 
-fn get_varint(bytes: &[u8], at: &mut usize) -> Result<u64, DecodeError> {
+pub(super) fn get_varint(bytes: &[u8], at: &mut usize) -> Result<u64, DecodeError> {
     let mut n = 0u64;
     for shift in (0..64).step_by(7) {
         let byte = *bytes.get(*at).ok_or(DecodeError("varint cut short"))?;

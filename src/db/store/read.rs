@@ -10,6 +10,7 @@ use super::super::DbConn;
 use super::catalogue::names_of;
 use super::codec::{self, Aggregate};
 use super::rollup::{self, Tier};
+use super::seal;
 
 /// Polls read per query.
 const HISTORY_PAGE: i64 = 5_000;
@@ -33,10 +34,6 @@ pub struct Reading {
     pub at_ms: i64,
     pub metric: String,
     pub value: f64,
-}
-
-pub(super) fn corrupt(error: codec::DecodeError) -> diesel::result::Error {
-    diesel::result::Error::DeserializationError(Box::new(error))
 }
 
 /// Whether `metric` is one `names` asks for: the exact series, or any series of a bare
@@ -209,7 +206,8 @@ pub(super) fn each_poll(
     }
 }
 
-/// Adds the device's polls in `[from_ms, to_ms)` to `sums`.
+/// Adds the device's polls in `[from_ms, to_ms)` to `sums`: those sealed in blocks,
+/// then those of the hours still open.
 fn add_polls(
     conn: &mut DbConn,
     device_id: i64,
@@ -217,9 +215,18 @@ fn add_polls(
     bucket_of: &impl Fn(i64) -> i64,
     sums: &mut Sums,
 ) -> QueryResult<()> {
+    let (from_ms, to_ms) = range;
+    for columns in seal::blocks_of(conn, device_id, range)? {
+        columns.each_poll(|at_ms, readings| {
+            if (from_ms..to_ms).contains(&at_ms) {
+                sums.add_row(bucket_of(at_ms), readings, |value| Aggregate::of(*value));
+            }
+            Ok::<_, diesel::result::Error>(())
+        })?;
+    }
     each_poll(conn, Some(device_id), range, |_, at_ms, data| {
         let bucket = bucket_of(at_ms);
-        let readings = codec::decode(data).map_err(corrupt)?;
+        let readings = codec::decode(data).map_err(codec::corrupt)?;
         sums.add_row(bucket, &readings, |value| Aggregate::of(*value));
         Ok(())
     })
@@ -231,7 +238,7 @@ fn readings_of(conn: &mut DbConn, polls: Vec<(i64, i64, Vec<u8>)>) -> QueryResul
     let mut decoded = Vec::with_capacity(polls.len());
     let mut ids = Vec::new();
     for (device_id, at_ms, data) in polls {
-        let readings = codec::decode(&data).map_err(corrupt)?;
+        let readings = codec::decode(&data).map_err(codec::corrupt)?;
         ids.extend(readings.iter().map(|(id, _)| *id));
         decoded.push((device_id, at_ms, readings));
     }

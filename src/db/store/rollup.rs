@@ -125,16 +125,26 @@ fn floor(ms: i64, step: i64) -> i64 {
 /// How far `tier` is made: every period before this is rolled up; `None` before the
 /// first pass.
 pub fn mark(conn: &mut DbConn, tier: Tier) -> QueryResult<Option<i64>> {
+    raw_mark(conn, tier.code())
+}
+
+fn set_mark(conn: &mut DbConn, tier: Tier, until_ms: i64) -> QueryResult<()> {
+    set_raw_mark(conn, tier.code(), until_ms)
+}
+
+/// The mark kept under `code` in `rollup_marks` (the tiers' codes, and the store's
+/// other marks: see `seal`).
+pub(super) fn raw_mark(conn: &mut DbConn, code: i16) -> QueryResult<Option<i64>> {
     rollup_marks::table
-        .find(tier.code())
+        .find(code)
         .select(rollup_marks::until_ms)
         .first(conn)
         .optional()
 }
 
-fn set_mark(conn: &mut DbConn, tier: Tier, until_ms: i64) -> QueryResult<()> {
+pub(super) fn set_raw_mark(conn: &mut DbConn, code: i16, until_ms: i64) -> QueryResult<()> {
     let row = (
-        rollup_marks::tier.eq(tier.code()),
+        rollup_marks::tier.eq(code),
         rollup_marks::until_ms.eq(until_ms),
     );
     match conn {
@@ -291,7 +301,7 @@ fn minute_of_polls(conn: &mut DbConn, at_ms: i64) -> QueryResult<PerDevice> {
     let mut per_device = PerDevice::new();
     let minute = (at_ms, at_ms + Tier::Minute.step_ms());
     super::read::each_poll(conn, None, minute, |device_id, _, data| {
-        let readings = codec::decode(data).map_err(super::read::corrupt)?;
+        let readings = codec::decode(data).map_err(codec::corrupt)?;
         add_sorted(
             per_device.entry(device_id).or_default(),
             &readings,
@@ -315,7 +325,7 @@ fn hour_of_minutes(conn: &mut DbConn, at_ms: i64) -> QueryResult<PerDevice> {
         .load(conn)?;
     let mut per_device = PerDevice::new();
     for (device_id, data) in minutes {
-        let aggregates = codec::decode_aggregates(&data).map_err(super::read::corrupt)?;
+        let aggregates = codec::decode_aggregates(&data).map_err(codec::corrupt)?;
         add_sorted(
             per_device.entry(device_id).or_default(),
             &aggregates,
@@ -380,7 +390,7 @@ pub fn rows_of(
         .map(|(at, data)| {
             codec::decode_aggregates(&data)
                 .map(|a| (at, a))
-                .map_err(super::read::corrupt)
+                .map_err(codec::corrupt)
         })
         .collect()
 }

@@ -1,7 +1,7 @@
-//! What the series store holds: series, and per tier (raw polls, minute and hour
-//! rollups) rows and readings, the bytes they take on
-//! disk (tables with their indexes, as the database counts its pages), bytes per
-//! reading, and the oldest and newest poll.
+//! What the series store holds: series, and per tier (the polls of the hours still
+//! open, the blocks the closed ones are sealed in, minute and hour rollups) rows and
+//! readings, the bytes they take on disk (tables with their indexes, as the database
+//! counts its pages), bytes per reading, and the oldest and newest poll.
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable};
@@ -12,6 +12,7 @@ use super::rollup::Tier;
 
 /// The tables of the raw tier and of the latest polls, with their indexes.
 const RAW_TABLES: [&str; 3] = ["polls", "polls_device_at", "polls_at"];
+const BLOCK_TABLES: [&str; 3] = ["blocks", "blocks_device_at", "blocks_at"];
 const LATEST_TABLES: [&str; 2] = ["latest_polls", "sqlite_autoindex_latest_polls_1"];
 /// Both rollup tiers share one table: its bytes are shared out in proportion to the
 /// bytes of each tier's rows.
@@ -31,7 +32,10 @@ pub struct StoreStats {
     /// Distinct series names (metric and labels) across the fleet.
     pub names: i64,
     pub catalogue_bytes: i64,
+    /// The polls of the hours not sealed yet, one row each.
     pub raw: TierStats,
+    /// The polls sealed in blocks: `polls` counts the polls they hold.
+    pub blocks: TierStats,
     /// The rollups: `polls` counts their rows (one per device and period), `samples`
     /// the readings they sum up.
     pub minutes: TierStats,
@@ -149,8 +153,20 @@ fn rollup_tiers(conn: &mut DbConn) -> QueryResult<(TierStats, TierStats)> {
     Ok((minutes.tier(share(&minutes)), hours.tier(share(&hours))))
 }
 
+/// The blocks: the polls and readings they hold, oldest and newest poll.
+fn block_tier(conn: &mut DbConn) -> QueryResult<TierStats> {
+    let counted: Counted = diesel::sql_query(
+        "SELECT CAST(COALESCE(SUM(polls), 0) AS BIGINT) AS rows, \
+         CAST(COALESCE(SUM(samples), 0) AS BIGINT) AS samples, CAST(0 AS BIGINT) AS data_bytes, \
+         MIN(at_ms) AS oldest_ms, MAX(end_ms) AS newest_ms FROM blocks",
+    )
+    .get_result(conn)?;
+    Ok(counted.tier(bytes_of(conn, &BLOCK_TABLES)?))
+}
+
 pub fn stats(conn: &mut DbConn) -> QueryResult<StoreStats> {
     let raw = Counted::of(conn, "polls", "true", false)?.tier(bytes_of(conn, &RAW_TABLES)?);
+    let blocks = block_tier(conn)?;
     let (minutes, hours) = rollup_tiers(conn)?;
     Ok(StoreStats {
         minutes,
@@ -159,6 +175,7 @@ pub fn stats(conn: &mut DbConn) -> QueryResult<StoreStats> {
         names: series_names::table.count().get_result(conn)?,
         catalogue_bytes: bytes_of(conn, &CATALOGUE_TABLES)?,
         raw,
+        blocks,
         latest_bytes: bytes_of(conn, &LATEST_TABLES)?,
         old_layout_samples: samples::table.count().get_result(conn)?,
         old_layout_bytes: bytes_of(conn, &OLD_LAYOUT_TABLES)?,

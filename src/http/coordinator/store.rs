@@ -13,11 +13,12 @@ use crate::http::error::ApiError;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Tier {
-    /// `raw`: one row per poll, every reading as it was taken; `minute`, `hour`: the
-    /// rollups, one row per device and period with each series' count, min, max, sum
-    /// and last reading.
+    /// `raw`: the polls of the hours still open, one row each, every reading as it
+    /// was taken; `blocks`: the polls of the closed hours, sealed per device in
+    /// compressed columns; `minute`, `hour`: the rollups, one row per device and
+    /// period with each series' count, min, max, sum and last reading.
     tier: &'static str,
-    /// Rows: polls for `raw`, device-periods for the rollups.
+    /// Polls for `raw` and `blocks`, device-periods for the rollups.
     polls: i64,
     /// Readings (one series' value at one poll); for a rollup, the readings it sums up.
     samples: i64,
@@ -68,6 +69,7 @@ impl From<StoreStats> for StoreView {
             catalogue_bytes: s.catalogue_bytes,
             tiers: vec![
                 tier("raw", s.raw),
+                tier("blocks", s.blocks),
                 tier("minute", s.minutes),
                 tier("hour", s.hours),
             ],

@@ -1,0 +1,2 @@
+DROP TABLE blocks;
+DELETE FROM rollup_marks WHERE tier = 3;
