@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::actors::remote_writer::{RemoteAuth, RemoteWriteSettings};
 use crate::auth::ClusterToken;
 use crate::db::DbUrl;
 use crate::error::StartupError;
@@ -44,6 +45,11 @@ pub struct FileSettings {
     pub rate_limit: Option<u32>,
     pub rate_limit_burst: Option<u32>,
     pub poll_threads: Option<u16>,
+    pub remote_write_url: Option<String>,
+    pub remote_write_bearer_token_file: Option<PathBuf>,
+    pub remote_write_username: Option<String>,
+    pub remote_write_password_file: Option<PathBuf>,
+    pub remote_write_queue: Option<usize>,
 }
 
 impl FileSettings {
@@ -78,6 +84,17 @@ pub struct Flags {
     pub rate_limit: Option<u32>,
     pub rate_limit_burst: Option<u32>,
     pub poll_threads: Option<u16>,
+    pub remote_write: RemoteWriteFlags,
+}
+
+/// Where samples also go by Prometheus remote write, as flags give it.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteWriteFlags {
+    pub url: Option<String>,
+    pub bearer_token_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub queue: Option<usize>,
 }
 
 /// Settings every node has.
@@ -99,6 +116,8 @@ pub struct ServeSettings {
     pub monitor_servers: u16,
     /// Threads each monitor server polls its devices on.
     pub poll_threads: usize,
+    /// Where every sample also goes, if anywhere.
+    pub remote_write: Option<RemoteWriteSettings>,
 }
 
 /// `vigil coordinator`.
@@ -117,6 +136,8 @@ pub struct MonitorServerSettings {
     pub advertise: Option<String>,
     /// Threads the server polls its devices on.
     pub poll_threads: usize,
+    /// Where every sample also goes, if anywhere.
+    pub remote_write: Option<RemoteWriteSettings>,
 }
 
 /// `vigil agent`: no database, only where to listen and how often to sample.
@@ -230,6 +251,7 @@ impl ServeSettings {
             node: node(flags, file, DEFAULT_COORDINATOR_LISTEN)?,
             monitor_servers,
             poll_threads: poll_threads(flags, file)?,
+            remote_write: remote_write(&flags.remote_write, file)?,
         })
     }
 }
@@ -282,6 +304,7 @@ impl MonitorServerSettings {
             cluster: cluster_token(flags, file)?,
             advertise: flags.advertise.clone().or_else(|| file.advertise.clone()),
             poll_threads: poll_threads(flags, file)?,
+            remote_write: remote_write(&flags.remote_write, file)?,
         })
     }
 }
@@ -299,6 +322,94 @@ fn poll_threads(flags: &Flags, file: &FileSettings) -> Result<usize, StartupErro
 }
 
 /// One poll thread per core this process may use (1 when that cannot be told).
+/// Readings waiting for remote write at most, by default: a few hundred MB at worst.
+pub const DEFAULT_REMOTE_WRITE_QUEUE: usize = 1_000_000;
+/// The fewest a queue may be set to: less would drop samples at the first hiccup.
+const MIN_REMOTE_WRITE_QUEUE: usize = 1_000;
+
+/// Where samples also go by remote write: `--remote-write-url` (else the file's), with
+/// a bearer token read from a file, or a user name and a password read from a file;
+/// none without a URL.
+fn remote_write(
+    flags: &RemoteWriteFlags,
+    file: &FileSettings,
+) -> Result<Option<RemoteWriteSettings>, StartupError> {
+    let url = flags.url.clone().or_else(|| file.remote_write_url.clone());
+    let bearer = flags
+        .bearer_token_file
+        .clone()
+        .or_else(|| file.remote_write_bearer_token_file.clone());
+    let username = flags
+        .username
+        .clone()
+        .or_else(|| file.remote_write_username.clone());
+    let password = flags
+        .password_file
+        .clone()
+        .or_else(|| file.remote_write_password_file.clone());
+    let queue = flags.queue.or(file.remote_write_queue);
+    let Some(url) = url else {
+        if bearer.is_some() || username.is_some() || password.is_some() || queue.is_some() {
+            return Err(StartupError::Settings(
+                "remote-write settings were given without --remote-write-url".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let parsed = url::Url::parse(&url).map_err(|e| {
+        StartupError::Settings(format!("--remote-write-url {url:?} is not a URL: {e}"))
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(StartupError::Settings(format!(
+            "--remote-write-url must be an http:// or https:// URL with a host (got {url:?})"
+        )));
+    }
+    let secret = |flag: &str, path: &Path| -> Result<String, StartupError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            StartupError::Settings(format!("{flag} {}: cannot read it: {e}", path.display()))
+        })?;
+        let secret = text.trim().to_string();
+        if secret.is_empty() {
+            return Err(StartupError::Settings(format!(
+                "{flag} {} is empty",
+                path.display()
+            )));
+        }
+        Ok(secret)
+    };
+    let auth = match (bearer, username, password) {
+        (None, None, None) => RemoteAuth::None,
+        (Some(path), None, None) => {
+            RemoteAuth::Bearer(secret("--remote-write-bearer-token-file", &path)?)
+        }
+        (None, Some(username), Some(path)) => RemoteAuth::Basic {
+            username,
+            password: secret("--remote-write-password-file", &path)?,
+        },
+        (Some(_), _, _) => {
+            return Err(StartupError::Settings(
+                "give remote write a bearer token or a user name and password, not both".into(),
+            ))
+        }
+        (None, _, _) => {
+            return Err(StartupError::Settings(
+                "--remote-write-username and --remote-write-password-file go together".into(),
+            ))
+        }
+    };
+    let queue_readings = queue.unwrap_or(DEFAULT_REMOTE_WRITE_QUEUE);
+    if queue_readings < MIN_REMOTE_WRITE_QUEUE {
+        return Err(StartupError::Settings(format!(
+            "--remote-write-queue must be at least {MIN_REMOTE_WRITE_QUEUE} (got {queue_readings})"
+        )));
+    }
+    Ok(Some(RemoteWriteSettings {
+        url,
+        auth,
+        queue_readings,
+    }))
+}
+
 pub fn default_poll_threads() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
@@ -428,6 +539,128 @@ mod tests {
                 err.to_string(),
                 format!("--poll-threads must be from 1 to {MAX_POLL_THREADS} (got {bad})")
             );
+        }
+    }
+
+    #[test]
+    fn remote_write_takes_a_url_and_one_way_to_authenticate() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret\n").unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, " \n").unwrap();
+        let resolve = |remote_write: RemoteWriteFlags| {
+            let flags = Flags {
+                remote_write,
+                ..Default::default()
+            };
+            MonitorServerSettings::resolve(
+                &Flags {
+                    cluster_token: Some("a-cluster-token-of-length".into()),
+                    ..flags
+                },
+                &FileSettings::default(),
+            )
+            .map(|s| s.remote_write)
+        };
+        let url = || Some("http://tsdb.internal:9090/api/v1/write".to_string());
+        assert_eq!(resolve(RemoteWriteFlags::default()).unwrap(), None);
+        let bearer = resolve(RemoteWriteFlags {
+            url: url(),
+            bearer_token_file: Some(token.clone()),
+            ..Default::default()
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(bearer.auth, RemoteAuth::Bearer("s3cret".into()));
+        assert_eq!(bearer.queue_readings, DEFAULT_REMOTE_WRITE_QUEUE);
+        assert_eq!(format!("{:?}", bearer.auth), "Bearer(…)");
+        let basic = resolve(RemoteWriteFlags {
+            url: url(),
+            username: Some("vigil".into()),
+            password_file: Some(token.clone()),
+            queue: Some(5_000),
+            ..Default::default()
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (basic.auth, basic.queue_readings),
+            (
+                RemoteAuth::Basic {
+                    username: "vigil".into(),
+                    password: "s3cret".into()
+                },
+                5_000
+            )
+        );
+        for (bad, says) in [
+            (
+                RemoteWriteFlags {
+                    bearer_token_file: Some(token.clone()),
+                    ..Default::default()
+                },
+                "without --remote-write-url",
+            ),
+            (
+                RemoteWriteFlags {
+                    url: Some("ftp://x/".into()),
+                    ..Default::default()
+                },
+                "must be an http:// or https:// URL",
+            ),
+            (
+                RemoteWriteFlags {
+                    url: Some("not a url".into()),
+                    ..Default::default()
+                },
+                "is not a URL",
+            ),
+            (
+                RemoteWriteFlags {
+                    url: url(),
+                    bearer_token_file: Some(token.clone()),
+                    username: Some("vigil".into()),
+                    password_file: Some(token.clone()),
+                    ..Default::default()
+                },
+                "not both",
+            ),
+            (
+                RemoteWriteFlags {
+                    url: url(),
+                    username: Some("vigil".into()),
+                    ..Default::default()
+                },
+                "go together",
+            ),
+            (
+                RemoteWriteFlags {
+                    url: url(),
+                    bearer_token_file: Some(empty.clone()),
+                    ..Default::default()
+                },
+                "is empty",
+            ),
+            (
+                RemoteWriteFlags {
+                    url: url(),
+                    bearer_token_file: Some(dir.path().join("absent")),
+                    ..Default::default()
+                },
+                "cannot read it",
+            ),
+            (
+                RemoteWriteFlags {
+                    url: url(),
+                    queue: Some(10),
+                    ..Default::default()
+                },
+                "--remote-write-queue must be at least",
+            ),
+        ] {
+            let error = resolve(bad).unwrap_err().to_string();
+            assert!(error.contains(says), "{error}");
         }
     }
 

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use vigil::cli::{store as store_commands, telemetry, tokens as token_commands};
 use vigil::config::{
     self, AgentSettings, CoordinatorSettings, FileSettings, Flags, MonitorServerSettings,
-    ServeSettings,
+    RemoteWriteFlags, ServeSettings,
 };
 use vigil::error::StartupError;
 use vigil::{agent, bench, db, fleet, probe, startup};
@@ -65,6 +65,34 @@ struct Polling {
     /// Threads each monitor server polls its devices on [default: one per core]
     #[arg(long, env = "VIGIL_POLL_THREADS")]
     poll_threads: Option<u16>,
+    /// Send every sample also to this Prometheus remote-write URL (Prometheus with its
+    /// receiver on, VictoriaMetrics, Mimir, Thanos Receive)
+    #[arg(long, env = "VIGIL_REMOTE_WRITE_URL")]
+    remote_write_url: Option<String>,
+    /// File holding the bearer token remote write sends
+    #[arg(long, env = "VIGIL_REMOTE_WRITE_BEARER_TOKEN_FILE")]
+    remote_write_bearer_token_file: Option<PathBuf>,
+    /// User name remote write sends (basic auth, with --remote-write-password-file)
+    #[arg(long, env = "VIGIL_REMOTE_WRITE_USERNAME")]
+    remote_write_username: Option<String>,
+    /// File holding the password remote write sends
+    #[arg(long, env = "VIGIL_REMOTE_WRITE_PASSWORD_FILE")]
+    remote_write_password_file: Option<PathBuf>,
+    /// Readings waiting for remote write at most; past it the oldest are dropped [default: 1000000]
+    #[arg(long, env = "VIGIL_REMOTE_WRITE_QUEUE")]
+    remote_write_queue: Option<usize>,
+}
+
+impl Polling {
+    fn remote_write(&self) -> RemoteWriteFlags {
+        RemoteWriteFlags {
+            url: self.remote_write_url.clone(),
+            bearer_token_file: self.remote_write_bearer_token_file.clone(),
+            username: self.remote_write_username.clone(),
+            password_file: self.remote_write_password_file.clone(),
+            queue: self.remote_write_queue,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -250,6 +278,7 @@ fn main() -> ExitCode {
             Flags {
                 monitor_servers,
                 poll_threads: polling.poll_threads,
+                remote_write: polling.remote_write(),
                 ..flags(common)
             },
         ),
@@ -273,6 +302,7 @@ fn main() -> ExitCode {
             Flags {
                 advertise: advertise.clone(),
                 poll_threads: polling.poll_threads,
+                remote_write: polling.remote_write(),
                 cluster_token_file: cluster.cluster_token_file.clone(),
                 ..flags(common)
             },
@@ -466,6 +496,7 @@ async fn run_monitor_server(settings: MonitorServerSettings) -> Result<(), Start
         probe::standard(settings.node.address_policy),
         startup::MonitorServerOptions {
             poll_threads: settings.poll_threads,
+            remote_write: settings.remote_write,
             ..startup::MonitorServerOptions::default()
         },
     )

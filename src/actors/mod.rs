@@ -7,6 +7,7 @@ pub mod messages;
 pub mod monitor_server;
 pub mod reconciler;
 pub mod registry;
+pub mod remote_writer;
 pub mod retention;
 pub mod sample_queue;
 pub mod scheduler;

@@ -32,6 +32,7 @@ use tokio::sync::oneshot;
 
 use super::messages::{Sample, SamplesWaiting, StaleMonitors, StateChanged};
 use super::registry::{ActorRegistry, ActorStats, Tracked, TrackedRecipient};
+use super::remote_writer::Offer;
 use super::sample_queue::SampleQueue;
 use crate::actors::backoff::Backoff;
 use crate::db::models::{NewEvent, EVENT_STATE};
@@ -148,6 +149,9 @@ pub struct MetricsWriter {
     /// Where the node's monitors leave their samples; taken into `samples` before
     /// every batch.
     queue: Option<Arc<SampleQueue>>,
+    /// Given a copy of every sample taken, when samples also go to a remote-write
+    /// endpoint.
+    remote: Option<TrackedRecipient<Offer>>,
     samples: VecDeque<Sample>,
     /// Series readings in `samples`.
     rows: usize,
@@ -175,6 +179,7 @@ impl MetricsWriter {
             settings,
             catalogue: Arc::new(Mutex::new(Catalogue::default())),
             queue: None,
+            remote: None,
             samples: VecDeque::new(),
             rows: 0,
             events: VecDeque::new(),
@@ -194,6 +199,12 @@ impl MetricsWriter {
     /// is sent).
     pub fn taking_from(mut self, queue: Arc<SampleQueue>) -> Self {
         self.queue = Some(queue);
+        self
+    }
+
+    /// Gives `remote` a copy of every sample taken.
+    pub fn sending_to(mut self, remote: TrackedRecipient<Offer>) -> Self {
+        self.remote = Some(remote);
         self
     }
 
@@ -267,6 +278,9 @@ impl MetricsWriter {
         let taken = queue.take();
         if taken.is_empty() {
             return;
+        }
+        if let Some(remote) = &self.remote {
+            remote.do_send(Offer(taken.clone()));
         }
         for sample in taken {
             self.rows += sample.len();
@@ -491,6 +505,9 @@ impl Handler<Sample> for MetricsWriter {
 
     fn handle(&mut self, sample: Sample, ctx: &mut Context<Self>) {
         self.record::<Sample>();
+        if let Some(remote) = &self.remote {
+            remote.do_send(Offer(vec![sample.clone()]));
+        }
         self.rows += sample.len();
         self.samples.push_back(sample);
         self.enforce_bounds();

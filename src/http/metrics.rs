@@ -13,6 +13,7 @@ use actix_web::HttpResponse;
 
 use crate::actors::device_monitor::PollStats;
 use crate::actors::reconciler::ReconcileStats;
+use crate::actors::remote_writer::RemoteWriteStats;
 use crate::actors::writer::WriterStats;
 use crate::metrics::exposition::{self, Exposition, Kind};
 use crate::metrics::series;
@@ -47,6 +48,46 @@ pub fn write_reconcile(out: &mut Exposition, stats: &ReconcileStats) {
     ] {
         out.family(name, Kind::Counter, help);
         out.sample(name, &[], value.load(Ordering::Relaxed) as f64);
+    }
+}
+
+/// What a monitor server's remote writer has done.
+pub fn write_remote_write(out: &mut Exposition, server_id: i64, stats: &RemoteWriteStats) {
+    let server = server_id.to_string();
+    let load = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed) as f64;
+    let name = "vigil_remote_write_samples_total";
+    out.family(
+        name,
+        Kind::Counter,
+        "Readings sent by remote write, by outcome: sent (accepted), dropped (queue full), refused (a 4xx other than 429).",
+    );
+    for (outcome, value) in [
+        ("sent", &stats.sent),
+        ("dropped", &stats.dropped),
+        ("refused", &stats.refused),
+    ] {
+        out.sample(
+            name,
+            &[("server_id", server.as_str()), ("outcome", outcome)],
+            load(value),
+        );
+    }
+    for (name, kind, help, value) in [
+        (
+            "vigil_remote_write_retries_total",
+            Kind::Counter,
+            "Remote-write requests sent again after the endpoint could not take them.",
+            &stats.retries,
+        ),
+        (
+            "vigil_remote_write_pending_samples",
+            Kind::Gauge,
+            "Readings waiting to go by remote write.",
+            &stats.pending,
+        ),
+    ] {
+        out.family(name, kind, help);
+        out.sample(name, &[("server_id", server.as_str())], load(value));
     }
 }
 
@@ -199,15 +240,17 @@ pub fn write_runtime(
 pub fn write_devices(out: &mut Exposition, devices: &[DeviceReading]) {
     // family → (device index, the series' own labels, value), so each family is
     // written whole.
-    let mut families: BTreeMap<String, Vec<(usize, &str, f64)>> = BTreeMap::new();
+    type Own = Vec<(String, String)>;
+    let mut families: BTreeMap<String, Vec<(usize, Own, f64)>> = BTreeMap::new();
     for (i, device) in devices.iter().enumerate() {
+        let ours: Vec<(&str, &str)> = device
+            .labels
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
         for (key, value) in &device.metrics {
-            let (name, written) = series::split(key);
-            let family = format!("vigil_device_{}", series::sanitize_name(name));
-            families
-                .entry(family)
-                .or_default()
-                .push((i, written, *value));
+            let (family, own) = series::device_series(&ours, key);
+            families.entry(family).or_default().push((i, own, *value));
         }
     }
     for (family, samples) in families {
@@ -216,17 +259,9 @@ pub fn write_devices(out: &mut Exposition, devices: &[DeviceReading]) {
             Kind::Gauge,
             "Latest reading of a monitored device.",
         );
-        for (i, written, value) in samples {
-            let ours = &devices[i].labels;
-            let mut own: Vec<(String, String)> = Vec::new();
-            for (key, value) in series::parse_labels(written) {
-                let mut key = series::sanitize_label_name(&key);
-                while ours.iter().any(|(o, _)| *o == key) || own.iter().any(|(o, _)| *o == key) {
-                    key = format!("exported_{key}");
-                }
-                own.push((key, value));
-            }
-            let labels: Vec<(&str, &str)> = ours
+        for (i, own, value) in samples {
+            let labels: Vec<(&str, &str)> = devices[i]
+                .labels
                 .iter()
                 .map(|(k, v)| (*k, v.as_str()))
                 .chain(own.iter().map(|(k, v)| (k.as_str(), v.as_str())))

@@ -20,6 +20,7 @@ use crate::actors::monitor_server::{
 };
 use crate::actors::reconciler::ReconcileStats;
 use crate::actors::registry::Tracked;
+use crate::actors::remote_writer::RemoteWriteStats;
 use crate::actors::writer::WriterStats;
 use crate::domain::{self, DeviceSpec, MonitorConfig};
 use crate::metrics::exposition::Exposition;
@@ -41,6 +42,8 @@ pub struct MonitorServerState {
     pub writer: Arc<WriterStats>,
     /// What this node's reconciler did while it was master.
     pub reconciled: Arc<ReconcileStats>,
+    /// What its remote writer did, when samples also go by remote write.
+    pub remote_write: Option<Arc<RemoteWriteStats>>,
 }
 
 fn check_config(config: &MonitorConfig) -> Result<(), ApiError> {
@@ -337,6 +340,9 @@ async fn metrics(
         &state.writer,
     );
     super::metrics::write_reconcile(&mut out, &state.reconciled);
+    if let Some(remote) = &state.remote_write {
+        super::metrics::write_remote_write(&mut out, state.server_id, remote);
+    }
     let devices: Vec<DeviceReading> = statuses
         .into_iter()
         .filter_map(|status| {

@@ -37,6 +37,24 @@ pub const LATENCY_SECONDS: &str = "latency_seconds";
 /// The status an HTTP device answered.
 pub const HTTP_STATUS_CODE: &str = "http_status_code";
 
+/// How a device's series is named outside Vigil (its `/metrics`, remote write): the
+/// family `vigil_device_<name>`, and the series' own labels after `ours` (the labels
+/// that say whose it is), one that clashes with ours renamed `exported_<name>`, as
+/// Prometheus does.
+pub fn device_series(ours: &[(&str, &str)], key: &str) -> (String, Vec<(String, String)>) {
+    let (name, written) = split(key);
+    let family = format!("vigil_device_{}", sanitize_name(name));
+    let mut own: Vec<(String, String)> = Vec::new();
+    for (label, value) in parse_labels(written) {
+        let mut label = sanitize_label_name(&label);
+        while ours.iter().any(|(o, _)| *o == label) || own.iter().any(|(o, _)| *o == label) {
+            label = format!("exported_{label}");
+        }
+        own.push((label, value));
+    }
+    (family, own)
+}
+
 /// A percentage as stored: to a hundredth. The digits beyond are the noise of a
 /// division (a share of two byte counts, of two CPU time counters), and a stored block
 /// holds a series of such values in about a quarter of the bytes (BENCHMARKS.md

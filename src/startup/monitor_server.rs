@@ -18,6 +18,7 @@ use crate::actors::messages::{Fence, StaleMonitors};
 use crate::actors::monitor_server::{GetInfo, MonitorServerActor};
 use crate::actors::reconciler::{ReconcileStats, Reconciler};
 use crate::actors::registry::{ActorRegistry, Tracked};
+use crate::actors::remote_writer::{RemoteWriteSettings, RemoteWriter};
 use crate::actors::retention::{Retention, PRUNE_EVERY};
 use crate::actors::sample_queue::SampleQueue;
 use crate::actors::scheduler::{SchedulerActor, StartDevices, StartReason};
@@ -48,6 +49,8 @@ pub struct MonitorServerNode {
     /// Master-only: they act when this server is the master.
     _retention: Tracked<Retention>,
     _reconciler: Tracked<Reconciler>,
+    /// Sends the samples on, when a remote-write endpoint is set.
+    _remote: Option<Tracked<RemoteWriter>>,
     registry: ActorRegistry,
     /// The thread the supervisor runs on.
     supervisor_arbiter: Arbiter,
@@ -61,6 +64,8 @@ pub struct MonitorServerOptions {
     pub writer: WriterSettings,
     /// Threads the monitors poll on (at least 1).
     pub poll_threads: usize,
+    /// Where every sample also goes, if anywhere.
+    pub remote_write: Option<RemoteWriteSettings>,
 }
 
 impl Default for MonitorServerOptions {
@@ -68,6 +73,7 @@ impl Default for MonitorServerOptions {
         MonitorServerOptions {
             writer: WriterSettings::default(),
             poll_threads: default_poll_threads(),
+            remote_write: None,
         }
     }
 }
@@ -116,8 +122,17 @@ impl MonitorServerNode {
         let server_id = row.id;
         let registry = ActorRegistry::new();
         let samples = Arc::new(SampleQueue::new());
-        let writer =
+        let mut writer =
             MetricsWriter::new(db.clone(), options.writer).taking_from(Arc::clone(&samples));
+        let remote = options.remote_write.map(|settings| {
+            tracing::info!(server.id = server_id, url = %settings.url, "samples also go by remote write");
+            let remote = RemoteWriter::new(db.clone(), settings);
+            let stats = remote.stats();
+            (remote.launch(&registry, server_id), stats)
+        });
+        if let Some((remote, _)) = &remote {
+            writer = writer.sending_to(remote.recipient());
+        }
         let writer_stats = writer.stats();
         let writer = writer.launch(&registry, server_id);
         let polls = Arc::new(PollStats::default());
@@ -170,6 +185,7 @@ impl MonitorServerNode {
             polls,
             writer: writer_stats,
             reconciled,
+            remote_write: remote.as_ref().map(|(_, stats)| Arc::clone(stats)),
         });
         let registry_data = web::Data::new(registry.clone());
         let cluster = web::Data::new(cluster);
@@ -206,6 +222,7 @@ impl MonitorServerNode {
             drain: false,
             _retention: retention,
             _reconciler: reconciler,
+            _remote: remote.map(|(remote, _)| remote),
             registry,
             supervisor_arbiter,
             poll_arbiters,

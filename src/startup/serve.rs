@@ -83,6 +83,7 @@ pub async fn serve(settings: ServeSettings) -> Result<(), StartupError> {
                 probe::standard(policy.clone()),
                 MonitorServerOptions {
                     poll_threads: settings.poll_threads,
+                    remote_write: settings.remote_write.clone(),
                     ..MonitorServerOptions::default()
                 },
             )

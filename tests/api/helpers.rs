@@ -515,16 +515,26 @@ impl TestCluster {
         writer: WriterSettings,
         policy: probe::AddressPolicy,
     ) -> &TestServer {
+        let options = MonitorServerOptions {
+            writer,
+            ..MonitorServerOptions::default()
+        };
+        self.add_server_with_options(options, policy).await
+    }
+
+    /// Starts one more monitor server on port 0 with these options and address policy.
+    pub async fn add_server_with_options(
+        &mut self,
+        options: MonitorServerOptions,
+        policy: probe::AddressPolicy,
+    ) -> &TestServer {
         let node = MonitorServerNode::build_with(
             self.db.clone(),
             "127.0.0.1:0".parse().unwrap(),
             None,
             cluster_token(),
             probe::standard(policy),
-            MonitorServerOptions {
-                writer,
-                ..MonitorServerOptions::default()
-            },
+            options,
         )
         .await
         .unwrap();

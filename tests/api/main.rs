@@ -30,6 +30,7 @@ mod processes;
 mod prometheus_server;
 mod races;
 mod reconcile;
+mod remote_write;
 mod rollups;
 mod scheduling;
 mod schema;

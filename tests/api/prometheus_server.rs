@@ -14,7 +14,7 @@ use vigil::agent::Agent;
 use crate::helpers::{Backend, TestCluster, PATIENCE, TEST_CLUSTER_TOKEN};
 
 /// Where Debian's `prometheus` package puts the server.
-const PROMETHEUS: &str = "/usr/bin/prometheus";
+pub(crate) const PROMETHEUS: &str = "/usr/bin/prometheus";
 
 /// The YAML block of the README's "Prometheus and Grafana" section.
 fn readme_config() -> String {
@@ -25,8 +25,10 @@ fn readme_config() -> String {
     yaml.to_string()
 }
 
-struct Prometheus {
+/// A Prometheus server of Debian's package, on a free port, killed when dropped.
+pub(crate) struct Prometheus {
     child: Child,
+    pub(crate) address: String,
     api: String,
     _data: tempfile::TempDir,
 }
@@ -48,6 +50,11 @@ fn free_port() -> u16 {
 
 impl Prometheus {
     fn spawn(config: &str) -> Prometheus {
+        Prometheus::spawn_with(config, &[])
+    }
+
+    /// With `args` besides the config, the storage and the listen address.
+    pub(crate) fn spawn_with(config: &str, args: &[&str]) -> Prometheus {
         let data = tempfile::tempdir().unwrap();
         let file = data.path().join("prometheus.yml");
         std::fs::write(&file, config).unwrap();
@@ -59,6 +66,7 @@ impl Prometheus {
                 data.path().join("tsdb").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -66,6 +74,7 @@ impl Prometheus {
             .unwrap();
         Prometheus {
             child,
+            address: format!("127.0.0.1:{port}"),
             api: format!("http://127.0.0.1:{port}/api/v1"),
             _data: data,
         }
@@ -82,7 +91,7 @@ impl Prometheus {
     }
 
     /// The series an instant query returns.
-    async fn query(&self, http: &awc::Client, query: &str) -> Vec<Value> {
+    pub(crate) async fn query(&self, http: &awc::Client, query: &str) -> Vec<Value> {
         let mut url = url::Url::parse("http://x/query").unwrap();
         url.query_pairs_mut().append_pair("query", query);
         let path = format!("/query?{}", url.query().unwrap());
@@ -94,7 +103,7 @@ impl Prometheus {
 
 /// Polls `check` every 250 ms for up to `PATIENCE` × 3 (a scrape and a rule
 /// evaluation or two); the skipping and the waiting are what make this test slow.
-async fn within<T, F, Fut>(what: &str, mut check: F) -> T
+pub(crate) async fn within<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
