@@ -33,7 +33,7 @@ use tokio::sync::oneshot;
 use super::messages::{Sample, SamplesWaiting, StaleMonitors, StateChanged};
 use super::registry::{ActorRegistry, ActorStats, Tracked, TrackedRecipient};
 use super::remote_writer::Offer;
-use super::sample_queue::SampleQueue;
+use super::sample_queue::{SampleQueue, Taken};
 use crate::actors::backoff::Backoff;
 use crate::db::models::{NewEvent, EVENT_STATE};
 use crate::db::store::catalogue::printable;
@@ -128,8 +128,9 @@ pub struct ReportStaleTo(pub TrackedRecipient<StaleMonitors>);
 /// Where one batch went.
 #[derive(Debug, Default)]
 struct Written {
-    rows: usize,
     rows_stored: usize,
+    /// Rows of polls left out because their monitor's epoch is no longer their device's.
+    rows_refused: usize,
     events_stored: usize,
     /// `(device, epoch)` of monitors whose device has a newer epoch now.
     stale: Vec<(i64, i64)>,
@@ -275,14 +276,19 @@ impl MetricsWriter {
     /// Moves what waits in the queue to the end of the buffer.
     fn take_queued(&mut self) {
         let Some(queue) = &self.queue else { return };
-        let taken = queue.take();
-        if taken.is_empty() {
+        let Taken { samples, dropped } = queue.take();
+        if dropped > 0 {
+            self.stats
+                .dropped_samples
+                .fetch_add(dropped, Ordering::Relaxed);
+        }
+        if samples.is_empty() {
             return;
         }
         if let Some(remote) = &self.remote {
-            remote.do_send(Offer(taken.clone()));
+            remote.do_send(Offer(samples.clone()));
         }
-        for sample in taken {
+        for sample in samples {
             self.rows += sample.len();
             self.samples.push_back(sample);
         }
@@ -325,14 +331,13 @@ impl MetricsWriter {
         let write = async move {
             db.run(move |conn| {
                 let polls: Vec<NewPoll> = to_write.iter().map(poll_of).collect();
-                let offered = polls.iter().map(|p| p.readings.len()).sum();
                 let mut catalogue = catalogue.lock().unwrap_or_else(|p| p.into_inner());
                 let outcome = db::write_transaction(conn, |conn| {
                     let stored = db::store::write(conn, &mut catalogue, &polls)?;
                     let events_stored = db::events::insert_current(conn, &events_to_write)?;
                     let mut written = Written {
-                        rows: offered,
                         rows_stored: stored.samples,
+                        rows_refused: stored.refused,
                         events_stored,
                         stale: stored.stale,
                     };
@@ -382,8 +387,8 @@ impl MetricsWriter {
         stats
             .events_written
             .fetch_add(written.events_stored as u64, Ordering::Relaxed);
-        let stale_rows = written.rows - written.rows_stored;
-        let stale_events = events - written.events_stored;
+        let stale_rows = written.rows_refused;
+        let stale_events = events.saturating_sub(written.events_stored);
         stats
             .stale_rows
             .fetch_add(stale_rows as u64, Ordering::Relaxed);
@@ -494,7 +499,17 @@ impl Actor for MetricsWriter {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         if let Some(queue) = &self.queue {
-            queue.attach(ctx.address().recipient(), self.settings.batch_samples);
+            let attached = queue.attach(
+                ctx.address().recipient(),
+                self.settings.batch_samples,
+                self.settings.max_buffered_rows,
+            );
+            if !attached {
+                tracing::error!(
+                    server.id = self.server_id,
+                    "the sample queue has another writer: this one takes it too, without being told"
+                );
+            }
         }
         ctx.run_interval(self.settings.flush_every, |act, ctx| act.flush(ctx));
     }

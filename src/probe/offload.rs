@@ -16,12 +16,18 @@ use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 
 use tokio::sync::oneshot;
 
+/// Jobs a thread takes at one wake-up at most, answered together: a large body does
+/// not hold up more than these, and a long queue is shared out between threads.
+const JOBS_PER_WAKE: usize = 64;
+
 /// What is left to do once a job has run: send its result.
 type Answer = Box<dyn FnOnce() + Send>;
 type Job = Box<dyn FnOnce() -> Option<Answer> + Send>;
 
 struct Pool {
+    /// Jobs given and not taken yet.
     jobs: Mutex<VecDeque<Job>>,
+    /// Signalled when jobs wait and no thread may be awake to take them.
     ready: Condvar,
     /// Threads started; with none, every job runs where it is given.
     threads: AtomicUsize,
@@ -37,7 +43,17 @@ pub async fn run<T: Send + 'static>(
 ) -> Result<T, Panicked> {
     let (tx, rx) = oneshot::channel();
     let job: Job = Box::new(move || {
-        let out = catch_unwind(AssertUnwindSafe(job)).ok()?;
+        // The caller gave up (its poll timed out): nobody wants the result.
+        if tx.is_closed() {
+            return None;
+        }
+        let out = match catch_unwind(AssertUnwindSafe(job)) {
+            Ok(out) => out,
+            Err(_) => {
+                tracing::error!("a document reader panicked; its poll fails");
+                return None;
+            }
+        };
         Some(Box::new(move || {
             // The caller may have given up (its poll timed out).
             let _ = tx.send(out);
@@ -75,7 +91,13 @@ impl Pool {
                 while jobs.is_empty() {
                     jobs = self.ready.wait(jobs).unwrap_or_else(|p| p.into_inner());
                 }
-                jobs.drain(..).collect()
+                let take = jobs.len().min(JOBS_PER_WAKE);
+                let taken: Vec<Job> = jobs.drain(..take).collect();
+                // More than one thread's share: another thread takes the rest.
+                if !jobs.is_empty() {
+                    self.ready.notify_one();
+                }
+                taken
             };
             let answers: Vec<Answer> = jobs.into_iter().filter_map(|job| job()).collect();
             for answer in answers {

@@ -17,7 +17,7 @@ use vigil::actors::sample_queue::SampleQueue;
 use vigil::actors::writer::{Flush, MetricsWriter, WriterSettings};
 use vigil::db::schema::polls;
 use vigil::db::{self, Db};
-use vigil::domain::{HealthState, Metrics};
+use vigil::domain::{HealthState, Metrics, SharedReadings};
 
 use crate::helpers::{eventually, placed_device, scratch, Backend, TestCluster};
 
@@ -26,6 +26,7 @@ crate::on_both_backends!(
     samples_wait_while_the_database_is_away_and_the_oldest_go_when_the_buffer_is_full,
     state_changes_are_written_as_events,
     readings_of_a_stale_epoch_are_refused_by_the_insert_and_counted,
+    shared_readings_are_counted_and_bad_named_readings_left_out,
     a_monitor_whose_device_moved_on_is_stopped_by_its_refused_readings,
     a_stopped_monitor_server_writes_what_its_writer_held,
 );
@@ -155,7 +156,7 @@ async fn samples_left_in_the_queue_are_written_a_full_batch_at_a_time() {
     // The rest waits for a flush, which takes what the queue holds.
     writer.send(Flush).await.unwrap().unwrap();
     assert_eq!(stored_seconds(&db).await, (0..120).collect::<Vec<_>>());
-    assert!(queue.take().is_empty());
+    assert!(queue.take().samples.is_empty());
 }
 
 #[actix_rt::test]
@@ -275,6 +276,74 @@ async fn state_changes_are_written_as_events(backend: Backend) {
     );
     assert_eq!(e.at.and_utc(), at);
     assert!(e.reason.contains("above the critical threshold"));
+}
+
+async fn shared_readings_are_counted_and_bad_named_readings_left_out(backend: Backend) {
+    let (db, _scratch) = open(backend).await;
+    let writer = MetricsWriter::new(db.clone(), WriterSettings::default());
+    let stats = writer.stats();
+    let writer = writer.start();
+    let (_, device) = placed_device(&db, "acme", 2).await;
+    // More shared readings than named ones, as a node_exporter's are.
+    let names: Arc<[Box<str>]> = (0..8)
+        .map(|n| format!("node_filler{{n=\"{n}\"}}").into_boxed_str())
+        .chain([
+            "node_load1".into(),
+            "node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"}".into(),
+            "node_hwmon_temp{chip=\"x\"}".into(),
+        ])
+        .collect();
+    let poll = |epoch: i64, second: i64| {
+        let mut sample = sample(device, second);
+        sample.epoch = epoch;
+        // A value a device should never send, and a name with control characters.
+        sample.metrics.insert("nan".into(), f64::NAN);
+        sample.metrics.insert("inf".into(), f64::INFINITY);
+        sample
+            .metrics
+            .insert("rx{interface=\"eth\u{0}\n\"}".into(), 5.0);
+        sample.raw = Some(SharedReadings {
+            names: Arc::clone(&names),
+            values: (0..8)
+                .map(f64::from)
+                .chain([0.5, 1234.0, f64::NAN])
+                .collect(),
+        });
+        sample
+    };
+    writer.do_send(poll(2, 0));
+    writer.do_send(poll(2, 1));
+    // A monitor the device has moved away from.
+    writer.do_send(poll(1, 2));
+    writer.send(Flush).await.unwrap().unwrap();
+    // Per poll: three named series, the cleaned name, ten of the eleven shared.
+    assert_eq!(rows(&db).await, 2 * 14);
+    assert_eq!(stats.rows_written.load(Ordering::Relaxed), 2 * 14);
+    assert_eq!(stats.stale_rows.load(Ordering::Relaxed), 14);
+    let latest = db
+        .run(move |conn| db::store::latest(conn, device))
+        .await
+        .unwrap();
+    let names: Vec<&str> = latest.iter().map(|r| r.metric.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "cpu_usage_percent",
+            r#"disk_usage_percent{mount="/"}"#,
+            "memory_usage_percent",
+            r#"node_cpu_seconds_total{cpu="0",mode="idle"}"#,
+            r#"node_filler{n="0"}"#,
+            r#"node_filler{n="1"}"#,
+            r#"node_filler{n="2"}"#,
+            r#"node_filler{n="3"}"#,
+            r#"node_filler{n="4"}"#,
+            r#"node_filler{n="5"}"#,
+            r#"node_filler{n="6"}"#,
+            r#"node_filler{n="7"}"#,
+            "node_load1",
+            r#"rx{interface="eth??"}"#,
+        ]
+    );
 }
 
 async fn readings_of_a_stale_epoch_are_refused_by_the_insert_and_counted(backend: Backend) {

@@ -22,8 +22,10 @@ use super::super::{values_list, DbConn};
 const MAX_NAMES: usize = 200_000;
 /// Series (device, name) remembered at most.
 const MAX_SERIES: usize = 5_000_000;
-/// Shared name lists remembered at most (one per device).
-const MAX_SHAPES: usize = 100_000;
+/// Names in the shared lists remembered, at most (a node_exporter's list is about 500
+/// names, 40–50 KB): past it they are all forgotten, and learnt again at their
+/// device's next poll.
+const MAX_SHAPE_NAMES: usize = 2_000_000;
 /// Rows per `INSERT` of names or series.
 const ROWS_PER_INSERT: usize = 1000;
 
@@ -38,6 +40,8 @@ pub struct Catalogue {
     /// Per device, the last shared name list it stored, with its ids: the readings of
     /// the next poll with the same list need no lookup at all.
     shapes: HashMap<i64, Shape, RandomState>,
+    /// Names in `shapes`' lists.
+    shape_names: usize,
 }
 
 /// A shared name list of a device (see `domain::SharedReadings`) with its ids.
@@ -71,10 +75,12 @@ impl Catalogue {
         // Stable: the first name of an id comes first and is the one kept.
         order.sort_by_key(|(_, id)| *id);
         order.dedup_by_key(|(_, id)| *id);
-        if self.shapes.len() >= MAX_SHAPES && !self.shapes.contains_key(&device) {
+        if self.shape_names + names.len() > MAX_SHAPE_NAMES {
             self.shapes.clear();
+            self.shape_names = 0;
         }
-        self.shapes.insert(
+        self.shape_names += names.len();
+        let replaced = self.shapes.insert(
             device,
             Shape {
                 names: Arc::clone(names),
@@ -82,6 +88,9 @@ impl Catalogue {
                 series_known: false,
             },
         );
+        if let Some(replaced) = replaced {
+            self.shape_names -= replaced.names.len();
+        }
     }
 
     /// Notes that every series of `device`'s remembered list has its row.
@@ -89,6 +98,12 @@ impl Catalogue {
         if let Some(shape) = self.shapes.get_mut(&device) {
             shape.series_known = true;
         }
+    }
+
+    /// Forgets the names, as a full names cache does, keeping the lists remembered.
+    #[cfg(test)]
+    pub fn forget_names(&mut self) {
+        self.names.clear();
     }
 
     /// The id of `name`, if this catalogue has met it.

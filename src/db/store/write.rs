@@ -30,12 +30,24 @@ pub struct NewPoll<'a> {
     pub shared: Option<&'a SharedReadings>,
 }
 
+impl NewPoll<'_> {
+    /// Its readings with a finite value: what storing it would store (a name given
+    /// twice counts twice).
+    pub fn finite_readings(&self) -> usize {
+        let named = self.readings.iter().filter(|(_, v)| v.is_finite()).count();
+        named + self.shared.map_or(0, |shared| shared.iter().count())
+    }
+}
+
 /// What a batch came to.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Stored {
     pub polls: usize,
     /// Readings in the polls stored.
     pub samples: usize,
+    /// Readings (finite ones) of the polls left out: their device has another epoch now,
+    /// or no assignment.
+    pub refused: usize,
     /// `(device, epoch)` of polls left out because their device has a later epoch now.
     pub stale: Vec<(i64, i64)>,
 }
@@ -93,13 +105,21 @@ fn with_shared(
 ) -> (Vec<(i64, f64)>, Option<Vec<i64>>) {
     let Some(shape) = catalogue.shape(device, &shared.names) else {
         // Another list of the same device came later in the batch and took its place:
-        // this poll's names are looked up one by one.
+        // this poll's names are looked up one by one (`store` has learnt them).
         let mut readings = named;
-        readings.extend(
-            shared
-                .iter()
-                .filter_map(|(name, value)| Some((catalogue.id(&printable(name))?, value))),
-        );
+        let mut missing = 0;
+        readings.extend(shared.iter().filter_map(|(name, value)| {
+            let id = catalogue.id(&printable(name));
+            missing += usize::from(id.is_none());
+            Some((id?, value))
+        }));
+        if missing > 0 {
+            tracing::warn!(
+                device.id = device,
+                missing,
+                "readings left out: their series names have no id"
+            );
+        }
         readings.sort_by_key(|(id, _)| *id);
         readings.dedup_by_key(|(id, _)| *id);
         let ids = readings.iter().map(|(id, _)| *id).collect();
@@ -140,21 +160,29 @@ pub fn write(
         .map(|a| (a.device_id, a.epoch))
         .collect();
     let mut stale = Vec::new();
+    let mut refused = 0;
     let kept: Vec<&NewPoll> = polls
         .iter()
-        .filter(|p| match current.get(&p.device_id) {
-            Some(&epoch) if epoch == p.epoch => true,
-            Some(&epoch) if epoch > p.epoch => {
-                stale.push((p.device_id, p.epoch));
-                false
+        .filter(|p| {
+            let kept = match current.get(&p.device_id) {
+                Some(&epoch) if epoch == p.epoch => true,
+                Some(&epoch) if epoch > p.epoch => {
+                    stale.push((p.device_id, p.epoch));
+                    false
+                }
+                _ => false,
+            };
+            if !kept {
+                refused += p.finite_readings();
             }
-            _ => false,
+            kept
         })
         .collect();
     stale.sort_unstable();
     stale.dedup();
     let mut stored = store(conn, catalogue, &kept, true)?;
     stored.stale = stale;
+    stored.refused = refused;
     Ok(stored)
 }
 
@@ -180,7 +208,8 @@ fn store(
     // together and then added.
     let mut found: Vec<Vec<(i64, f64)>> = Vec::with_capacity(kept.len());
     let mut unknown: Vec<(usize, Cow<str>, f64)> = Vec::new();
-    let mut new_shapes: Vec<(i64, &Arc<[Box<str>]>)> = Vec::new();
+    // Every shared list of the batch, once per device, in the batch's order.
+    let mut lists: Vec<(i64, &Arc<[Box<str>]>)> = Vec::new();
     for (n, poll) in kept.iter().enumerate() {
         let mut readings = Vec::with_capacity(poll.readings.len());
         for (name, value) in &poll.readings {
@@ -199,15 +228,26 @@ fn store(
             let seen = |(d, names): &(i64, &Arc<[Box<str>]>)| {
                 *d == device && Arc::ptr_eq(names, &shared.names)
             };
-            if catalogue.shape(device, &shared.names).is_none() && !new_shapes.iter().any(seen) {
-                new_shapes.push((device, &shared.names));
+            if !lists.iter().any(seen) {
+                lists.push((device, &shared.names));
             }
         }
     }
-    let shape_names: Vec<Cow<str>> = new_shapes
-        .iter()
-        .flat_map(|(_, names)| names.iter().map(|name| printable(name)))
-        .collect();
+    // A list not remembered yet is learnt and remembered (the last of a device's
+    // lists is the one kept); a device with several lists in the batch has some read
+    // name by name, so their names must be known too, whatever the names cache forgot.
+    let mut new_shapes: Vec<(i64, &Arc<[Box<str>]>)> = Vec::new();
+    let mut shape_names: Vec<Cow<str>> = Vec::new();
+    for &(device, names) in &lists {
+        let known = catalogue.shape(device, names).is_some();
+        let several = lists.iter().filter(|(d, _)| *d == device).count() > 1;
+        if !known {
+            new_shapes.push((device, names));
+        }
+        if !known || several {
+            shape_names.extend(names.iter().map(|name| printable(name)));
+        }
+    }
     if !unknown.is_empty() || !shape_names.is_empty() {
         let names: Vec<&str> = unknown
             .iter()
@@ -272,6 +312,82 @@ fn store(
         // (A device moved on between the epoch check and the insert, on PostgreSQL,
         // leaves its poll out too; the count of samples then includes it.)
         samples: rows.iter().map(|r| r.samples as usize).sum(),
+        refused: 0,
         stale: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{scratch::ScratchDb, Db};
+    use crate::domain::SharedReadings;
+
+    fn list(names: &[&str]) -> Arc<[Box<str>]> {
+        names.iter().map(|n| Box::<str>::from(*n)).collect()
+    }
+
+    fn poll(at_ms: i64, shared: &SharedReadings) -> NewPoll<'_> {
+        NewPoll {
+            device_id: 7,
+            epoch: 1,
+            at_ms,
+            readings: vec![("up".into(), 1.0)],
+            shared: Some(shared),
+        }
+    }
+
+    /// The series of the poll stored at `at_ms`, by name.
+    fn stored(conn: &mut DbConn, at_ms: i64) -> Vec<String> {
+        use crate::db::schema::polls;
+        use diesel::prelude::*;
+        let data: Vec<u8> = polls::table
+            .filter(polls::at_ms.eq(at_ms))
+            .select(polls::data)
+            .first(conn)
+            .unwrap();
+        let ids: Vec<i64> = codec::decode(&data)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        let mut names: Vec<String> = super::super::catalogue::names_of(conn, &ids)
+            .unwrap()
+            .into_values()
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[actix_rt::test]
+    async fn a_list_a_later_one_replaced_in_its_batch_keeps_every_reading() {
+        let scratch = ScratchDb::sqlite();
+        let db = Db::open(scratch.url().clone(), 1).await.unwrap();
+        let (before, after) = (list(&["a", "b", "z"]), list(&["a", "b", "c"]));
+        let (first, second) = (
+            SharedReadings {
+                names: Arc::clone(&before),
+                values: vec![1.0, 2.0, 26.0],
+            },
+            SharedReadings {
+                names: Arc::clone(&after),
+                values: vec![1.0, 2.0, 3.0],
+            },
+        );
+        let names = db
+            .run(move |conn| {
+                let mut catalogue = Catalogue::default();
+                write_accepted(conn, &mut catalogue, &[poll(1, &first)])?;
+                // The names cache filled up and started over; the list is remembered.
+                catalogue.forget_names();
+                // The device's series change between two polls of one batch.
+                let batch = [poll(2, &first), poll(3, &second)];
+                write_accepted(conn, &mut catalogue, &batch)?;
+                Ok((stored(conn, 2), stored(conn, 3)))
+            })
+            .await
+            .unwrap();
+        assert_eq!(names.0, ["a", "b", "up", "z"]);
+        assert_eq!(names.1, ["a", "b", "c", "up"]);
+    }
 }
