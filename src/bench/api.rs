@@ -146,21 +146,20 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
         "wrk shares the machine's cores with the processes it measures. CPU per request = \
          the process's CPU time (from /proc) over the timed run ÷ the requests wrk counted.",
     );
-    report.note(format!(
+    report.note(
         "Peer: each endpoint's answer fetched once and served, the same bytes with the \
-         same content type, by a bare actix-web server ({BARE_WORKERS} workers, one route, \
-         no database, no token check) inside the benchmark process, driven by the same \
-         wrk command right after the endpoint's own run: no handler answering that body \
-         over HTTP on these cores can be faster."
-    ));
+         same content type, by a bare actix-web server (as many workers as the \
+         coordinator, one route, no database, no token check) inside the benchmark \
+         process, driven by the same wrk command right after the endpoint's own run: no \
+         handler answering that body over HTTP on these cores can be faster. wrk asks for \
+         one URL, so Vigil's figures are of a coordinator answering a list it made less \
+         than 0.5 s before (from memory, as repeated reads of a dashboard are).",
+    );
     Ok(report)
 }
 
 /// The peer's name in the report.
 const PEER: &str = "the same bytes from memory (bare actix-web)";
-/// The bare server's workers: as many as the coordinator's (actix's default, one per
-/// physical core, on a 2-core machine 2).
-const BARE_WORKERS: usize = 2;
 
 /// One endpoint's timed run, and the bare server's with its answer.
 struct Measured {
@@ -261,7 +260,7 @@ fn serve_bytes(body: actix_web::web::Bytes) -> anyhow::Result<Bare> {
             }
         }))
     })
-    .workers(BARE_WORKERS)
+    // As many workers as the coordinator: actix's default, one per physical core.
     .bind(("127.0.0.1", 0))
     .context("binding the bare server")?;
     let address = *server

@@ -3,8 +3,8 @@
 //! another (about a microsecond each): a tenth of a 100-device page's CPU went there
 //! (perf on `GET /api/v1/devices`). What this database holds is always
 //! `YYYY-MM-DD HH:MM:SS` with an optional fraction (SQLite's `CURRENT_TIMESTAMP`,
-//! diesel's own writes), read here byte by byte; anything else goes to chrono as
-//! before. PostgreSQL's binary timestamps are read by diesel as they were.
+//! diesel's own writes), read here byte by byte; anything else goes to diesel's own
+//! reader, as before. PostgreSQL's binary timestamps are read by diesel as they were.
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use diesel::backend::Backend;
@@ -26,20 +26,15 @@ impl From<StoredTime> for NaiveDateTime {
     }
 }
 
-/// Formats other writers may have left, tried after the fast reading fails.
-const OTHER_FORMATS: [&str; 4] = ["%F %T%.f", "%FT%T%.f", "%F %T%.f%:z", "%FT%T%.f%:z"];
-
 impl FromSql<Timestamp, Sqlite> for StoredTime {
     fn from_sql(mut value: <Sqlite as Backend>::RawValue<'_>) -> deserialize::Result<Self> {
-        let text = value.read_text();
-        if let Some(time) = read_sqlite_text(text) {
-            return Ok(StoredTime(time));
+        // A number (a Julian day) is not text: only text is read here.
+        if value.value_type() == Some(diesel::sqlite::SqliteType::Text) {
+            if let Some(time) = read_sqlite_text(value.read_text()) {
+                return Ok(StoredTime(time));
+            }
         }
-        OTHER_FORMATS
-            .iter()
-            .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-            .map(StoredTime)
-            .ok_or_else(|| format!("invalid timestamp {text:?}").into())
+        <NaiveDateTime as FromSql<Timestamp, Sqlite>>::from_sql(value).map(StoredTime)
     }
 }
 

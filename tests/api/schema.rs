@@ -154,3 +154,32 @@ async fn ownership_epochs_only_grow(backend: Backend) {
     .await
     .unwrap();
 }
+
+#[actix_rt::test]
+async fn sqlite_timestamps_in_any_form_diesel_reads_are_read() {
+    let scratch = scratch(Backend::Sqlite);
+    let db = Db::open(scratch.url().clone(), 2).await.unwrap();
+    let (_, device) = crate::helpers::placed_device(&db, "acme", 1).await;
+    // As this database writes them, with a T and a zone, without seconds, as a Julian day.
+    for (stored, expected) in [
+        ("'2026-12-04 10:20:30.123456'", "2026-12-04 10:20:30.123456"),
+        ("'2026-12-04T10:20:30Z'", "2026-12-04 10:20:30"),
+        ("'2026-12-04 10:20'", "2026-12-04 10:20:00"),
+        ("2461013.5", "2025-12-04 00:00:00"),
+    ] {
+        let sql = format!("UPDATE devices SET updated_at = {stored} WHERE id = {device}");
+        let read = db
+            .run(move |conn| {
+                diesel::sql_query(sql).execute(conn)?;
+                db::devices::get(conn, device)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            read.updated_at.format("%F %T%.f").to_string(),
+            expected,
+            "{stored}"
+        );
+    }
+}

@@ -24,8 +24,10 @@ use crate::http::error::ApiError;
 
 pub use super::live::FRESH_FOR;
 
-/// Answers remembered at most; past it, stale ones go, and if that is not enough, all.
+/// Answers remembered at most, and their bytes: a caller walking every page of a large
+/// fleet cannot make a coordinator hold more (an answer past it is not kept).
 const MAX_ANSWERS: usize = 4096;
+const MAX_ANSWER_BYTES: usize = 64 << 20;
 
 /// What a list answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,6 +55,10 @@ type Pending = Shared<oneshot::Receiver<Bytes>>;
 #[derive(Default)]
 struct Lists {
     answers: HashMap<Listing, (Bytes, Instant)>,
+    /// Bytes of `answers`.
+    bytes: usize,
+    /// When the oldest of `answers` was made.
+    oldest: Option<Instant>,
     pending: HashMap<Listing, Pending>,
     /// Grows with every forgetting: an answer read before one is not kept.
     generation: u64,
@@ -125,7 +131,7 @@ impl ListCache {
             }
         }
         if let Some(pending) = lists.pending.get(&key) {
-            // Still being made; one whose maker gave up is replaced.
+            // Still being made; one whose maker gave up is replaced below.
             if pending.peek().is_none() {
                 return Recalled::Await(pending.clone());
             }
@@ -147,18 +153,30 @@ impl ListCache {
         if let Ok(mut lists) = self.inner.lock() {
             if lists.generation == reading.generation {
                 lists.pending.remove(&reading.key);
-                if lists.answers.len() >= MAX_ANSWERS {
-                    let began = reading.began;
+                // Answers past their time are never given again: they go as soon as
+                // the oldest held is one of them.
+                let began = reading.began;
+                if lists
+                    .oldest
+                    .is_some_and(|oldest| began.saturating_duration_since(oldest) >= FRESH_FOR)
+                {
                     lists
                         .answers
                         .retain(|_, (_, at)| began.saturating_duration_since(*at) < FRESH_FOR);
-                    if lists.answers.len() >= MAX_ANSWERS {
-                        lists.answers.clear();
+                    lists.bytes = lists.answers.values().map(|(a, _)| a.len()).sum();
+                    lists.oldest = lists.answers.values().map(|(_, at)| *at).min();
+                }
+                let fits = lists.answers.len() < MAX_ANSWERS
+                    && lists.bytes + answer.len() <= MAX_ANSWER_BYTES;
+                if fits {
+                    lists.bytes += answer.len();
+                    lists.oldest = Some(lists.oldest.map_or(began, |o| o.min(began)));
+                    if let Some((old, _)) =
+                        lists.answers.insert(reading.key, (answer.clone(), began))
+                    {
+                        lists.bytes -= old.len();
                     }
                 }
-                lists
-                    .answers
-                    .insert(reading.key, (answer.clone(), reading.began));
             }
         }
         // Those awaiting it asked before any forgetting that came since: forgetting
@@ -173,6 +191,8 @@ impl ListCache {
     pub fn forget(&self) {
         if let Ok(mut lists) = self.inner.lock() {
             lists.answers.clear();
+            lists.bytes = 0;
+            lists.oldest = None;
             lists.pending.clear();
             lists.generation += 1;
         }
@@ -273,6 +293,35 @@ mod tests {
         let (failed, waiter) = tokio::join!(failing, body(&lists, KEY, &made, 4));
         assert!(failed.is_err());
         assert_eq!(waiter, "[4]");
+    }
+
+    #[actix_rt::test]
+    async fn answers_past_their_time_go_and_the_bytes_held_are_bounded() {
+        let lists = ListCache::default();
+        let made = Cell::new(0);
+        for offset in 0..10 {
+            body(&lists, page(Some(3), offset), &made, 1).await;
+        }
+        actix_rt::time::sleep(FRESH_FOR).await;
+        body(&lists, page(Some(4), 0), &made, 2).await;
+        assert_eq!(
+            lists.inner.lock().unwrap().answers.len(),
+            1,
+            "the stale ones went"
+        );
+        let big = "x".repeat(MAX_ANSWER_BYTES / 2);
+        for offset in 10..13 {
+            lists
+                .answer(page(Some(3), offset), || async { Ok(big.clone()) })
+                .await
+                .unwrap();
+        }
+        let held = lists.inner.lock().unwrap();
+        assert!(held.bytes <= MAX_ANSWER_BYTES, "{}", held.bytes);
+        assert_eq!(
+            held.bytes,
+            held.answers.values().map(|(a, _)| a.len()).sum::<usize>()
+        );
     }
 
     #[actix_rt::test]

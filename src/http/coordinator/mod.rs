@@ -155,12 +155,20 @@ pub async fn forget_after_writes(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let writes = !matches!(*req.method(), Method::GET | Method::HEAD);
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let response = next.call(req).await;
-    if let (true, Some(state)) = (writes, state) {
-        state.live.forget_loads();
-        state.lists.forget();
+    // Dropped when the write ends, however it ends: a client that hangs up does not
+    // stop a change already on its way to the database.
+    let _forget = state.filter(|_| writes).map(ForgetOnDrop);
+    next.call(req).await
+}
+
+/// Forgets what a write may have changed when dropped.
+struct ForgetOnDrop(web::Data<AppState>);
+
+impl Drop for ForgetOnDrop {
+    fn drop(&mut self) {
+        self.0.live.forget_loads();
+        self.0.lists.forget();
     }
-    response
 }
 
 /// The coordinator's route table. The public endpoints are open; every other one needs
