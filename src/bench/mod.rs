@@ -21,6 +21,7 @@ mod agent;
 mod api;
 mod cluster;
 mod fleet;
+mod gorilla;
 mod ingest;
 mod monitors;
 mod process;

@@ -17,6 +17,7 @@ use chrono::Utc;
 use diesel::connection::SimpleConnection;
 
 use super::cluster::BenchDb;
+use super::gorilla;
 use super::ingest::placed_devices;
 use super::ingest::poll_series;
 use super::report::{median, number, Better, Report, Row};
@@ -158,6 +159,23 @@ pub async fn run(settings: &BenchSettings) -> anyhow::Result<Report> {
             (sealed.polls * poll_series().len()) as f64 / sealing.as_secs_f64().max(1e-9),
         ));
         analyze(&db).await?;
+        let (pco_bytes, gorilla_bytes, compared) = db.run(compare_codecs).await?;
+        report.row(
+            Row::new(
+                format!(
+                    "{backend}: blocks' data, bytes per reading, pco columns (the store) \
+                     ({} readings of {CODEC_SAMPLE} blocks)",
+                    number(compared as f64)
+                ),
+                "bytes",
+                Better::Lower,
+                pco_bytes as f64 / compared.max(1) as f64,
+            )
+            .peer(
+                "Gorilla XOR values, delta-of-delta times",
+                gorilla_bytes as f64 / compared.max(1) as f64,
+            ),
+        );
         let (ms, buckets) =
             time_history(&db, device, hour_end, seal::WINDOW_MS, sizes.runs).await?;
         report.row(
@@ -380,6 +398,41 @@ async fn roll_all(db: &Db, now_ms: i64) -> anyhow::Result<usize> {
             return Ok(rows);
         }
     }
+}
+
+/// Blocks whose columns are compressed both ways, at most.
+const CODEC_SAMPLE: i64 = 1_000;
+
+/// Of up to [`CODEC_SAMPLE`] blocks spread over the table: their data's bytes as
+/// stored (pco columns), the bytes Gorilla's encoding would take for the same columns
+/// (with the same bitmaps of which polls a series is in), and the readings they hold.
+fn compare_codecs(conn: &mut DbConn) -> diesel::QueryResult<(usize, usize, usize)> {
+    use crate::db::schema::blocks;
+    use diesel::prelude::*;
+    let all: i64 = blocks::table.count().get_result(conn)?;
+    let step = (all / CODEC_SAMPLE).max(1);
+    let datas: Vec<Vec<u8>> = blocks::table
+        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+            "id % {step} = 0"
+        )))
+        .select(blocks::data)
+        .limit(CODEC_SAMPLE)
+        .load(conn)?;
+    let (mut pco, mut gorilla_bytes, mut readings) = (0, 0, 0);
+    for data in datas {
+        let columns =
+            crate::db::store::block::decode(&data).map_err(crate::db::store::codec::corrupt)?;
+        pco += data.len();
+        readings += columns.samples();
+        gorilla_bytes += gorilla::times(&columns.times).len();
+        for column in &columns.series {
+            gorilla_bytes += gorilla::values(&column.values).len();
+            if column.polls.is_some() {
+                gorilla_bytes += columns.polls().div_ceil(8);
+            }
+        }
+    }
+    Ok((pco, gorilla_bytes, readings))
 }
 
 /// Seals what is closed by `now_ms` a day at a time from `start_ms`, as the master

@@ -16,7 +16,8 @@ const BLOCK_TABLES: [&str; 3] = ["blocks", "blocks_device_at", "blocks_at"];
 const LATEST_TABLES: [&str; 2] = ["latest_polls", "sqlite_autoindex_latest_polls_1"];
 /// Both rollup tiers share one table: its bytes are shared out in proportion to the
 /// bytes of each tier's rows.
-const ROLLUP_TABLES: [&str; 3] = ["rollups", "sqlite_autoindex_rollups_1", "rollups_tier_at"];
+/// (On SQLite the table is kept in its key's order: its key is the table.)
+const ROLLUP_TABLES: [&str; 2] = ["rollups", "rollups_tier_at"];
 const OLD_LAYOUT_TABLES: [&str; 3] = ["samples", "samples_device_at", "samples_at"];
 const CATALOGUE_TABLES: [&str; 5] = [
     "series",
