@@ -480,6 +480,7 @@ async fn run_coordinator(settings: CoordinatorSettings) -> Result<(), StartupErr
         startup::CoordinatorOptions {
             address_policy: settings.node.address_policy,
             rate_limit: settings.node.rate_limit,
+            ..startup::CoordinatorOptions::default()
         },
     )?;
     let handle = coordinator.handle();

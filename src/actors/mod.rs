@@ -5,6 +5,7 @@ pub mod device_monitor;
 pub mod membership;
 pub mod messages;
 pub mod monitor_server;
+pub mod queue;
 pub mod reconciler;
 pub mod registry;
 pub mod remote_writer;

@@ -93,6 +93,32 @@ pub fn list(
     query.load(conn)
 }
 
+/// The device's events in `[from, to)`, oldest first, and the last health change
+/// before `from` (the state it was in when the range began).
+pub fn of_device_between(
+    conn: &mut DbConn,
+    device_id: i64,
+    from: NaiveDateTime,
+    to: NaiveDateTime,
+) -> QueryResult<(Vec<Event>, Option<Event>)> {
+    let within = events::table
+        .filter(events::device_id.eq(device_id))
+        .filter(events::at.ge(from))
+        .filter(events::at.lt(to))
+        .order((events::at, events::id))
+        .select(Event::as_select())
+        .load(conn)?;
+    let before = events::table
+        .filter(events::device_id.eq(device_id))
+        .filter(events::kind.eq(crate::db::models::EVENT_STATE))
+        .filter(events::at.lt(from))
+        .order((events::at.desc(), events::id.desc()))
+        .select(Event::as_select())
+        .first(conn)
+        .optional()?;
+    Ok((within, before))
+}
+
 /// Deletes every event of a device (when the device is deleted).
 pub fn delete_of_device(conn: &mut DbConn, device_id: i64) -> QueryResult<usize> {
     diesel::delete(events::table.filter(events::device_id.eq(device_id))).execute(conn)

@@ -19,6 +19,7 @@ pub mod models;
 pub mod monitor_servers;
 pub mod nodes;
 mod pool;
+pub mod queue;
 pub mod schema;
 pub mod scratch;
 pub mod store;

@@ -22,6 +22,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    collectors (id) {
+        id -> Int8,
+        company_id -> Int8,
+        name -> Text,
+        kind -> Text,
+        target -> Text,
+        params -> Text,
+        expected_duration -> Text,
+        schedule -> Nullable<Text>,
+        time_zone -> Text,
+        misfire -> Text,
+        next_due_at -> Nullable<Int8>,
+        created_at -> Int8,
+        updated_at -> Int8,
+    }
+}
+
+diesel::table! {
     companies (id) {
         id -> Int8,
         name -> Text,
@@ -105,11 +123,48 @@ diesel::table! {
 }
 
 diesel::table! {
+    jobs (id) {
+        id -> Int8,
+        collector_id -> Int8,
+        lane -> Text,
+        status -> Text,
+        position -> Nullable<Int8>,
+        forced -> Bool,
+        node_id -> Nullable<Int8>,
+        enqueued_at -> Int8,
+        started_at -> Nullable<Int8>,
+        ended_at -> Nullable<Int8>,
+        stop_requested_at -> Nullable<Int8>,
+        progress_done -> Int8,
+        progress_total -> Int8,
+        rows_written -> Int8,
+        error -> Nullable<Text>,
+        due_at -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    job_outputs (job_id) {
+        job_id -> Int8,
+        output -> Text,
+    }
+}
+
+diesel::table! {
     latest_polls (device_id) {
         device_id -> Int8,
         epoch -> Int8,
         at_ms -> Int8,
         data -> Binary,
+    }
+}
+
+diesel::table! {
+    queue_lanes (lane) {
+        lane -> Text,
+        max_running -> Int4,
+        paused -> Bool,
+        requeue_interrupted -> Bool,
     }
 }
 
@@ -182,21 +237,28 @@ diesel::table! {
 diesel::joinable!(api_tokens -> companies (company_id));
 diesel::joinable!(assignments -> devices (device_id));
 diesel::joinable!(assignments -> monitor_servers (server_id));
+diesel::joinable!(collectors -> companies (company_id));
 diesel::joinable!(devices -> companies (company_id));
+diesel::joinable!(job_outputs -> jobs (job_id));
+diesel::joinable!(jobs -> collectors (collector_id));
 diesel::joinable!(nodes -> monitor_servers (server_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     assignments,
     blocks,
+    collectors,
     companies,
     config,
     devices,
     events,
+    job_outputs,
+    jobs,
     monitor_servers,
     latest_polls,
     nodes,
     polls,
+    queue_lanes,
     rollup_marks,
     rollups,
     samples,

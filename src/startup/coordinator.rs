@@ -9,6 +9,7 @@ use actix_web::{web, App, HttpServer};
 
 use super::process::bind;
 use crate::actors::membership::{Identity, Leave, Membership, Role};
+use crate::actors::queue::{CollectionQueue, QueueSettings};
 use crate::actors::reconciler::{ReconcileStats, Reconciler};
 use crate::actors::registry::{ActorRegistry, Tracked};
 use crate::actors::retention::{Retention, PRUNE_EVERY};
@@ -19,7 +20,7 @@ use crate::error::StartupError;
 use crate::http::coordinator::{self, AppState};
 use crate::http::extract;
 use crate::http::rate::{RateLimit, RateLimiter};
-use crate::probe::AddressPolicy;
+use crate::probe::{self, AddressPolicy};
 use crate::remote::MonitorServerClient;
 
 /// What the public API enforces besides tokens.
@@ -29,6 +30,8 @@ pub struct CoordinatorOptions {
     pub address_policy: AddressPolicy,
     /// Requests per token.
     pub rate_limit: RateLimit,
+    /// How the collection queue's worker claims, stops and keeps jobs.
+    pub queue: QueueSettings,
 }
 
 pub struct Coordinator {
@@ -73,6 +76,15 @@ impl Coordinator {
             Arc::clone(&reconciled),
             &registry,
         );
+        // Collection jobs poll devices (snapshot) under the same address policy as
+        // the monitor servers.
+        let queue = CollectionQueue::new(
+            db.clone(),
+            probe::standard(options.address_policy.clone()),
+            membership.clone(),
+            options.queue.clone(),
+        )
+        .launch(&registry);
         let state = web::Data::new(AppState {
             db,
             scheduler: scheduler.clone(),
@@ -82,6 +94,8 @@ impl Coordinator {
             tokens: Default::default(),
             live: Default::default(),
             lists: Default::default(),
+            queue: queue.clone(),
+            queue_settings: options.queue,
         });
         let limiter = web::Data::new(RateLimiter::new(options.rate_limit));
         let registry_data = web::Data::new(registry.clone());

@@ -57,6 +57,7 @@ pub async fn serve(settings: ServeSettings) -> Result<(), StartupError> {
     let options = CoordinatorOptions {
         address_policy: policy.clone(),
         rate_limit: settings.node.rate_limit,
+        ..CoordinatorOptions::default()
     };
     let coordinator = Coordinator::build(db.clone(), listen, cluster.clone(), options)?;
     // The ports after --listen: one per monitor server, then the agent's.

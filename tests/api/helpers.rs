@@ -40,6 +40,15 @@ pub const TEST_CLUSTER_TOKEN: &str = "test-cluster-token-0123456789";
 pub fn test_options() -> CoordinatorOptions {
     CoordinatorOptions {
         rate_limit: RateLimit::OFF,
+        // The queue claims five times a second, cancels a job that has not stopped
+        // two seconds after it was asked to, and takes a due time found more than two
+        // seconds late for missed.
+        queue: vigil::actors::queue::QueueSettings {
+            tick: Duration::from_millis(200),
+            stop_deadline: Duration::from_secs(2),
+            misfire_grace: Duration::from_secs(2),
+            ..Default::default()
+        },
         ..CoordinatorOptions::default()
     }
 }

@@ -137,7 +137,7 @@ impl Process {
     }
 
     /// Waits for the process to exit within `bound`, then for the rest of its stderr.
-    async fn exit_within(&mut self, bound: Duration) -> ExitStatus {
+    pub(crate) async fn exit_within(&mut self, bound: Duration) -> ExitStatus {
         let deadline = Instant::now() + bound;
         let status = loop {
             self.drain();
@@ -171,7 +171,7 @@ impl Process {
     }
 
     /// Sends a signal with the `kill` command.
-    fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let sent = Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(self.pid().to_string())
@@ -813,7 +813,7 @@ pub(crate) fn admin_client(db: &str, dir: &Path) -> awc::Client {
 }
 
 /// The cluster as the coordinator at `api` sees it.
-async fn cluster_of(http: &awc::Client, api: &str) -> Value {
+pub(crate) async fn cluster_of(http: &awc::Client, api: &str) -> Value {
     let answer = call(http, Method::GET, &format!("{api}/cluster"), None).await;
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
     answer.body

@@ -238,6 +238,9 @@ struct Tenants {
     a_device: i64,
     b: i64,
     b_device: i64,
+    /// B's report collector and its run (ended).
+    b_collector: i64,
+    b_job: i64,
     operator: String,
     viewer: String,
 }
@@ -264,6 +267,26 @@ impl Tenants {
             all.then_some(())
         })
         .await;
+        let made = cluster
+            .post(
+                "/api/v1/collectors",
+                json!({"company_id": b, "name": "b-report", "kind": "report",
+                       "target": {"all": true}, "expected_duration": "fast",
+                       "params": {"window_hours": 1}}),
+            )
+            .await;
+        assert_eq!(made.status, StatusCode::CREATED, "{made:?}");
+        let b_collector = made.body["id"].as_i64().unwrap();
+        let queued = cluster
+            .post_empty(&format!("/api/v1/collectors/{b_collector}/run"))
+            .await;
+        assert_eq!(queued.status, StatusCode::ACCEPTED, "{queued:?}");
+        let b_job = queued.body["job"]["id"].as_i64().unwrap();
+        eventually("B's report done", || async {
+            let job = cluster.get(&format!("/api/v1/jobs/{b_job}")).await;
+            (job.body["status"] == "done").then_some(())
+        })
+        .await;
         let operator = issue_token(
             &cluster.db,
             "a-op",
@@ -282,6 +305,8 @@ impl Tenants {
             a_device,
             b,
             b_device,
+            b_collector,
+            b_job,
             operator,
             viewer,
         }
@@ -323,38 +348,79 @@ impl Tenants {
         let tokens = c
             .get(&format!("/api/v1/tokens?company_id={}", self.b))
             .await;
+        let collectors = c
+            .get(&format!("/api/v1/collectors?company_id={}", self.b))
+            .await;
+        let jobs = c
+            .get(&format!("/api/v1/jobs?collector_id={}", self.b_collector))
+            .await;
         json!({
             "company": company.body,
             "devices": devices,
             "events": events.body,
             "tokens": tokens.body,
+            "collectors": collectors.body,
+            "jobs": jobs.body,
         })
     }
 }
 
-/// Company-scoped routes (every route of the router that takes a company's or a
-/// device's id, but the admin-only company deletion) called with these ids, with a
-/// body where they take one.
-fn b_routes(b: i64, b_device: i64) -> Vec<(Method, String, Option<Value>)> {
+/// The ids of company B's objects (or of missing ones) the company-scoped routes take.
+#[derive(Debug, Clone, Copy)]
+struct Ids {
+    company: i64,
+    device: i64,
+    collector: i64,
+    job: i64,
+}
+
+impl Ids {
+    /// The id `path` names, as text.
+    fn of(&self, path: &str) -> String {
+        let id = if path.contains("/devices/") {
+            self.device
+        } else if path.contains("/collectors/") {
+            self.collector
+        } else if path.contains("/jobs/") {
+            self.job
+        } else {
+            self.company
+        };
+        id.to_string()
+    }
+}
+
+/// Company-scoped routes (every route of the router that takes a company's, a
+/// device's, a collector's or a job's id, but the admin-only company deletion) called
+/// with these ids, with a body where they take one.
+fn b_routes(ids: Ids) -> Vec<(Method, String, Option<Value>)> {
     let routes: Vec<(Method, String, Option<Value>)> = vigil::http::coordinator::endpoints()
         .into_iter()
         .filter_map(|(method, path)| {
             let id = if path.starts_with("/api/v1/companies/{id}") {
-                b
+                ids.company
             } else if path.starts_with("/api/v1/devices/{id}") {
-                b_device
+                ids.device
+            } else if path.starts_with("/api/v1/collectors/{id}") {
+                ids.collector
+            } else if path.starts_with("/api/v1/jobs/{id}") {
+                ids.job
             } else {
                 return None;
             };
             if method == Method::DELETE && path == "/api/v1/companies/{id}" {
                 return None;
             }
-            let body =
-                (method == Method::PUT).then(|| json!({"name": "taken-over", "enabled": false}));
+            let body = match (&method, path) {
+                (&Method::PUT, "/api/v1/collectors/{id}") => Some(json!({"name": "taken-over"})),
+                (&Method::PUT, _) => Some(json!({"name": "taken-over", "enabled": false})),
+                (&Method::POST, "/api/v1/jobs/{id}/move") => Some(json!({"position": 1})),
+                _ => None,
+            };
             Some((method, path.replace("{id}", &id.to_string()), body))
         })
         .collect();
-    assert!(routes.len() >= 10, "{routes:?}");
+    assert!(routes.len() >= 20, "{routes:?}");
     routes
 }
 
@@ -362,12 +428,22 @@ async fn another_companys_objects_answer_404_and_stay_unchanged(backend: Backend
     let t = Tenants::spawn(backend).await;
     let before = t.b_state().await;
     let missing_company = 900_000;
-    let missing_device = 900_001;
+    let b_ids = Ids {
+        company: t.b,
+        device: t.b_device,
+        collector: t.b_collector,
+        job: t.b_job,
+    };
+    let missing_ids = Ids {
+        company: missing_company,
+        device: 900_001,
+        collector: 900_002,
+        job: 900_003,
+    };
 
     for token in [&t.operator, &t.viewer] {
-        for ((method, path, body), (_, missing_path, _)) in b_routes(t.b, t.b_device)
-            .into_iter()
-            .zip(b_routes(missing_company, missing_device))
+        for ((method, path, body), (_, missing_path, _)) in
+            b_routes(b_ids).into_iter().zip(b_routes(missing_ids))
         {
             let answer = t.as_token(token, method.clone(), &path, body.clone()).await;
             let missing = t.as_token(token, method.clone(), &missing_path, body).await;
@@ -381,14 +457,9 @@ async fn another_companys_objects_answer_404_and_stay_unchanged(backend: Backend
             assert_error(&missing, StatusCode::NOT_FOUND, "not_found");
             // The same sentence as for a missing object, but for the id.
             let strip = |a: &Answer, id: &str| a.body["error"].as_str().unwrap().replace(id, "N");
-            let (b_id, missing_id) = if path.contains("/devices/") {
-                (t.b_device.to_string(), missing_device.to_string())
-            } else {
-                (t.b.to_string(), missing_company.to_string())
-            };
             assert_eq!(
-                strip(&answer, &b_id),
-                strip(&missing, &missing_id),
+                strip(&answer, &b_ids.of(&path)),
+                strip(&missing, &missing_ids.of(&path)),
                 "{method} {path}"
             );
         }
@@ -397,6 +468,8 @@ async fn another_companys_objects_answer_404_and_stay_unchanged(backend: Backend
             format!("/api/v1/devices?company_id={}", t.b),
             format!("/api/v1/events?company_id={}", t.b),
             format!("/api/v1/events?device_id={}", t.b_device),
+            format!("/api/v1/collectors?company_id={}", t.b),
+            format!("/api/v1/jobs?collector_id={}", t.b_collector),
         ] {
             let answer = t.as_token(token, Method::GET, &path, None).await;
             assert_eq!(answer.status, StatusCode::OK, "{path}: {answer:?}");

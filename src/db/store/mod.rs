@@ -25,8 +25,18 @@ use super::schema::{latest_polls, polls, series};
 use super::DbConn;
 
 pub use self::catalogue::Catalogue;
-pub use self::read::{history, latest, latest_of_all, Bucket, Reading};
+pub use self::read::{each_reading, history, latest, latest_of_all, Bucket, Reading};
 pub use self::write::{write, NewPoll, Stored};
+
+/// Stores polls whatever their device's epoch: readings a collection job took itself,
+/// not a monitor under an assignment.
+pub fn write_unfenced(
+    conn: &mut DbConn,
+    catalogue: &mut Catalogue,
+    polls: &[NewPoll<'_>],
+) -> QueryResult<Stored> {
+    write::write_accepted(conn, catalogue, polls)
+}
 
 /// Deletes up to `limit` polls older than `before_ms` (and, with the last chunk, the
 /// latest poll of devices last polled before then); answers how many polls went.

@@ -232,6 +232,49 @@ fn add_polls(
     })
 }
 
+/// Calls `each(at_ms, name, value)` for every reading of `device` in `[from_ms, to_ms)`
+/// whose series `wanted` keeps (given its name), from blocks and polls alike; the
+/// polls come in time order, blocks before polls.
+pub fn each_reading(
+    conn: &mut DbConn,
+    device_id: i64,
+    (from_ms, to_ms): (i64, i64),
+    wanted: impl Fn(&str) -> bool,
+    mut each: impl FnMut(i64, &str, f64),
+) -> QueryResult<()> {
+    let mut rows: Vec<(i64, Vec<(i64, f64)>)> = Vec::new();
+    for columns in seal::blocks_of(conn, device_id, (from_ms, to_ms))? {
+        columns.each_poll(|at_ms, readings| {
+            if (from_ms..to_ms).contains(&at_ms) {
+                rows.push((at_ms, readings.to_vec()));
+            }
+            Ok::<_, diesel::result::Error>(())
+        })?;
+    }
+    each_poll(conn, Some(device_id), (from_ms, to_ms), |_, at_ms, data| {
+        rows.push((at_ms, codec::decode(data).map_err(codec::corrupt)?));
+        Ok(())
+    })?;
+    let mut ids: Vec<i64> = rows
+        .iter()
+        .flat_map(|(_, readings)| readings.iter().map(|(id, _)| *id))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let names: HashMap<i64, String> = names_of(conn, &ids)?
+        .into_iter()
+        .filter(|(_, name)| wanted(name))
+        .collect();
+    for (at_ms, readings) in &rows {
+        for (id, value) in readings {
+            if let Some(name) = names.get(id) {
+                each(*at_ms, name, *value);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The readings of stored polls `(device, at_ms, data)`, named, ordered by device and
 /// series.
 fn readings_of(conn: &mut DbConn, polls: Vec<(i64, i64, Vec<u8>)>) -> QueryResult<Vec<Reading>> {

@@ -74,18 +74,9 @@ pub struct DevicePatch {
     address: Option<String>,
     kind: Option<String>,
     /// Absent: unchanged; `null`: cleared.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "input::present")]
     expected_status: Option<Option<i64>>,
     enabled: Option<bool>,
-}
-
-/// A field that was given, even as `null`.
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 impl DevicePatch {

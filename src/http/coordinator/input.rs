@@ -70,6 +70,16 @@ pub fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiEr
     Ok((limit, offset))
 }
 
+/// A field that was given, even as `null` (`#[serde(default, deserialize_with =
+/// "input::present")]` on an `Option<Option<T>>`: absent is `None`, `null` `Some(None)`).
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

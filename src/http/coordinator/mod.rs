@@ -15,6 +15,7 @@ mod monitor_servers;
 mod openapi;
 #[cfg(test)]
 mod property_tests;
+mod queue;
 mod settings;
 pub mod state;
 mod store;
@@ -107,6 +108,23 @@ fn token_endpoints() -> Vec<Endpoint> {
         endpoint!(GET "/api/v1/monitor-servers" => monitor_servers::list),
         endpoint!(GET "/api/v1/monitor-servers/{id}" => monitor_servers::get),
         endpoint!(DELETE "/api/v1/monitor-servers/{id}" => monitor_servers::delete),
+        endpoint!(GET "/api/v1/collectors" => queue::list),
+        endpoint!(POST "/api/v1/collectors" => queue::create),
+        endpoint!(GET "/api/v1/collectors/{id}" => queue::get),
+        endpoint!(PUT "/api/v1/collectors/{id}" => queue::update),
+        endpoint!(DELETE "/api/v1/collectors/{id}" => queue::delete),
+        endpoint!(POST "/api/v1/collectors/{id}/run" => queue::run),
+        endpoint!(GET "/api/v1/queue" => queue::queue),
+        endpoint!(PUT "/api/v1/queue/config" => queue::configure),
+        endpoint!(POST "/api/v1/queue/pause" => queue::pause),
+        endpoint!(POST "/api/v1/queue/resume" => queue::resume),
+        endpoint!(GET "/api/v1/jobs" => queue::jobs),
+        endpoint!(GET "/api/v1/jobs/{id}" => queue::job),
+        endpoint!(DELETE "/api/v1/jobs/{id}" => queue::remove),
+        endpoint!(POST "/api/v1/jobs/{id}/move" => queue::move_job),
+        endpoint!(POST "/api/v1/jobs/{id}/force" => queue::force),
+        endpoint!(POST "/api/v1/jobs/{id}/stop" => queue::stop),
+        endpoint!(GET "/api/v1/jobs/{id}/report" => queue::report),
     ]
 }
 

@@ -11,7 +11,9 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{companies, devices, events, exposition, history, monitor_servers, settings, tokens};
+use super::{
+    companies, devices, events, exposition, history, monitor_servers, queue, settings, tokens,
+};
 use crate::http::error::ErrorBody;
 
 #[derive(OpenApi)]
@@ -55,6 +57,23 @@ use crate::http::error::ErrorBody;
         monitor_servers::list,
         monitor_servers::get,
         monitor_servers::delete,
+        queue::create,
+        queue::list,
+        queue::get,
+        queue::update,
+        queue::delete,
+        queue::run,
+        queue::queue,
+        queue::configure,
+        queue::pause,
+        queue::resume,
+        queue::jobs,
+        queue::job,
+        queue::remove,
+        queue::move_job,
+        queue::force,
+        queue::stop,
+        queue::report,
     ),
     components(schemas(ErrorBody)),
     security(("bearer" = [])),

@@ -21,4 +21,7 @@ pub struct AppState {
     pub live: super::live::LiveView,
     /// List answers made a moment ago.
     pub lists: super::lists::ListCache,
+    /// This coordinator's worker of the collection queue, and how it works.
+    pub queue: Tracked<crate::actors::queue::CollectionQueue>,
+    pub queue_settings: crate::actors::queue::QueueSettings,
 }

@@ -1,0 +1,4 @@
+DROP TABLE queue_lanes;
+DROP TABLE job_outputs;
+DROP TABLE jobs;
+DROP TABLE collectors;
