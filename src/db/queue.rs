@@ -8,7 +8,7 @@ use std::fmt;
 
 use diesel::prelude::*;
 
-use super::schema::{collectors, job_outputs, jobs, queue_lanes};
+use super::schema::{collectors, job_outputs, job_parts, jobs, queue_lanes};
 use super::{write_transaction, DbConn};
 
 /// A lane, by a collector's expected duration.
@@ -858,6 +858,34 @@ pub fn mean_run_times(conn: &mut DbConn) -> QueryResult<RunTimes> {
     })
 }
 
+/// Writes part `part` of job `job`'s CSV.
+pub fn append_part(conn: &mut DbConn, job: i64, part: i64, body: &str) -> QueryResult<usize> {
+    diesel::insert_into(job_parts::table)
+        .values((
+            job_parts::job_id.eq(job),
+            job_parts::part.eq(part),
+            job_parts::body.eq(body),
+        ))
+        .execute(conn)
+}
+
+/// How many parts job `job` wrote.
+pub fn part_count(conn: &mut DbConn, job: i64) -> QueryResult<i64> {
+    job_parts::table
+        .filter(job_parts::job_id.eq(job))
+        .count()
+        .get_result(conn)
+}
+
+/// Part `part` of job `job`'s CSV, if it exists.
+pub fn part(conn: &mut DbConn, job: i64, part: i64) -> QueryResult<Option<String>> {
+    job_parts::table
+        .find((job, part))
+        .select(job_parts::body)
+        .first(conn)
+        .optional()
+}
+
 /// Deletes up to `limit` ended jobs that ended before `before_ms`; answers how many.
 pub fn delete_ended_before(conn: &mut DbConn, before_ms: i64, limit: i64) -> QueryResult<usize> {
     let ids: Vec<i64> = jobs::table
@@ -871,5 +899,6 @@ pub fn delete_ended_before(conn: &mut DbConn, before_ms: i64, limit: i64) -> Que
         return Ok(0);
     }
     diesel::delete(job_outputs::table.filter(job_outputs::job_id.eq_any(&ids))).execute(conn)?;
+    diesel::delete(job_parts::table.filter(job_parts::job_id.eq_any(&ids))).execute(conn)?;
     diesel::delete(jobs::table.filter(jobs::id.eq_any(&ids))).execute(conn)
 }

@@ -151,6 +151,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    job_parts (job_id, part) {
+        job_id -> Int8,
+        part -> Int8,
+        body -> Text,
+    }
+}
+
+diesel::table! {
     latest_polls (device_id) {
         device_id -> Int8,
         epoch -> Int8,
@@ -241,6 +249,7 @@ diesel::joinable!(collectors -> companies (company_id));
 diesel::joinable!(devices -> companies (company_id));
 diesel::joinable!(job_outputs -> jobs (job_id));
 diesel::joinable!(jobs -> collectors (collector_id));
+diesel::joinable!(job_parts -> jobs (job_id));
 diesel::joinable!(nodes -> monitor_servers (server_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -253,6 +262,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     devices,
     events,
     job_outputs,
+    job_parts,
     jobs,
     monitor_servers,
     latest_polls,

@@ -16,6 +16,7 @@ use vigil::db::{self, Db};
 use crate::helpers::{assert_error, eventually, place, Answer, Backend, TestCluster, PATIENCE};
 
 crate::on_both_backends!(
+    an_export_streams_the_window_raw_or_rolled_up_as_csv,
     a_lane_runs_at_most_its_limit_and_operations_do_what_they_say,
     a_burst_from_two_coordinators_keeps_every_lane_within_its_limit,
     waiting_order_survives_a_restart_and_a_gone_nodes_run_is_queued_again,
@@ -633,7 +634,7 @@ async fn a_report_says_what_the_stored_samples_say(backend: Backend) {
     let not_yet = cluster
         .post(
             "/api/v1/collectors",
-            json!({"company_id": company, "name": "export", "kind": "export",
+            json!({"company_id": company, "name": "discovery", "kind": "discovery",
                    "target": {"all": true}, "expected_duration": "fast"}),
         )
         .await;
@@ -642,4 +643,115 @@ async fn a_report_says_what_the_stored_samples_say(backend: Backend) {
         StatusCode::UNPROCESSABLE_ENTITY,
         "kind_not_available",
     );
+}
+
+/// Runs an export collector of `company` with `params` to its end; the job.
+async fn exported(cluster: &TestCluster, company: i64, name: &str, params: Value) -> Value {
+    let made = cluster
+        .post(
+            "/api/v1/collectors",
+            json!({"company_id": company, "name": name, "kind": "export",
+                   "target": {"all": true}, "expected_duration": "medium",
+                   "params": params}),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{made:?}");
+    let queued = run(cluster, made.body["id"].as_i64().unwrap()).await;
+    assert_eq!(queued.status, StatusCode::ACCEPTED, "{queued:?}");
+    until_status(cluster, queued.body["job"]["id"].as_i64().unwrap(), "done").await
+}
+
+async fn an_export_streams_the_window_raw_or_rolled_up_as_csv(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 0).await;
+    let company = cluster.company("acme").await;
+    let device = cluster.device(company, "web, east").await;
+    place(&cluster.db, device, 1).await;
+    // Two hours of polls a minute apart, ending five minutes ago: CPU k, memory 50.
+    let now = Utc::now().timestamp_millis();
+    let first = (now - 125 * 60_000) / 60_000 * 60_000;
+    for k in 0..120i64 {
+        let readings = vec![
+            ("cpu_usage_percent", k as f64),
+            ("memory_usage_percent", 50.0),
+        ];
+        store(&cluster.db, device, first + k * 60_000, readings).await;
+    }
+    let bad = cluster
+        .post(
+            "/api/v1/collectors",
+            json!({"company_id": company, "name": "bad", "kind": "export",
+                   "target": {"all": true}, "expected_duration": "fast",
+                   "params": {"tier": "second"}}),
+        )
+        .await;
+    assert_error(&bad, StatusCode::BAD_REQUEST, "invalid_params");
+
+    // Raw, the last three hours: every reading, one line each.
+    let job = exported(&cluster, company, "raw", json!({"window_hours": 3})).await;
+    let id = job["id"].as_i64().unwrap();
+    assert_eq!(job["progress"]["rows_written"], 240, "{job}");
+    let csv = cluster.get_text(&format!("/api/v1/jobs/{id}/export")).await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "device_id,device,at,series,value,min,avg,max,count"
+    );
+    assert_eq!(lines.len(), 241, "{csv}");
+    let cpu: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.contains(",cpu_usage_percent,"))
+        .copied()
+        .collect();
+    assert_eq!(cpu.len(), 120);
+    let at = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    assert!(
+        cpu.contains(&&*format!(
+            "{device},\"web, east\",{},cpu_usage_percent,7,,,,",
+            at(first + 7 * 60_000)
+        )),
+        "{csv}"
+    );
+
+    // Hourly rollups: per hour min, avg, max, count and the last reading.
+    crate::rollups::roll_all(&cluster.db).await;
+    let job = exported(
+        &cluster,
+        company,
+        "hourly",
+        json!({"window_hours": 4, "tier": "hour"}),
+    )
+    .await;
+    let csv = cluster
+        .get_text(&format!("/api/v1/jobs/{}/export", job["id"]))
+        .await;
+    let hours: Vec<Vec<String>> = csv
+        .lines()
+        .skip(1)
+        .filter(|l| l.contains(",cpu_usage_percent,"))
+        .map(|l| l.rsplit(',').take(5).map(String::from).collect())
+        .collect();
+    // Each full hour of the two holds 60 polls; the readings of one hour are
+    // consecutive values of k, so avg is (min + max) / 2 and last is max.
+    let full: Vec<&Vec<String>> = hours.iter().filter(|h| h[0] == "60").collect();
+    assert!(!full.is_empty(), "{csv}");
+    for h in full {
+        let (count, max, avg, min, last) = (&h[0], &h[1], &h[2], &h[3], &h[4]);
+        let (max, avg, min): (f64, f64, f64) = (
+            max.parse().unwrap(),
+            avg.parse().unwrap(),
+            min.parse().unwrap(),
+        );
+        assert_eq!(count, "60");
+        assert_eq!(max - min, 59.0, "{h:?}");
+        assert_eq!(avg, (max + min) / 2.0, "{h:?}");
+        assert_eq!(last.parse::<f64>().unwrap(), max, "{h:?}");
+    }
+
+    // A report job has no export, and a report's route refuses an export job.
+    let refused = cluster.get(&format!("/api/v1/jobs/{id}/report")).await;
+    assert_error(&refused, StatusCode::CONFLICT, "no_report");
 }

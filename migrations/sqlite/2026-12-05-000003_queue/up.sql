@@ -58,6 +58,14 @@ CREATE TABLE job_outputs (
     output TEXT NOT NULL
 );
 
+-- What an export wrote: its CSV in parts of about a MiB, in order.
+CREATE TABLE job_parts (
+    job_id BIGINT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    part BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (job_id, part)
+);
+
 -- A collector waits in the queue once at most.
 CREATE UNIQUE INDEX jobs_one_waiting ON jobs (collector_id) WHERE status = 'waiting';
 CREATE INDEX jobs_lane_status ON jobs (lane, status, position);

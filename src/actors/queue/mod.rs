@@ -7,6 +7,7 @@
 //! cluster and queues them again at the head of their lane (where the lane says so), and fires the scheduled
 //! collectors whose due time has come (`schedule`).
 
+pub mod export;
 pub mod report;
 pub mod run;
 pub mod schedule;

@@ -183,7 +183,7 @@ pub fn csv(devices: &[DeviceReport]) -> String {
 
 /// A CSV field: quoted, inner quotes doubled, when it holds a comma, quote or line
 /// break.
-fn quoted(text: &str) -> String {
+pub(super) fn quoted(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {

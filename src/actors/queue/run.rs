@@ -64,7 +64,7 @@ pub struct Environment {
 
 /// Progress of one job: written to its row and logged at most every
 /// [`PROGRESS_EVERY`], and at the end.
-struct Progress {
+pub(super) struct Progress {
     db: Db,
     job: i64,
     total: i64,
@@ -74,7 +74,7 @@ struct Progress {
 }
 
 impl Progress {
-    async fn advance(&mut self, done: i64, rows: i64) {
+    pub(super) async fn advance(&mut self, done: i64, rows: i64) {
         self.done = done;
         self.rows = rows;
         if self.written.elapsed() >= PROGRESS_EVERY || done == self.total {
@@ -98,7 +98,7 @@ impl Progress {
     }
 }
 
-fn failed(error: impl Into<String>) -> Ending {
+pub(super) fn failed(error: impl Into<String>) -> Ending {
     Ending {
         status: FAILED,
         error: Some(error.into()),
@@ -106,7 +106,7 @@ fn failed(error: impl Into<String>) -> Ending {
     }
 }
 
-fn stopped(done: i64, total: i64) -> Ending {
+pub(super) fn stopped(done: i64, total: i64) -> Ending {
     Ending {
         status: STOPPED,
         error: Some(format!("stopped after {done} of {total} targets")),
@@ -138,6 +138,9 @@ pub async fn run(
     match collector.kind.as_str() {
         "snapshot" => snapshot(&env, devices, &stop, &mut progress).await,
         "report" => report(&env, &job, &collector, devices, &stop, &mut progress).await,
+        "export" => {
+            super::export::export(&env, &job, &collector, devices, &stop, &mut progress).await
+        }
         other => failed(format!(
             "collectors of kind {other} cannot run on this node"
         )),

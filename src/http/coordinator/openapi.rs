@@ -74,6 +74,7 @@ use crate::http::error::ErrorBody;
         queue::force,
         queue::stop,
         queue::report,
+        queue::export,
     ),
     components(schemas(ErrorBody)),
     security(("bearer" = [])),

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::input;
 use super::state::AppState;
 use crate::actors::membership::GetCluster;
+use crate::actors::queue::export::{ExportParams, MAX_EXPORT_HOURS};
 use crate::actors::queue::report::csv;
 use crate::actors::queue::run::{ReportOutput, ReportParams, Target, MAX_WINDOW_HOURS};
 use crate::actors::queue::schedule::{self, Misfire, Schedule};
@@ -27,9 +28,9 @@ use crate::http::error::ApiError;
 use crate::http::extract::Id;
 
 /// Kinds a collector may be of on this version.
-const KINDS: [&str; 2] = ["snapshot", "report"];
+const KINDS: [&str; 3] = ["snapshot", "report", "export"];
 /// Kinds the queue will take that this version does not run yet.
-const NOT_YET: [&str; 2] = ["export", "discovery"];
+const NOT_YET: [&str; 1] = ["discovery"];
 /// Devices one collector may name at most.
 const MAX_TARGET_DEVICES: usize = 10_000;
 /// Most concurrent runs a lane may be given.
@@ -41,12 +42,14 @@ pub struct NewCollectorBody {
     /// Required with an admin token; a scoped token's collectors are its company's.
     company_id: Option<i64>,
     name: String,
-    /// `snapshot` (poll every target once now and store the readings) or `report`
-    /// (availability, CPU, memory and disk, time in each state and events over a window).
+    /// `snapshot` (poll every target once now and store the readings), `report`
+    /// (availability, CPU, memory and disk, time in each state and events over a
+    /// window) or `export` (the samples of a window as CSV, raw or rolled up).
     kind: String,
     /// `{"devices": [ids]}` or `{"all": true}`: devices of the collector's company.
     target: Target,
-    /// A report's `{"window_hours": 24}`; nothing for a snapshot.
+    /// A report's `{"window_hours": 24}`; an export's `{"window_hours": 24, "tier":
+    /// "raw"}` (`minute`, `hour`); nothing for a snapshot.
     #[schema(value_type = Option<Object>)]
     params: Option<serde_json::Value>,
     /// `fast` (a few hours or less), `medium` (up to a day) or `slow`: the lane its runs
@@ -223,13 +226,13 @@ fn kind(value: &str) -> Result<String, ApiError> {
         return Err(ApiError::unprocessable(
             "kind_not_available",
             format!(
-                "collectors of kind {value} are not available in this version; it runs snapshot and report collectors"
+                "collectors of kind {value} are not available in this version; it runs snapshot, report and export collectors"
             ),
         ));
     }
     Err(ApiError::bad_request(
         "invalid_kind",
-        format!("kind must be snapshot or report (got {value:?})"),
+        format!("kind must be snapshot, report or export (got {value:?})"),
     ))
 }
 
@@ -248,6 +251,17 @@ fn params(kind: &str, value: Option<serde_json::Value>) -> Result<String, ApiErr
                 )));
             }
             serde_json::to_string(&report).map_err(|e| ApiError::Unexpected(e.into()))
+        }
+        "export" => {
+            let export: ExportParams = serde_json::from_value(value)
+                .map_err(|e| invalid(format!("an export's params: {e}")))?;
+            if !(1..=MAX_EXPORT_HOURS).contains(&export.window_hours) {
+                return Err(invalid(format!(
+                    "window_hours must be from 1 to {MAX_EXPORT_HOURS} (got {})",
+                    export.window_hours
+                )));
+            }
+            serde_json::to_string(&export).map_err(|e| ApiError::Unexpected(e.into()))
         }
         _ => match value.as_object() {
             Some(fields) if fields.is_empty() => Ok("{}".into()),
@@ -1137,4 +1151,58 @@ pub async fn report(
             format!("attachment; filename=\"report-{id}.csv\""),
         ))
         .body(csv(&report.devices)))
+}
+
+#[utoipa::path(get, operation_id = "get_job_export", path = "/api/v1/jobs/{id}/export", tag = "queue", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "A done export job's CSV (device_id,device,at,series,value,min,avg,max,count), streamed part by part", content_type = "text/csv"), (status = 409, description = "Not a done export", body = crate::http::error::ErrorBody)))]
+pub async fn export(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Id>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner().0;
+    let (job, collector) = existing_job(&state.db, &caller, id).await?;
+    if collector.kind != "export" || job.status != db_queue::DONE {
+        return Err(ApiError::conflict(
+            "no_export",
+            format!(
+                "job {id} is a {} job that is {}: only a done export job has an export",
+                collector.kind, job.status
+            ),
+        ));
+    }
+    let parts = state
+        .db
+        .run(move |conn| db_queue::part_count(conn, id))
+        .await?;
+    // One part read from the database at a time, as the client takes them.
+    let db = state.db.clone();
+    let body = futures_util::stream::unfold(0i64, move |part| {
+        let db = db.clone();
+        async move {
+            if part >= parts {
+                return None;
+            }
+            let read = db.run(move |conn| db_queue::part(conn, id, part)).await;
+            let chunk = match read {
+                Ok(Some(body)) => Ok(web::Bytes::from(body)),
+                Ok(None) => Err(actix_web::error::ErrorGone(format!(
+                    "job {id}'s export was deleted while it was read"
+                ))),
+                Err(error) => {
+                    tracing::warn!(job.id = id, %error, "cannot read an export's part");
+                    Err(actix_web::error::ErrorInternalServerError(
+                        "the export could not be read",
+                    ))
+                }
+            };
+            Some((chunk, part + 1))
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            "content-disposition",
+            format!("attachment; filename=\"export-{id}.csv\""),
+        ))
+        .streaming(body))
 }
