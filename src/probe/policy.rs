@@ -54,6 +54,45 @@ impl fmt::Display for Network {
 }
 
 impl Network {
+    /// Whether the two networks share an address.
+    pub fn overlaps(&self, other: &Network) -> bool {
+        let (wider, narrower) = if self.prefix <= other.prefix {
+            (self, other)
+        } else {
+            (other, self)
+        };
+        wider.contains(narrower.base)
+    }
+
+    /// Every address of the network, when it holds `max` at most. A /31 or /32 (/127,
+    /// /128) is its addresses; a wider IPv4 network leaves out its network and
+    /// broadcast addresses.
+    pub fn hosts(&self, max: u64) -> Option<Vec<IpAddr>> {
+        let bits = if self.base.is_ipv4() { 32 } else { 128 };
+        let host_bits = bits - u32::from(self.prefix);
+        if host_bits >= 64 || (1u64 << host_bits) > max {
+            return None;
+        }
+        let size = 1u128 << host_bits;
+        let trim = self.base.is_ipv4() && host_bits >= 2;
+        let range = if trim { 1..size - 1 } else { 0..size };
+        Some(match self.base {
+            IpAddr::V4(base) => {
+                let first =
+                    u128::from(u32::from(base) & (u32::MAX.checked_shl(host_bits).unwrap_or(0)));
+                range
+                    .map(|i| IpAddr::V4(std::net::Ipv4Addr::from((first + i) as u32)))
+                    .collect()
+            }
+            IpAddr::V6(base) => {
+                let first = u128::from(base) & u128::MAX.checked_shl(host_bits).unwrap_or(0);
+                range
+                    .map(|i| IpAddr::V6(std::net::Ipv6Addr::from(first + i)))
+                    .collect()
+            }
+        })
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.base, canonical(ip)) {
             (IpAddr::V4(base), IpAddr::V4(ip)) => {
@@ -157,6 +196,35 @@ pub fn literal_ip(host: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn net(text: &str) -> Network {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_networks_hosts_are_listed_up_to_a_bound() {
+        let hosts = net("10.0.3.0/30").hosts(1024).unwrap();
+        let expected: Vec<IpAddr> = vec!["10.0.3.1".parse().unwrap(), "10.0.3.2".parse().unwrap()];
+        assert_eq!(hosts, expected, "network and broadcast addresses left out");
+        assert_eq!(
+            net("10.0.3.7/32").hosts(1).unwrap(),
+            vec![net("10.0.3.7").base]
+        );
+        assert_eq!(net("10.0.3.9/22").hosts(1024).unwrap().len(), 1022);
+        assert_eq!(net("10.0.0.0/21").hosts(1024), None);
+        assert_eq!(net("fd00::/120").hosts(1024).unwrap().len(), 256);
+        assert_eq!(net("fd00::/64").hosts(1024), None);
+        assert_eq!(net("0.0.0.0/0").hosts(1024), None);
+    }
+
+    #[test]
+    fn networks_overlap_when_they_share_an_address() {
+        assert!(net("169.254.0.0/16").overlaps(&net("169.254.169.0/24")));
+        assert!(net("169.254.169.0/24").overlaps(&net("169.254.0.0/16")));
+        assert!(net("0.0.0.0/0").overlaps(&net("10.1.2.3/32")));
+        assert!(!net("10.0.0.0/24").overlaps(&net("10.0.1.0/24")));
+        assert!(!net("10.0.0.0/8").overlaps(&net("fd00::/8")));
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

@@ -76,11 +76,12 @@ impl Coordinator {
             Arc::clone(&reconciled),
             &registry,
         );
-        // Collection jobs poll devices (snapshot) under the same address policy as
-        // the monitor servers.
+        // Collection jobs poll devices (snapshot) and scan ranges (discovery) under the
+        // same address policy as the monitor servers.
         let queue = CollectionQueue::new(
             db.clone(),
             probe::standard(options.address_policy.clone()),
+            options.address_policy.clone(),
             membership.clone(),
             options.queue.clone(),
         )

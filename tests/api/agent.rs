@@ -21,14 +21,14 @@ const TEST_INTERVAL: Duration = Duration::from_millis(250);
 const MEMORY_DRIFT: f64 = 0.10;
 
 /// An agent started in-process on 127.0.0.1:0.
-struct TestAgent {
-    address: SocketAddr,
+pub(crate) struct TestAgent {
+    pub(crate) address: SocketAddr,
     handle: ServerHandle,
     http: awc::Client,
 }
 
 impl TestAgent {
-    async fn spawn() -> TestAgent {
+    pub(crate) async fn spawn() -> TestAgent {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let agent = Agent::start(listener, TEST_INTERVAL).unwrap();
         let (address, handle) = (agent.address(), agent.handle());

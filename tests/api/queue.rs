@@ -16,6 +16,7 @@ use vigil::db::{self, Db};
 use crate::helpers::{assert_error, eventually, place, Answer, Backend, TestCluster, PATIENCE};
 
 crate::on_both_backends!(
+    discovery_registers_what_answers_on_loopback_and_refuses_denied_ranges,
     an_export_streams_the_window_raw_or_rolled_up_as_csv,
     a_lane_runs_at_most_its_limit_and_operations_do_what_they_say,
     a_burst_from_two_coordinators_keeps_every_lane_within_its_limit,
@@ -626,23 +627,11 @@ async fn a_report_says_what_the_stored_samples_say(backend: Backend) {
         "{csv}"
     );
 
-    // A job with no report, and a bad format, are refused.
+    // A bad format is refused.
     let bad = cluster
         .get(&format!("/api/v1/jobs/{id}/report?format=xml"))
         .await;
     assert_error(&bad, StatusCode::BAD_REQUEST, "invalid_query");
-    let not_yet = cluster
-        .post(
-            "/api/v1/collectors",
-            json!({"company_id": company, "name": "discovery", "kind": "discovery",
-                   "target": {"all": true}, "expected_duration": "fast"}),
-        )
-        .await;
-    assert_error(
-        &not_yet,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "kind_not_available",
-    );
 }
 
 /// Runs an export collector of `company` with `params` to its end; the job.
@@ -754,4 +743,193 @@ async fn an_export_streams_the_window_raw_or_rolled_up_as_csv(backend: Backend) 
     // A report job has no export, and a report's route refuses an export job.
     let refused = cluster.get(&format!("/api/v1/jobs/{id}/report")).await;
     assert_error(&refused, StatusCode::CONFLICT, "no_report");
+}
+
+/// An HTTP server on port 0 whose `/metrics` answers a real node_exporter's text; its
+/// port.
+fn node_exporter_server() -> u16 {
+    let body = include_str!("../fixtures/node_exporter_1.prom");
+    let server = HttpServer::new(move || {
+        App::new().route(
+            "/metrics",
+            web::get().to(move || async move {
+                HttpResponse::Ok()
+                    .content_type("text/plain; version=0.0.4")
+                    .body(body)
+            }),
+        )
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let port = server.addrs()[0].port();
+    actix_rt::spawn(server.run());
+    port
+}
+
+async fn discovery_registers_what_answers_on_loopback_and_refuses_denied_ranges(backend: Backend) {
+    let cluster = TestCluster::spawn(backend, 0).await;
+    let company = cluster.company("acme").await;
+    let agent = crate::agent::TestAgent::spawn().await;
+    let node = node_exporter_server();
+    // A port that accepts connections and never answers HTTP, and one nobody holds.
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp_port = tcp.local_addr().unwrap().port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The node_exporter is a device of the company already.
+    let known = cluster
+        .device_at(
+            company,
+            "known",
+            &format!("http://127.0.0.1:{node}/metrics"),
+        )
+        .await;
+    let collector = |name: &str, params: Value| {
+        json!({"company_id": company, "name": name, "kind": "discovery",
+               "expected_duration": "fast", "params": params})
+    };
+
+    // Refused: a denied range or address, a range too large, both or neither given, a
+    // target.
+    for (params, status, code) in [
+        (
+            json!({"cidr": "169.254.169.0/24"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "address_denied",
+        ),
+        (
+            json!({"addresses": ["127.0.0.1", "169.254.169.254"]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "address_denied",
+        ),
+        (
+            json!({"cidr": "10.0.0.0/8"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_params",
+        ),
+        (
+            json!({"cidr": "10.0.0.0/30", "addresses": ["10.0.0.1"]}),
+            StatusCode::BAD_REQUEST,
+            "invalid_params",
+        ),
+        (
+            json!({"ports": [9109]}),
+            StatusCode::BAD_REQUEST,
+            "invalid_params",
+        ),
+        (
+            json!({"addresses": ["127.0.0.1"], "ports": [0]}),
+            StatusCode::BAD_REQUEST,
+            "invalid_params",
+        ),
+        (
+            json!({"addresses": ["not-an-ip"]}),
+            StatusCode::BAD_REQUEST,
+            "invalid_params",
+        ),
+    ] {
+        let refused = cluster
+            .post("/api/v1/collectors", collector("bad", params.clone()))
+            .await;
+        assert_error(&refused, status, code);
+    }
+    let mut with_target = collector("bad", json!({"addresses": ["127.0.0.1"]}));
+    with_target["target"] = json!({"all": true});
+    let refused = cluster.post("/api/v1/collectors", with_target).await;
+    assert_error(&refused, StatusCode::BAD_REQUEST, "invalid_target");
+
+    let ports = [agent.address.port(), node, tcp_port, closed];
+    let made = cluster
+        .post(
+            "/api/v1/collectors",
+            collector(
+                "loopback",
+                json!({"cidr": "127.0.0.1/32", "ports": ports,
+                       "look_for": ["agent", "node_exporter", "tcp"], "timeout_ms": 500}),
+            ),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{made:?}");
+    let queued = run(&cluster, made.body["id"].as_i64().unwrap()).await;
+    let id = queued.body["job"]["id"].as_i64().unwrap();
+    let done = until_status(&cluster, id, "done").await;
+    assert_eq!(done["progress"]["done"], 4, "{done}");
+    assert_eq!(done["progress"]["total"], 4, "{done}");
+    let output = cluster.get(&format!("/api/v1/jobs/{id}/output")).await;
+    assert_eq!(output.status, StatusCode::OK, "{output:?}");
+    let out = output.body;
+    assert_eq!(
+        (out["addresses"].as_i64(), out["probed"].as_i64()),
+        (Some(1), Some(4))
+    );
+    let added: std::collections::BTreeSet<(String, String, String)> = out["added"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["found"].as_str().unwrap().to_string(),
+                a["kind"].as_str().unwrap().to_string(),
+                a["address"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        added,
+        [
+            (
+                "agent".to_string(),
+                "agent".to_string(),
+                format!("http://127.0.0.1:{}/metrics.json", agent.address.port())
+            ),
+            (
+                "tcp".to_string(),
+                "tcp".to_string(),
+                format!("127.0.0.1:{tcp_port}")
+            ),
+        ]
+        .into_iter()
+        .collect(),
+        "{out}"
+    );
+    assert_eq!(out["skipped"].as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(out["skipped"][0]["found"], "node_exporter", "{out}");
+    assert!(
+        out["skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("device {known}")),
+        "{out}"
+    );
+    // The devices are the company's, as the API lists them.
+    let devices = cluster
+        .get(&format!("/api/v1/devices?company_id={company}"))
+        .await
+        .body;
+    let names: Vec<&str> = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&&*format!("127.0.0.1:{tcp_port}")),
+        "{devices}"
+    );
+    assert_eq!(names.len(), 3, "{devices}");
+    drop(tcp);
+
+    // Run again: everything found is a device already.
+    let again = run(&cluster, made.body["id"].as_i64().unwrap()).await;
+    let again_id = again.body["job"]["id"].as_i64().unwrap();
+    until_status(&cluster, again_id, "done").await;
+    let out = cluster
+        .get(&format!("/api/v1/jobs/{again_id}/output"))
+        .await
+        .body;
+    assert_eq!(out["added"], json!([]), "{out}");
 }

@@ -7,6 +7,7 @@
 //! cluster and queues them again at the head of their lane (where the lane says so), and fires the scheduled
 //! collectors whose due time has come (`schedule`).
 
+pub mod discovery;
 pub mod export;
 pub mod report;
 pub mod run;
@@ -80,11 +81,12 @@ impl CollectionQueue {
     pub fn new(
         db: Db,
         probes: ProbeFactory,
+        policy: crate::probe::AddressPolicy,
         membership: Tracked<Membership>,
         settings: QueueSettings,
     ) -> Self {
         CollectionQueue {
-            env: Environment { db, probes },
+            env: Environment { db, probes, policy },
             membership,
             settings,
             running: HashMap::new(),

@@ -60,6 +60,8 @@ pub struct ReportOutput {
 pub struct Environment {
     pub db: Db,
     pub probes: ProbeFactory,
+    /// What a discovery may scan.
+    pub policy: crate::probe::AddressPolicy,
 }
 
 /// Progress of one job: written to its row and logged at most every
@@ -74,6 +76,11 @@ pub(super) struct Progress {
 }
 
 impl Progress {
+    /// The run's work counted in something else than targets (a discovery's probes).
+    pub(super) fn set_total(&mut self, total: i64) {
+        self.total = total;
+    }
+
     pub(super) async fn advance(&mut self, done: i64, rows: i64) {
         self.done = done;
         self.rows = rows;
@@ -140,6 +147,9 @@ pub async fn run(
         "report" => report(&env, &job, &collector, devices, &stop, &mut progress).await,
         "export" => {
             super::export::export(&env, &job, &collector, devices, &stop, &mut progress).await
+        }
+        "discovery" => {
+            super::discovery::discover(&env, &collector, devices, &stop, &mut progress).await
         }
         other => failed(format!(
             "collectors of kind {other} cannot run on this node"

@@ -126,6 +126,7 @@ fn token_endpoints() -> Vec<Endpoint> {
         endpoint!(POST "/api/v1/jobs/{id}/stop" => queue::stop),
         endpoint!(GET "/api/v1/jobs/{id}/report" => queue::report),
         endpoint!(GET "/api/v1/jobs/{id}/export" => queue::export),
+        endpoint!(GET "/api/v1/jobs/{id}/output" => queue::output),
     ]
 }
 

@@ -75,6 +75,7 @@ use crate::http::error::ErrorBody;
         queue::stop,
         queue::report,
         queue::export,
+        queue::output,
     ),
     components(schemas(ErrorBody)),
     security(("bearer" = [])),

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::input;
 use super::state::AppState;
 use crate::actors::membership::GetCluster;
+use crate::actors::queue::discovery::DiscoveryParams;
 use crate::actors::queue::export::{ExportParams, MAX_EXPORT_HOURS};
 use crate::actors::queue::report::csv;
 use crate::actors::queue::run::{ReportOutput, ReportParams, Target, MAX_WINDOW_HOURS};
@@ -26,11 +27,13 @@ use crate::db::{self, Db};
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::extract::Id;
+use crate::probe::AddressPolicy;
 
-/// Kinds a collector may be of on this version.
-const KINDS: [&str; 3] = ["snapshot", "report", "export"];
-/// Kinds the queue will take that this version does not run yet.
-const NOT_YET: [&str; 1] = ["discovery"];
+/// Kinds a collector may be of.
+const KINDS: [&str; 4] = ["snapshot", "report", "export", "discovery"];
+/// What a discovery collector's target is stored as: the company, whose devices tell
+/// which addresses it has already.
+const DISCOVERY_TARGET: &str = r#"{"all":true}"#;
 /// Devices one collector may name at most.
 const MAX_TARGET_DEVICES: usize = 10_000;
 /// Most concurrent runs a lane may be given.
@@ -44,12 +47,17 @@ pub struct NewCollectorBody {
     name: String,
     /// `snapshot` (poll every target once now and store the readings), `report`
     /// (availability, CPU, memory and disk, time in each state and events over a
-    /// window) or `export` (the samples of a window as CSV, raw or rolled up).
+    /// window), `export` (the samples of a window as CSV, raw or rolled up) or
+    /// `discovery` (scan addresses for agents, node_exporters or open ports and register
+    /// what answers).
     kind: String,
-    /// `{"devices": [ids]}` or `{"all": true}`: devices of the collector's company.
-    target: Target,
+    /// `{"devices": [ids]}` or `{"all": true}`: devices of the collector's company
+    /// (required but for a discovery, which takes none).
+    target: Option<Target>,
     /// A report's `{"window_hours": 24}`; an export's `{"window_hours": 24, "tier":
-    /// "raw"}` (`minute`, `hour`); nothing for a snapshot.
+    /// "raw"}` (`minute`, `hour`); a discovery's `{"cidr": "10.0.3.0/24"}` or
+    /// `{"addresses": [...]}` with `ports`, `look_for` and `timeout_ms`; nothing for a
+    /// snapshot.
     #[schema(value_type = Option<Object>)]
     params: Option<serde_json::Value>,
     /// `fast` (a few hours or less), `medium` (up to a day) or `slow`: the lane its runs
@@ -222,22 +230,18 @@ fn kind(value: &str) -> Result<String, ApiError> {
     if KINDS.contains(&value) {
         return Ok(value.to_string());
     }
-    if NOT_YET.contains(&value) {
-        return Err(ApiError::unprocessable(
-            "kind_not_available",
-            format!(
-                "collectors of kind {value} are not available in this version; it runs snapshot, report and export collectors"
-            ),
-        ));
-    }
     Err(ApiError::bad_request(
         "invalid_kind",
-        format!("kind must be snapshot, report or export (got {value:?})"),
+        format!("kind must be snapshot, report, export or discovery (got {value:?})"),
     ))
 }
 
 /// A kind's params checked, as stored.
-fn params(kind: &str, value: Option<serde_json::Value>) -> Result<String, ApiError> {
+fn params(
+    kind: &str,
+    value: Option<serde_json::Value>,
+    policy: &AddressPolicy,
+) -> Result<String, ApiError> {
     let value = value.unwrap_or_else(|| serde_json::json!({}));
     let invalid = |message: String| ApiError::bad_request("invalid_params", message);
     match kind {
@@ -251,6 +255,18 @@ fn params(kind: &str, value: Option<serde_json::Value>) -> Result<String, ApiErr
                 )));
             }
             serde_json::to_string(&report).map_err(|e| ApiError::Unexpected(e.into()))
+        }
+        "discovery" => {
+            let discovery: DiscoveryParams = serde_json::from_value(value)
+                .map_err(|e| invalid(format!("a discovery's params: {e}")))?;
+            discovery.addresses(policy).map_err(|refusal| {
+                if refusal.code == "address_denied" {
+                    ApiError::unprocessable(refusal.code, refusal.message)
+                } else {
+                    ApiError::bad_request(refusal.code, refusal.message)
+                }
+            })?;
+            serde_json::to_string(&discovery).map_err(|e| ApiError::Unexpected(e.into()))
         }
         "export" => {
             let export: ExportParams = serde_json::from_value(value)
@@ -330,6 +346,13 @@ fn misfire(value: &str) -> Result<Misfire, ApiError> {
     })
 }
 
+fn no_discovery_target() -> ApiError {
+    ApiError::bad_request(
+        "invalid_target",
+        "a discovery collector takes no target: the addresses it scans are in its params",
+    )
+}
+
 fn collector_not_found(id: i64) -> ApiError {
     ApiError::NotFound(format!("collector {id} does not exist"))
 }
@@ -381,8 +404,18 @@ pub async fn create(
     let name = input::name("name", &body.name)?;
     let kind = kind(&body.kind)?;
     let lane = lane("expected_duration", &body.expected_duration)?;
-    let params = params(&kind, body.params)?;
-    let target = target(&state.db, company, &body.target).await?;
+    let params = params(&kind, body.params, &state.policy)?;
+    let target = match (kind.as_str(), &body.target) {
+        ("discovery", None) => DISCOVERY_TARGET.to_string(),
+        ("discovery", Some(_)) => return Err(no_discovery_target()),
+        (_, Some(given)) => target(&state.db, company, given).await?,
+        (_, None) => {
+            return Err(ApiError::bad_request(
+                "invalid_target",
+                "target is required: {\"all\": true} or {\"devices\": [ids]}",
+            ))
+        }
+    };
     let time_zone = body.time_zone.unwrap_or_else(|| "UTC".into());
     let misfire = misfire(body.misfire.as_deref().unwrap_or("once"))?;
     let next_due_at = match &body.schedule {
@@ -492,9 +525,12 @@ pub async fn update(
         changes.expected_duration = Some(lane("expected_duration", duration)?.as_str().into());
     }
     if body.params.is_some() {
-        changes.params = Some(params(&collector.kind, body.params)?);
+        changes.params = Some(params(&collector.kind, body.params, &state.policy)?);
     }
     if let Some(t) = &body.target {
+        if collector.kind == "discovery" {
+            return Err(no_discovery_target());
+        }
         changes.target = Some(target(&state.db, collector.company_id, t).await?);
     }
     if let Some(value) = &body.misfire {
@@ -1205,4 +1241,28 @@ pub async fn export(
             format!("attachment; filename=\"export-{id}.csv\""),
         ))
         .streaming(body))
+}
+
+#[utoipa::path(get, operation_id = "get_job_output", path = "/api/v1/jobs/{id}/output", tag = "queue", params(("id" = i64, Path, minimum = 1)), responses((status = 200, description = "What a done job produced, as JSON: a snapshot's counts, a report, an export's summary, a discovery's devices added and skipped"), (status = 409, description = "Not done", body = crate::http::error::ErrorBody)))]
+pub async fn output(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Id>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner().0;
+    let (job, _) = existing_job(&state.db, &caller, id).await?;
+    if job.status != db_queue::DONE {
+        return Err(ApiError::conflict(
+            "no_output",
+            format!("job {id} is {}: only a done job has an output", job.status),
+        ));
+    }
+    let output = state
+        .db
+        .run(move |conn| db_queue::output_of(conn, id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("job {id}'s output is gone")))?;
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(output))
 }
