@@ -107,16 +107,23 @@ async fn a_lane_runs_at_most_its_limit_and_operations_do_what_they_say(backend: 
     let company = cluster.company("acme").await;
     let slow = slow_server(700);
     let mut devices = Vec::new();
-    for n in 0..3 {
+    for n in 0..10 {
         devices.push(
             cluster
                 .device_at(company, &format!("slow-{n}"), &slow)
                 .await,
         );
     }
+    // a polls ten devices (7 s, for the operations below to find it running however
+    // loaded the machine is); b, c and d three.
     let mut collectors = Vec::new();
     for name in ["a", "b", "c", "d"] {
-        collectors.push(collector(&cluster, company, name, &devices, "fast").await);
+        let targets = if name == "a" {
+            &devices[..]
+        } else {
+            &devices[..3]
+        };
+        collectors.push(collector(&cluster, company, name, targets, "fast").await);
     }
     let mut jobs = Vec::new();
     for c in &collectors {
@@ -176,6 +183,11 @@ async fn a_lane_runs_at_most_its_limit_and_operations_do_what_they_say(backend: 
         waiting_ids(&fast_lane(&cluster).await),
         [jobs[3], jobs[2], jobs[1]]
     );
+    // The slow lane paused, so c does not start there between the two moves.
+    let paused = cluster
+        .post("/api/v1/queue/pause", json!({"lane": "slow"}))
+        .await;
+    assert_eq!(paused.status, StatusCode::OK, "{paused:?}");
     let moved = cluster
         .post(
             &format!("/api/v1/jobs/{}/move", jobs[2]),

@@ -14,9 +14,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::run::{failed, stopped, Environment, Progress};
+use super::run::{done_with, failed, params_of, stopped, Environment, Progress};
 use crate::db::models::{Device, NewDevice};
-use crate::db::queue::{Collector, Ending, DONE};
+use crate::db::queue::{Collector, Ending};
 use crate::db::{self};
 use crate::domain::{DeviceKind, DeviceSpec};
 use crate::probe::policy::Network;
@@ -242,9 +242,9 @@ pub(super) async fn discover(
     stop: &AtomicBool,
     progress: &mut Progress,
 ) -> Ending {
-    let params: DiscoveryParams = match serde_json::from_str(&collector.params) {
+    let params: DiscoveryParams = match params_of(collector) {
         Ok(params) => params,
-        Err(error) => return failed(format!("the collector's params cannot be read: {error}")),
+        Err(ending) => return ending,
     };
     // Checked again: the address policy may have changed since the collector was saved.
     let addresses = match params.addresses(&env.policy) {
@@ -283,14 +283,7 @@ pub(super) async fn discover(
                 added,
                 skipped,
             };
-            match serde_json::to_string(&output) {
-                Ok(json) => Ending {
-                    status: DONE,
-                    error: None,
-                    output: Some(json),
-                },
-                Err(error) => failed(error.to_string()),
-            }
+            done_with(&output)
         }
         Err(error) => failed(format!("cannot register the devices found: {error}")),
     }

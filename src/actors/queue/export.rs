@@ -11,9 +11,9 @@ use chrono::{SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::report::quoted;
-use super::run::{failed, stopped, Environment, Progress};
+use super::run::{done_with, failed, params_of, stopped, Environment, Progress};
 use crate::db::models::Device;
-use crate::db::queue::{Collector, Ending, Job, DONE};
+use crate::db::queue::{Collector, Ending, Job};
 use crate::db::store::rollup::{self, Tier};
 use crate::db::{self, DbConn};
 
@@ -117,9 +117,9 @@ pub(super) async fn export(
     stop: &AtomicBool,
     progress: &mut Progress,
 ) -> Ending {
-    let params: ExportParams = match serde_json::from_str(&collector.params) {
+    let params: ExportParams = match params_of(collector) {
         Ok(params) => params,
-        Err(error) => return failed(format!("the collector's params cannot be read: {error}")),
+        Err(ending) => return ending,
     };
     let to_ms = job
         .started_at
@@ -182,14 +182,7 @@ pub(super) async fn export(
         bytes: parts.bytes,
         parts: parts.written,
     };
-    match serde_json::to_string(&output) {
-        Ok(json) => Ending {
-            status: DONE,
-            error: None,
-            output: Some(json),
-        },
-        Err(error) => failed(error.to_string()),
-    }
+    done_with(&output)
 }
 
 fn rfc3339(ms: i64) -> String {

@@ -113,6 +113,26 @@ pub(super) fn failed(error: impl Into<String>) -> Ending {
     }
 }
 
+/// A collector's params, as its kind reads them.
+pub(super) fn params_of<T: serde::de::DeserializeOwned>(
+    collector: &Collector,
+) -> Result<T, Ending> {
+    serde_json::from_str(&collector.params)
+        .map_err(|error| failed(format!("the collector's params cannot be read: {error}")))
+}
+
+/// A run that ended with `output`.
+pub(super) fn done_with(output: &impl Serialize) -> Ending {
+    match serde_json::to_string(output) {
+        Ok(json) => Ending {
+            status: DONE,
+            error: None,
+            output: Some(json),
+        },
+        Err(error) => failed(error.to_string()),
+    }
+}
+
 pub(super) fn stopped(done: i64, total: i64) -> Ending {
     Ending {
         status: STOPPED,
@@ -292,9 +312,9 @@ async fn report(
     stop: &AtomicBool,
     progress: &mut Progress,
 ) -> Ending {
-    let params: ReportParams = match serde_json::from_str(&collector.params) {
+    let params: ReportParams = match params_of(collector) {
         Ok(params) => params,
-        Err(error) => return failed(format!("the collector's params cannot be read: {error}")),
+        Err(ending) => return ending,
     };
     let to_ms = job
         .started_at
@@ -327,14 +347,7 @@ async fn report(
         to,
         devices: reports,
     };
-    match serde_json::to_string(&output) {
-        Ok(json) => Ending {
-            status: DONE,
-            error: None,
-            output: Some(json),
-        },
-        Err(error) => failed(error.to_string()),
-    }
+    done_with(&output)
 }
 
 /// One device's report over `[from_ms, to_ms)`.
